@@ -1,0 +1,82 @@
+import AgentProtocol
+import CAgentSupport
+import Logging
+import NIOCore
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The guest agent: PID 1 of every sandbox VM.
+public enum GuestAgent {
+    public static func main(arguments: [String]) async {
+        let isInit = getpid() == 1
+        let level = (isInit ? commandLineValue("omnirun.log") : nil).flatMap { Logger.Level(rawValue: $0) } ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "omnirun.agent")
+        let bootMillis = Clock.monotonicMillis()
+
+        if isInit {
+            do {
+                try GuestInit(logger: logger).run()
+            } catch {
+                logger.critical("boot failed", metadata: ["error": "\(error)"])
+                powerOff()
+            }
+        }
+
+        var devicePath: String? = nil
+        if let index = arguments.firstIndex(of: "--device"), index + 1 < arguments.count {
+            devicePath = arguments[index + 1]
+        }
+        if devicePath == nil {
+            let deadline = Clock.monotonicMillis() + 10_000
+            while devicePath == nil, Clock.monotonicMillis() < deadline {
+                devicePath = AgentServer.findPort(named: AgentAPI.portName)
+                if devicePath == nil { usleep(2000) }
+            }
+        }
+        guard let devicePath else {
+            logger.critical("no virtio-serial port named \(AgentAPI.portName)")
+            if isInit { powerOff() }
+            return
+        }
+
+        let group = MultiThreadedEventLoopGroup.singleton
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+        let reaper = Reaper()
+        let table = ProcessTable(logger: logger)
+        reaper.start(table: table, logger: logger)
+        let identity = SandboxIdentity(ownsMachine: isInit, logger: logger)
+        let files = FileService(pool: pool, identity: identity)
+        let launcher = ProcessLauncher(table: table, identity: identity, reaper: reaper, group: group, logger: logger)
+        let router = Router(
+            table: table, launcher: launcher, files: files, identity: identity, group: group, logger: logger,
+            bootMillis: bootMillis,
+            onShutdown: {
+                guard isInit else { return }
+                await table.killAll(signal: SIGTERM)
+                try? await Task.sleep(for: .milliseconds(300))
+                await table.killAll(signal: SIGKILL)
+                powerOff()
+            })
+        logger.info("agent ready", metadata: ["device": "\(devicePath)", "api": "\(AgentAPI.version)"])
+        await AgentServer(devicePath: devicePath, router: router, group: group, logger: logger).run()
+    }
+
+    /// Flushes the disk and stops the machine (QEMU runs with -no-reboot, so a
+    /// reboot ends it).
+    static func powerOff() -> Never {
+        sync()
+        mount(nil, "/", nil, UInt(MS_REMOUNT | MS_RDONLY), nil)
+        sync()
+        _ = omr_reboot_now()
+        while true { pause() }
+    }
+}

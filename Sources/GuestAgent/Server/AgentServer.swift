@@ -1,0 +1,109 @@
+import AgentProtocol
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTP2
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Serves the wire contract over the virtio-serial port. The host may go away and
+/// come back (a server restart, a snapshot restore): each time a fresh HTTP/2
+/// connection starts on the same port. While no host is attached the port reads
+/// end-of-file at once, so the loop backs off briefly instead of spinning.
+struct AgentServer: Sendable {
+    let devicePath: String
+    let router: Router
+    let group: any EventLoopGroup
+    let logger: Logger
+
+    static var http2Settings: HTTP2Settings {
+        [
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: 4096),
+            HTTP2Setting(parameter: .initialWindowSize, value: 4 << 20),
+            HTTP2Setting(parameter: .maxFrameSize, value: 1 << 18),
+        ]
+    }
+
+    static var http2Configuration: NIOHTTP2Handler.Configuration {
+        var configuration = NIOHTTP2Handler.Configuration()
+        configuration.connection.initialSettings = http2Settings
+        configuration.stream.targetWindowSize = 4 << 20
+        return configuration
+    }
+
+    func run() async {
+        var backoffMillis: Int64 = 1
+        while !Task.isCancelled {
+            let fd = open(devicePath, O_RDWR | O_CLOEXEC | O_NONBLOCK)
+            if fd < 0 {
+                logger.warning("cannot open the agent port", metadata: ["device": "\(devicePath)", "errno": "\(errno)"])
+                try? await Task.sleep(for: .milliseconds(200))
+                continue
+            }
+            let opened = Clock.monotonicMillis()
+            let served = await serve(fd: fd)
+            // A connection that carried traffic resets the back-off; an immediate
+            // end-of-file (no host attached) grows it up to 10 ms.
+            if served || Clock.monotonicMillis() - opened > 100 {
+                backoffMillis = 1
+            } else {
+                backoffMillis = min(backoffMillis * 2, 10)
+            }
+            try? await Task.sleep(for: .milliseconds(backoffMillis))
+        }
+    }
+
+    /// Serves one host connection until it ends. Returns whether any stream was served.
+    private func serve(fd: Int32) async -> Bool {
+        let configuration = Self.http2Configuration
+        let router = self.router
+        var servedAny = false
+        do {
+            let multiplexer = try await NIOPipeBootstrap(group: group)
+                .takingOwnershipOfDescriptor(inputOutput: fd) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(
+                            mode: .server, configuration: configuration
+                        ) { stream in
+                            stream.eventLoop.makeCompletedFuture {
+                                try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
+                                return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(
+                                    wrappingChannelSynchronously: stream)
+                            }
+                        }
+                    }
+                }
+            try await withThrowingDiscardingTaskGroup { tasks in
+                for try await stream in multiplexer.inbound {
+                    servedAny = true
+                    tasks.addTask { await router.handle(stream) }
+                }
+            }
+        } catch {
+            if servedAny { logger.info("host connection ended", metadata: ["error": "\(error)"]) }
+        }
+        return servedAny
+    }
+
+    /// Finds the character device of the virtio-serial port with the given name.
+    static func findPort(named name: String) -> String? {
+        for entry in (try? FileService.directoryNames("/sys/class/virtio-ports")) ?? [] {
+            let nameFile = "/sys/class/virtio-ports/\(entry)/name"
+            if let text = readSmallFile(nameFile), text.trimmingNewlines() == name {
+                return "/dev/\(entry)"
+            }
+        }
+        return nil
+    }
+}
+
+extension StringProtocol {
+    func trimmingNewlines() -> String {
+        var s = Substring(self)
+        while let last = s.last, last == "\n" || last == "\r" || last == " " { s = s.dropLast() }
+        return String(s)
+    }
+}

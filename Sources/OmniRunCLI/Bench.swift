@@ -1,0 +1,2 @@
+import ArgumentParser
+extension OmniRun { struct Bench: AsyncParsableCommand { func run() async throws {} } }

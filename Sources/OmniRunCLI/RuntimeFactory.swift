@@ -1,0 +1,36 @@
+import Foundation
+import Logging
+import OmniRunError
+import QEMUDriver
+import SandboxRuntime
+
+enum RuntimeFactory {
+    static func bootstrapLogging(_ level: String) {
+        let parsed = Logger.Level(rawValue: level) ?? .warning
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = parsed
+            return handler
+        }
+    }
+
+    static func makeRuntime(_ options: RuntimeOptions) throws -> SandboxRuntime {
+        let logger = Logger(label: "omnirun")
+        var qemu = QEMUConfiguration()
+        let env = Foundation.ProcessInfo.processInfo.environment
+        if let binary = env["OMNIRUN_QEMU"] { qemu.qemuBinary = binary }
+        if let binary = env["OMNIRUN_QEMU_IMG"] { qemu.qemuImgBinary = binary }
+        if env["OMNIRUN_QEMU_SECCOMP"] == "0" { qemu.seccomp = false }
+        if let user = env["OMNIRUN_QEMU_RUNAS"], !user.isEmpty { qemu.runAs = user }
+        let accel = env["OMNIRUN_ACCEL"] ?? options.accel
+        guard let choice = AcceleratorChoice(rawValue: accel) else {
+            throw OmniRunError(.invalidArgument, "unknown accelerator '\(accel)' (auto, kvm, tcg)")
+        }
+        qemu.accelerator = choice
+        let driver = try QEMUDriver(configuration: qemu, logger: logger)
+        let catalog = ImageCatalog(cacheDirectory: options.cacheDir ?? ImageCatalog.defaultCacheDirectory)
+        let configuration = SandboxRuntime.Configuration(
+            dataDirectory: options.dataDir ?? SandboxRuntime.Configuration.defaultDataDirectory)
+        return SandboxRuntime(driver: driver, catalog: catalog, configuration: configuration, logger: logger)
+    }
+}

@@ -1,0 +1,97 @@
+/// What a machine is made of: a kernel, an initramfs holding the agent, a root
+/// disk, and its size.
+public struct MachineImage: Sendable, Codable, Equatable {
+    public var template: String
+    public var kernel: String
+    public var initrd: String
+    public var rootfs: String
+    public var vcpus: Int
+    public var memoryMB: Int
+    public var diskMB: Int?
+    /// Hash of every input that built the image.
+    public var key: String
+
+    public init(
+        template: String, kernel: String, initrd: String, rootfs: String, vcpus: Int, memoryMB: Int, diskMB: Int?,
+        key: String
+    ) {
+        self.template = template
+        self.kernel = kernel
+        self.initrd = initrd
+        self.rootfs = rootfs
+        self.vcpus = vcpus
+        self.memoryMB = memoryMB
+        self.diskMB = diskMB
+        self.key = key
+    }
+}
+
+/// A saved machine: memory file, device state and the frozen disk, all read-only
+/// once written. Every restore maps the memory copy-on-write over a fresh overlay.
+public struct MachineSnapshot: Sendable, Codable, Equatable {
+    public var image: MachineImage
+    public var directory: String
+    public var memoryFile: String
+    public var deviceStateFile: String
+    public var diskFile: String
+    /// Which accelerator the snapshot was taken under (restore must match).
+    public var accelerator: String
+    public var createdAtMillis: Int64
+
+    public init(
+        image: MachineImage, directory: String, memoryFile: String, deviceStateFile: String, diskFile: String,
+        accelerator: String, createdAtMillis: Int64
+    ) {
+        self.image = image
+        self.directory = directory
+        self.memoryFile = memoryFile
+        self.deviceStateFile = deviceStateFile
+        self.diskFile = diskFile
+        self.accelerator = accelerator
+        self.createdAtMillis = createdAtMillis
+    }
+}
+
+/// Per-machine options for one boot or restore.
+public struct MachineOptions: Sendable {
+    /// Name used in logs, paths and errors (the sandbox id).
+    public var name: String
+    /// Working directory for the machine's own files (sockets, overlay, log).
+    public var directory: String
+
+    public init(name: String, directory: String) {
+        self.name = name
+        self.directory = directory
+    }
+}
+
+/// A virtual machine monitor backend (QEMU today; Firecracker or Cloud Hypervisor
+/// where they exist).
+public protocol MachineDriver: Sendable {
+    /// Boots an image from scratch; `snapshotable` keeps its memory in a file so the
+    /// machine can be saved with `snapshot(into:)`.
+    func boot(image: MachineImage, options: MachineOptions, snapshotable: Bool) async throws -> any MachineInstance
+    /// Starts a new machine from a snapshot (memory copy-on-write, fresh disk overlay).
+    func restore(snapshot: MachineSnapshot, options: MachineOptions) async throws -> any MachineInstance
+    /// A short description for logs and benchmarks ("qemu-microvm/tcg").
+    var description: String { get }
+    /// Changes whenever snapshots taken by this driver can no longer be restored by
+    /// it (another VMM build, another accelerator).
+    var snapshotCompatibilityKey: String { get }
+}
+
+/// One running machine.
+public protocol MachineInstance: AnyObject, Sendable {
+    var name: String { get }
+    /// The host end of the agent channel (a Unix socket).
+    var agentSocketPath: String { get }
+    var state: MachineState { get async }
+    /// Saves memory, device state and disk into `directory` and stops the machine.
+    func snapshot(into directory: String) async throws -> MachineSnapshot
+    /// Stops the machine and removes every file it owned. Idempotent.
+    func destroy() async
+    /// Resolves when the machine has stopped, for whatever reason.
+    func waitForExit() async -> MachineExit
+    /// The tail of the guest's console, for error reports.
+    func consoleTail(maxBytes: Int) async -> String
+}

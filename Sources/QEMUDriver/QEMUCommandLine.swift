@@ -1,0 +1,70 @@
+/// Builds QEMU's argument list. A restore must describe exactly the same machine
+/// as the boot that made the snapshot, so both come from here.
+struct QEMUCommandLine {
+    var accelerator: Accelerator
+    var tscKHz: Int?
+    var memoryMB: Int
+    var vcpus: Int
+    var kernel: String
+    var initrd: String
+    var disk: String
+    var agentSocket: String
+    var qmpSocket: String
+    var serialLog: String
+    /// Guest RAM lives in this file (shared for a snapshotable boot, private for a restore).
+    var memoryFile: String?
+    var shareMemory: Bool
+    /// `-incoming defer`: the device state is loaded from stdin (`fd:0`) over QMP.
+    var incoming: Bool
+    var seccomp: Bool
+    var allowSpawn: Bool
+    var runAs: String?
+    var extraKernelArguments: [String]
+
+    var kernelCommandLine: String {
+        var words = ["console=ttyS0", "quiet", "loglevel=3", "reboot=t", "panic=-1", "random.trust_cpu=on"]
+        if let tscKHz {
+            words += ["tsc_early_khz=\(tscKHz)", "tsc=reliable", "no_timer_check"]
+        }
+        return (words + extraKernelArguments).joined(separator: " ")
+    }
+
+    var arguments: [String] {
+        var args: [String] = [
+            "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on" + (memoryFile != nil ? ",memory-backend=mem" : ""),
+        ]
+        switch accelerator {
+        case .tcg: args += ["-accel", "tcg,thread=multi", "-cpu", "max"]
+        case .kvm: args += ["-accel", "kvm", "-cpu", "host,-arch-capabilities"]
+        }
+        args += [
+            "-m", "\(memoryMB)M", "-smp", "\(vcpus)",
+            "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+            "-serial", "file:\(serialLog)",
+            "-kernel", kernel, "-initrd", initrd, "-append", kernelCommandLine,
+            "-drive", "id=root,file=\(disk),format=qcow2,if=none,discard=unmap",
+            "-device", "virtio-blk-device,drive=root",
+            "-device", "virtio-serial-device",
+            "-chardev", "socket,id=agent,path=\(agentSocket),server=on,wait=off",
+            "-device", "virtserialport,chardev=agent,name=omnirun.0",
+            "-qmp", "unix:\(qmpSocket),server=on,wait=off",
+        ]
+        if let memoryFile {
+            args += [
+                "-object",
+                "memory-backend-file,id=mem,size=\(memoryMB)M,mem-path=\(memoryFile),share=\(shareMemory ? "on" : "off")",
+            ]
+        }
+        if incoming {
+            args += ["-incoming", "defer"]
+        }
+        if seccomp {
+            args += [
+                "-sandbox",
+                "on,obsolete=deny,elevateprivileges=\(runAs == nil ? "deny" : "children"),spawn=\(allowSpawn ? "allow" : "deny"),resourcecontrol=deny",
+            ]
+        }
+        if let runAs { args += ["-runas", runAs] }
+        return args
+    }
+}

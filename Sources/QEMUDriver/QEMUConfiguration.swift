@@ -1,0 +1,18 @@
+/// Settings of the QEMU backend. Each is read from the environment by the CLI
+/// (`OMNIRUN_QEMU`, `OMNIRUN_QEMU_IMG`, `OMNIRUN_ACCEL`, `OMNIRUN_QEMU_SECCOMP`,
+/// `OMNIRUN_QEMU_RUNAS`).
+public struct QEMUConfiguration: Sendable {
+    public var qemuBinary: String = "/usr/bin/qemu-system-x86_64"
+    public var qemuImgBinary: String = "/usr/bin/qemu-img"
+    /// `auto` probes KVM's speed once and falls back to TCG.
+    public var accelerator: AcceleratorChoice = .auto
+    /// Runs QEMU under its seccomp filter (`-sandbox on,...`).
+    public var seccomp: Bool = true
+    /// User QEMU drops to after opening its files, for restored sandboxes (nil: stay).
+    public var runAs: String? = nil
+    /// How long a cold boot may take before the machine is declared failed.
+    public var bootTimeout: Duration = .seconds(90)
+    public var extraKernelArguments: [String] = []
+
+    public init() {}
+}

@@ -1,0 +1,153 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import OmniRunCore
+import OmniRunError
+
+/// Runs machines as QEMU `microvm` processes.
+public struct QEMUDriver: MachineDriver {
+    public let configuration: QEMUConfiguration
+    public let accelerator: Accelerator
+    public let tscKHz: Int?
+    private let group: any EventLoopGroup
+    private let logger: Logger
+
+    public init(
+        configuration: QEMUConfiguration = .init(), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "omnirun.qemu")
+    ) throws {
+        guard FileManager.default.isExecutableFile(atPath: configuration.qemuBinary) else {
+            throw OmniRunError(.unavailable, "QEMU not found at \(configuration.qemuBinary) (install qemu-system-x86)")
+        }
+        self.configuration = configuration
+        self.group = group
+        self.logger = logger
+        self.accelerator = AcceleratorProbe.decide(configuration.accelerator, logger: logger)
+        self.tscKHz = HostTSC.kilohertz()
+    }
+
+    public var description: String { "qemu-microvm/\(accelerator.rawValue)" }
+
+    public var snapshotCompatibilityKey: String {
+        let attributes = try? FileManager.default.attributesOfItem(atPath: configuration.qemuBinary)
+        let size = (attributes?[.size] as? NSNumber)?.int64Value ?? 0
+        let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+        return "qemu:\(size):\(Int64(modified)):\(accelerator.rawValue):tsc=\(tscKHz ?? 0)"
+    }
+
+    public func boot(image: MachineImage, options: MachineOptions, snapshotable: Bool) async throws -> any MachineInstance {
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: options.directory, withIntermediateDirectories: true)
+        let disk = options.directory + "/disk.qcow2"
+        try await createOverlay(backing: image.rootfs, backingFormat: "raw", at: disk)
+        var memoryFile: String? = nil
+        if snapshotable {
+            let path = options.directory + "/memory.raw"
+            guard fm.createFile(atPath: path, contents: nil) else {
+                throw OmniRunError(.internalError, "cannot create \(path)")
+            }
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+            try handle.truncate(atOffset: UInt64(image.memoryMB) << 20)
+            try handle.close()
+            memoryFile = path
+        }
+        let commandLine = QEMUCommandLine(
+            accelerator: accelerator, tscKHz: tscKHz, memoryMB: image.memoryMB, vcpus: image.vcpus, kernel: image.kernel,
+            initrd: image.initrd, disk: disk, agentSocket: options.directory + "/agent.sock",
+            qmpSocket: options.directory + "/qmp.sock", serialLog: options.directory + "/console.log",
+            memoryFile: memoryFile, shareMemory: true, incoming: false, seccomp: configuration.seccomp,
+            allowSpawn: snapshotable, runAs: nil, extraKernelArguments: configuration.extraKernelArguments)
+        return try launch(
+            commandLine, options: options, image: image, memoryFile: memoryFile, stdin: nil)
+    }
+
+    public func restore(snapshot: MachineSnapshot, options: MachineOptions) async throws -> any MachineInstance {
+        guard snapshot.accelerator == accelerator.rawValue else {
+            throw OmniRunError(
+                .conflict, "snapshot was taken under \(snapshot.accelerator), this host runs \(accelerator.rawValue)")
+        }
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: options.directory, withIntermediateDirectories: true)
+        let disk = options.directory + "/disk.qcow2"
+        try await createOverlay(backing: snapshot.diskFile, backingFormat: "qcow2", at: disk)
+        guard let state = FileHandle(forReadingAtPath: snapshot.deviceStateFile) else {
+            throw OmniRunError(.notFound, "snapshot device state missing: \(snapshot.deviceStateFile)")
+        }
+        let image = snapshot.image
+        let commandLine = QEMUCommandLine(
+            accelerator: accelerator, tscKHz: tscKHz, memoryMB: image.memoryMB, vcpus: image.vcpus, kernel: image.kernel,
+            initrd: image.initrd, disk: disk, agentSocket: options.directory + "/agent.sock",
+            qmpSocket: options.directory + "/qmp.sock", serialLog: options.directory + "/console.log",
+            memoryFile: snapshot.memoryFile, shareMemory: false, incoming: true, seccomp: configuration.seccomp,
+            allowSpawn: false, runAs: configuration.runAs, extraKernelArguments: configuration.extraKernelArguments)
+        defer { try? state.close() }
+        let machine = try launch(commandLine, options: options, image: image, memoryFile: nil, stdin: state)
+        do {
+            // RAM is the snapshot's file mapped copy-on-write; only device state streams in.
+            // `cont` during an incoming migration means "run as soon as it completes".
+            let qmp = try await machine.qmp()
+            try await qmp.execute(
+                "migrate-set-capabilities", arguments: #"{"capabilities":[{"capability":"x-ignore-shared","state":true}]}"#)
+            try await qmp.execute("migrate-incoming", arguments: #"{"uri":"fd:0"}"#)
+            try await qmp.execute("cont")
+        } catch {
+            let diagnostics = await machine.consoleTail(maxBytes: 2000)
+            await machine.destroy()
+            throw OmniRunError(.machineFailed, "restoring \(options.name) failed: \(error)\n\(diagnostics)")
+        }
+        return machine
+    }
+
+    private func launch(
+        _ commandLine: QEMUCommandLine, options: MachineOptions, image: MachineImage, memoryFile: String?,
+        stdin: FileHandle?
+    ) throws -> QEMUMachine {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: configuration.qemuBinary)
+        process.arguments = commandLine.arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: options.directory)
+        let logPath = options.directory + "/qemu.log"
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        process.standardOutput = log
+        process.standardError = log
+        process.standardInput = stdin ?? FileHandle.nullDevice
+        let machine = QEMUMachine(
+            name: options.name, directory: options.directory, process: process, accelerator: accelerator, image: image,
+            memoryFile: memoryFile, qemuImg: configuration.qemuImgBinary, group: group, logger: logger)
+        process.terminationHandler = { [weak machine] finished in
+            machine?.processExited(status: finished.terminationStatus, reason: finished.terminationReason)
+        }
+        do {
+            try process.run()
+        } catch {
+            try? log.close()
+            throw OmniRunError(.machineFailed, "cannot start QEMU for \(options.name): \(error)")
+        }
+        try? log.close()
+        machine.markStarted()
+        logger.debug(
+            "machine started",
+            metadata: ["machine": "\(options.name)", "pid": "\(process.processIdentifier)", "restore": "\(stdin != nil)"])
+        return machine
+    }
+
+    /// A copy-on-write disk for one machine on top of a read-only backing file.
+    func createOverlay(backing: String, backingFormat: String, at path: String) async throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: configuration.qemuImgBinary)
+        process.arguments = ["create", "-q", "-f", "qcow2", "-b", backing, "-F", backingFormat, path]
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            process.terminationHandler = { _ in continuation.resume() }
+            do { try process.run() } catch { continuation.resume(throwing: error) }
+        }
+        guard process.terminationStatus == 0 else {
+            let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            throw OmniRunError(.machineFailed, "qemu-img create failed: \(message)")
+        }
+    }
+}

@@ -1,0 +1,191 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import OmniRunCore
+import OmniRunError
+
+/// One QEMU process and everything it owns under its directory.
+public final class QEMUMachine: MachineInstance, @unchecked Sendable {
+    public let name: String
+    public let agentSocketPath: String
+    let directory: String
+    let qmpSocketPath: String
+    let serialLogPath: String
+    let process: Process
+    let accelerator: Accelerator
+    let image: MachineImage
+    let memoryFile: String?
+    private let logger: Logger
+    private let group: any EventLoopGroup
+    private let qemuImg: String
+
+    private struct Inner {
+        var lifecycle = MachineLifecycle()
+        var exit: MachineExit?
+        var exitWaiters: [CheckedContinuation<MachineExit, Never>] = []
+        var qmp: QMPClient?
+        var destroyed = false
+    }
+    private let inner = NIOLockedValueBox(Inner())
+
+    init(
+        name: String, directory: String, process: Process, accelerator: Accelerator, image: MachineImage,
+        memoryFile: String?, qemuImg: String, group: any EventLoopGroup, logger: Logger
+    ) {
+        self.name = name
+        self.directory = directory
+        self.agentSocketPath = directory + "/agent.sock"
+        self.qmpSocketPath = directory + "/qmp.sock"
+        self.serialLogPath = directory + "/console.log"
+        self.process = process
+        self.accelerator = accelerator
+        self.image = image
+        self.memoryFile = memoryFile
+        self.qemuImg = qemuImg
+        self.group = group
+        self.logger = logger
+    }
+
+    public var state: MachineState {
+        get async { inner.withLockedValue { $0.lifecycle.state } }
+    }
+
+    func markStarted() {
+        inner.withLockedValue { inner in
+            try? inner.lifecycle.transition(to: .starting)
+            try? inner.lifecycle.transition(to: .running)
+        }
+    }
+
+    /// Called from the process's termination handler.
+    func processExited(status: Int32, reason: Process.TerminationReason) {
+        let waiters: [CheckedContinuation<MachineExit, Never>]
+        let exit: MachineExit
+        (waiters, exit) = inner.withLockedValue { inner in
+            let exit: MachineExit
+            if inner.lifecycle.state == .stopping || inner.destroyed {
+                exit = .requested
+            } else if reason == .exit && status == 0 {
+                exit = .guestShutdown
+            } else {
+                exit = .crashed(reason == .uncaughtSignal ? "QEMU killed by signal \(status)" : "QEMU exited with status \(status)")
+            }
+            inner.exit = exit
+            try? inner.lifecycle.transition(to: .stopped(exit))
+            let waiters = inner.exitWaiters
+            inner.exitWaiters.removeAll()
+            return (waiters, exit)
+        }
+        if case .crashed = exit {
+            logger.error("machine crashed", metadata: ["machine": "\(name)", "reason": "\(exit)"])
+        }
+        for waiter in waiters { waiter.resume(returning: exit) }
+    }
+
+    public func waitForExit() async -> MachineExit {
+        await withCheckedContinuation { continuation in
+            let ready: MachineExit? = inner.withLockedValue { inner in
+                if let exit = inner.exit { return exit }
+                inner.exitWaiters.append(continuation)
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+
+    var hasExited: Bool { inner.withLockedValue { $0.exit != nil } }
+
+    func qmp() async throws -> QMPClient {
+        if let existing = inner.withLockedValue({ $0.qmp }), await existing.isConnected { return existing }
+        guard !hasExited else { throw OmniRunError(.machineFailed, "machine \(name) has stopped") }
+        let client = try await QMPClient.connect(path: qmpSocketPath, name: name, timeout: .seconds(10), group: group)
+        inner.withLockedValue { $0.qmp = client }
+        return client
+    }
+
+    /// The tail of the guest console and of QEMU's own messages.
+    public func consoleTail(maxBytes: Int) async -> String {
+        var text = Self.tail(of: serialLogPath, maxBytes: maxBytes)
+        let qemuLog = Self.tail(of: directory + "/qemu.log", maxBytes: 2000)
+        if !qemuLog.isEmpty { text += "\n--- qemu ---\n" + qemuLog }
+        return text
+    }
+
+    static func tail(of path: String, maxBytes: Int) -> String {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return "" }
+        defer { try? handle.close() }
+        let size = (try? handle.seekToEnd()) ?? 0
+        try? handle.seek(toOffset: size > UInt64(maxBytes) ? size - UInt64(maxBytes) : 0)
+        let data = (try? handle.readToEnd()) ?? Data()
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// Saves the machine: pauses it, writes device state (RAM stays in its shared
+    /// memory file), lets QEMU flush the disk and exit. The files become read-only.
+    public func snapshot(into target: String) async throws -> MachineSnapshot {
+        guard let memoryFile else {
+            throw OmniRunError(.unsupported, "machine \(name) was not booted snapshotable")
+        }
+        let qmp = try await qmp()
+        try await qmp.execute("stop")
+        try await qmp.execute(
+            "migrate-set-capabilities", arguments: #"{"capabilities":[{"capability":"x-ignore-shared","state":true}]}"#)
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: target, withIntermediateDirectories: true)
+        let statePath = target + "/device.state"
+        try await qmp.execute("migrate", arguments: #"{"uri":"exec:cat > \#(statePath)"}"#)
+        struct MigrationInfo: Decodable {
+            var status: String?
+            var errorDesc: String?
+            enum CodingKeys: String, CodingKey {
+                case status
+                case errorDesc = "error-desc"
+            }
+        }
+        let deadline = ContinuousClock.now + .seconds(60)
+        while true {
+            let info = try await qmp.query("query-migrate", as: MigrationInfo.self)
+            if info.status == "completed" { break }
+            if info.status == "failed" || info.status == "cancelled" {
+                throw OmniRunError(.machineFailed, "saving \(name) failed: \(info.errorDesc ?? info.status ?? "?")")
+            }
+            if ContinuousClock.now > deadline { throw OmniRunError(.timeout, "saving \(name) took over 60 s") }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        inner.withLockedValue { try? $0.lifecycle.transition(to: .stopping) }
+        _ = try? await qmp.execute("quit")
+        _ = await waitForExit()
+        // Move the memory file and the disk beside the device state.
+        let memoryTarget = target + "/memory.raw"
+        let diskTarget = target + "/disk.qcow2"
+        try? fm.removeItem(atPath: memoryTarget)
+        try? fm.removeItem(atPath: diskTarget)
+        try fm.moveItem(atPath: memoryFile, toPath: memoryTarget)
+        try fm.moveItem(atPath: directory + "/disk.qcow2", toPath: diskTarget)
+        for path in [memoryTarget, diskTarget, statePath] {
+            try fm.setAttributes([.posixPermissions: 0o444], ofItemAtPath: path)
+        }
+        await destroy()
+        return MachineSnapshot(
+            image: image, directory: target, memoryFile: memoryTarget, deviceStateFile: statePath, diskFile: diskTarget,
+            accelerator: accelerator.rawValue, createdAtMillis: Int64(Date().timeIntervalSince1970 * 1000))
+    }
+
+    /// Kills QEMU (if it still runs), waits for it and removes the machine's directory.
+    public func destroy() async {
+        let alreadyDone = inner.withLockedValue { inner -> Bool in
+            if inner.destroyed { return true }
+            inner.destroyed = true
+            if !inner.lifecycle.state.isTerminal { try? inner.lifecycle.transition(to: .stopping) }
+            return false
+        }
+        if alreadyDone { return }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+        }
+        _ = await waitForExit()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}

@@ -1,0 +1,184 @@
+import AgentClient
+import AgentProtocol
+import Foundation
+import Logging
+import OmniRunCore
+import OmniRunError
+
+/// What to create.
+public struct SandboxSpec: Sendable {
+    public var template: String
+    public var id: SandboxID?
+    /// Environment for every process in the sandbox.
+    public var env: [String: String]
+    public var defaultUser: String
+    /// Written to `envFilePath` as `export` lines and added to every process's environment.
+    public var envFileVars: [String: String]?
+    public var envFilePath: String
+    /// Skip the snapshot and boot from scratch.
+    public var coldBoot: Bool
+
+    public init(
+        template: String, id: SandboxID? = nil, env: [String: String] = [:], defaultUser: String = "user",
+        envFileVars: [String: String]? = nil, envFilePath: String = "/tmp/.omnirun-env", coldBoot: Bool = false
+    ) {
+        self.template = template
+        self.id = id
+        self.env = env
+        self.defaultUser = defaultUser
+        self.envFileVars = envFileVars
+        self.envFilePath = envFilePath
+        self.coldBoot = coldBoot
+    }
+}
+
+/// A running sandbox: its machine and the client of its agent.
+public final class Sandbox: Sendable {
+    public let id: SandboxID
+    public let template: String
+    public let machine: any MachineInstance
+    public let agent: GuestAgentClient
+    public let createdAt: Date
+
+    init(id: SandboxID, template: String, machine: any MachineInstance, agent: GuestAgentClient) {
+        self.id = id
+        self.template = template
+        self.machine = machine
+        self.agent = agent
+        self.createdAt = Date()
+    }
+
+    public func run(_ shell: String, user: String? = nil, timeoutMillis: Int64? = nil) async throws -> CommandResult {
+        try await agent.run(ProcessStartRequest(shell: shell, user: user, timeoutMillis: timeoutMillis))
+    }
+}
+
+/// The sandboxes of one node: creates them (restoring the template's snapshot),
+/// tracks them, notices machines that die, and destroys them without leftovers.
+public actor SandboxRuntime {
+    public struct Configuration: Sendable {
+        /// Where snapshots and per-sandbox files live.
+        public var dataDirectory: String
+        public var agentTimeout: Duration = .seconds(10)
+        /// Commands run once in each template before its snapshot (warms the page cache).
+        public var warmUp: [String: [String]] = ["playground": ["python3 -c pass", "node -e 0"]]
+
+        public init(dataDirectory: String) {
+            self.dataDirectory = dataDirectory
+        }
+
+        /// `$OMNIRUN_DATA_DIR`, else `$HOME/.local/share/omnirun`.
+        public static var defaultDataDirectory: String {
+            let env = Foundation.ProcessInfo.processInfo.environment
+            if let dir = env["OMNIRUN_DATA_DIR"], !dir.isEmpty { return dir }
+            return (env["HOME"] ?? "/root") + "/.local/share/omnirun"
+        }
+    }
+
+    public let driver: any MachineDriver
+    public let catalog: ImageCatalog
+    public let configuration: Configuration
+    private let snapshots: SnapshotStore
+    private let logger: Logger
+    private var sandboxes: [SandboxID: Sandbox] = [:]
+    private var failures: [SandboxID: MachineExit] = [:]
+    private var exitHandlers: [@Sendable (SandboxID, MachineExit) async -> Void] = []
+
+    public init(driver: any MachineDriver, catalog: ImageCatalog, configuration: Configuration, logger: Logger) {
+        self.driver = driver
+        self.catalog = catalog
+        self.configuration = configuration
+        self.logger = logger
+        self.snapshots = SnapshotStore(
+            driver: driver, directory: configuration.dataDirectory + "/snapshots", logger: logger)
+    }
+
+    /// Called when a sandbox's machine stops without being asked to.
+    public func onUnexpectedExit(_ handler: @escaping @Sendable (SandboxID, MachineExit) async -> Void) {
+        exitHandlers.append(handler)
+    }
+
+    /// Builds (or finds) the template's snapshot.
+    @discardableResult
+    public func prepare(template: String) async throws -> MachineSnapshot {
+        let image = try catalog.image(for: template)
+        return try await snapshots.snapshot(for: image, warmUp: configuration.warmUp[image.template] ?? [])
+    }
+
+    public func create(_ spec: SandboxSpec) async throws -> Sandbox {
+        let image = try catalog.image(for: spec.template)
+        let id = spec.id ?? SandboxID.random()
+        guard sandboxes[id] == nil else { throw OmniRunError(.alreadyExists, "sandbox \(id) exists") }
+        let options = MachineOptions(name: id.rawValue, directory: configuration.dataDirectory + "/sandboxes/\(id)")
+        let machine: any MachineInstance
+        if spec.coldBoot {
+            machine = try await driver.boot(image: image, options: options, snapshotable: false)
+        } else {
+            let snapshot = try await snapshots.snapshot(for: image, warmUp: configuration.warmUp[image.template] ?? [])
+            machine = try await driver.restore(snapshot: snapshot, options: options)
+        }
+        do {
+            let agent = try await GuestAgentClient.connect(
+                socketPath: machine.agentSocketPath, name: "sandbox \(id)",
+                timeout: spec.coldBoot ? .seconds(120) : configuration.agentTimeout, logger: logger,
+                giveUpIf: { await machine.state.isTerminal ? "\(await machine.state)" : nil })
+            var entropy = [UInt8](repeating: 0, count: 64)
+            var generator = SystemRandomNumberGenerator()
+            for i in entropy.indices { entropy[i] = generator.next() }
+            let now = Date().timeIntervalSince1970
+            _ = try await agent.initialize(
+                InitRequest(
+                    sandboxID: id.rawValue, hostname: id.hostname, env: spec.env,
+                    unixTimeNanos: Int64(now * 1_000_000_000), entropy: Data(entropy).base64EncodedString(),
+                    defaultUser: spec.defaultUser, envFile: spec.envFileVars == nil ? nil : spec.envFilePath,
+                    envFileVars: spec.envFileVars))
+            let sandbox = Sandbox(id: id, template: image.template, machine: machine, agent: agent)
+            sandboxes[id] = sandbox
+            watch(sandbox)
+            logger.info("sandbox created", metadata: ["sandbox": "\(id)", "template": "\(image.template)"])
+            return sandbox
+        } catch {
+            let console = await machine.consoleTail(maxBytes: 1500)
+            await machine.destroy()
+            logger.error("sandbox failed to start", metadata: ["sandbox": "\(id)", "error": "\(error)"])
+            if let error = error as? OmniRunError, error.code == .timeout {
+                throw OmniRunError(.timeout, "sandbox \(id) did not come up: \(error.message)\n--- console ---\n\(console)")
+            }
+            throw OmniRunError(.machineFailed, "sandbox \(id) did not come up: \(error)\n--- console ---\n\(console)")
+        }
+    }
+
+    private func watch(_ sandbox: Sandbox) {
+        Task { [weak self] in
+            let exit = await sandbox.machine.waitForExit()
+            await self?.machineExited(sandbox.id, exit)
+        }
+    }
+
+    private func machineExited(_ id: SandboxID, _ exit: MachineExit) async {
+        guard let sandbox = sandboxes.removeValue(forKey: id) else { return }
+        failures[id] = exit
+        logger.warning("sandbox machine stopped", metadata: ["sandbox": "\(id)", "exit": "\(exit)"])
+        await sandbox.agent.close()
+        await sandbox.machine.destroy()
+        for handler in exitHandlers { await handler(id, exit) }
+    }
+
+    public func sandbox(_ id: SandboxID) -> Sandbox? { sandboxes[id] }
+
+    /// How a sandbox that is gone ended, if it did so on its own.
+    public func failure(of id: SandboxID) -> MachineExit? { failures[id] }
+
+    public var running: [Sandbox] { sandboxes.values.sorted { $0.id < $1.id } }
+
+    public func destroy(_ id: SandboxID) async {
+        guard let sandbox = sandboxes.removeValue(forKey: id) else { return }
+        await sandbox.agent.close()
+        await sandbox.machine.destroy()
+        logger.info("sandbox destroyed", metadata: ["sandbox": "\(id)"])
+    }
+
+    public func destroyAll() async {
+        for id in Array(sandboxes.keys) { await destroy(id) }
+    }
+}

@@ -1,0 +1,8 @@
+import OmniRunCLI
+
+@main
+struct Main {
+    static func main() async {
+        await OmniRun.main()
+    }
+}
