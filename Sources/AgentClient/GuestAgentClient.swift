@@ -39,9 +39,10 @@ public final class GuestAgentClient: Sendable {
             do {
                 let connection = try await AgentConnection.connect(socketPath: socketPath, group: group)
                 let client = GuestAgentClient(name: name, connection: connection, logger: logger)
+                // Short attempts: a connection whose first bytes were lost never recovers.
                 let remaining = deadline - ContinuousClock.now
                 do {
-                    _ = try await client.health(timeout: max(remaining, .milliseconds(50)))
+                    _ = try await client.health(timeout: min(max(remaining, .milliseconds(50)), .seconds(3)))
                     return client
                 } catch {
                     await connection.close()

@@ -1,2 +1,152 @@
+import AgentClient
+import AgentProtocol
 import ArgumentParser
-extension OmniRun { struct Bench: AsyncParsableCommand { func run() async throws {} } }
+import Foundation
+import OmniRunCore
+import SandboxRuntime
+
+extension OmniRun {
+    /// Measures the runtime side by side in one run, alternating variants to cancel drift.
+    struct Bench: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Benchmark cold boot, snapshot restore and first command, side by side.")
+
+        @OptionGroup var runtime: RuntimeOptions
+
+        @Option(name: .shortAndLong, help: "Template to measure.")
+        var template: String = "playground"
+
+        @Option(name: .shortAndLong, help: "Runs per restore variant.")
+        var runs: Int = 30
+
+        @Option(help: "Cold boots (slow: each takes seconds); default runs/3, at least 3.")
+        var coldRuns: Int?
+
+        @Option(help: "Write the results as JSON to this file.")
+        var json: String?
+
+        func run() async throws {
+            RuntimeFactory.bootstrapLogging(runtime.logLevel)
+            let runtime = try RuntimeFactory.makeRuntime(self.runtime)
+            try await runtime.prepare(template: template)
+            var samples: [String: [Double]] = [:]
+            let cold = coldRuns ?? max(3, runs / 3)
+            let total = max(runs, cold)
+            FileHandle.standardError.write(Data("benchmarking \(template) on \(runtime.driver.description): \(runs) restores, \(cold) cold boots\n".utf8))
+            for i in 0..<total {
+                if i < cold {
+                    let (ready, _) = try await measureCreate(runtime, cold: true, command: false)
+                    samples["cold boot → agent ready", default: []].append(ready)
+                }
+                if i < runs {
+                    let (ready, _) = try await measureCreate(runtime, cold: false, command: false)
+                    samples["restore → agent ready", default: []].append(ready)
+                    let (_, first) = try await measureCreate(runtime, cold: false, command: true)
+                    samples["restore → first output of `true`", default: []].append(first)
+                    let (warm, inGuest) = try await measureCommandRoundTrip(runtime)
+                    samples["`true` round trip (running sandbox)", default: []].append(warm)
+                    samples["`true` cost inside the guest", default: []].append(inGuest)
+                }
+                FileHandle.standardError.write(Data("\r  run \(i + 1)/\(total)".utf8))
+            }
+            FileHandle.standardError.write(Data("\n".utf8))
+            let report = BenchReport(
+                title: "OmniRun runtime (\(template), \(runtime.driver.description))", samples: samples,
+                order: [
+                    "cold boot → agent ready", "restore → agent ready", "restore → first output of `true`",
+                    "`true` round trip (running sandbox)", "`true` cost inside the guest",
+                ])
+            print(report.table())
+            let coldP50 = report.percentile("cold boot → agent ready", 50)
+            let restoreP50 = report.percentile("restore → agent ready", 50)
+            if coldP50 > 0 {
+                print(String(format: "restore / cold boot (p50): %.3f×", restoreP50 / coldP50))
+                print(String(format: "first output / cold boot (p50): %.3f×", report.percentile("restore → first output of `true`", 50) / coldP50))
+            }
+            print(String(format: "round trip / in-guest cost (p50): %.2f×",
+                report.percentile("`true` round trip (running sandbox)", 50) / max(report.percentile("`true` cost inside the guest", 50), 0.001)))
+            if let json { try report.writeJSON(to: json) }
+        }
+
+        /// Returns (ms to agent ready, ms to the first output of `true`).
+        private func measureCreate(_ runtime: SandboxRuntime, cold: Bool, command: Bool) async throws -> (Double, Double) {
+            let started = ContinuousClock.now
+            let sandbox = try await runtime.create(SandboxSpec(template: template, coldBoot: cold))
+            let ready = (ContinuousClock.now - started).milliseconds
+            var first = 0.0
+            if command {
+                let result = try await sandbox.agent.run(ProcessStartRequest(argv: ["/bin/echo", "ok"]))
+                first = (ContinuousClock.now - started).milliseconds
+                if result.stdoutText != "ok\n" { throw BenchError("unexpected output \(result.stdoutText)") }
+            }
+            await runtime.destroy(sandbox.id)
+            return (ready, first)
+        }
+
+        /// Returns (ms for a `true` round trip on a running sandbox, ms the guest itself spends).
+        private func measureCommandRoundTrip(_ runtime: SandboxRuntime) async throws -> (Double, Double) {
+            let sandbox = try await runtime.create(SandboxSpec(template: template))
+            defer { Task { await runtime.destroy(sandbox.id) } }
+            _ = try await sandbox.agent.run(ProcessStartRequest(argv: ["/bin/true"]))
+            let started = ContinuousClock.now
+            _ = try await sandbox.agent.run(ProcessStartRequest(argv: ["/bin/true"]))
+            let roundTrip = (ContinuousClock.now - started).milliseconds
+            // The same spawn measured inside the guest (fork+exec+wait of /bin/true).
+            let inside = try await sandbox.agent.run(
+                ProcessStartRequest(shell: "s=$(date +%s%N); /bin/true; e=$(date +%s%N); echo $(( (e - s) / 1000 ))"))
+            let guestMicros = Double(inside.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+            await runtime.destroy(sandbox.id)
+            return (roundTrip, guestMicros / 1000)
+        }
+    }
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension Duration {
+    var milliseconds: Double {
+        Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15
+    }
+}
+
+/// Percentiles of named samples, printed as a table and saved as JSON.
+struct BenchReport {
+    var title: String
+    var samples: [String: [Double]]
+    var order: [String]
+
+    func percentile(_ name: String, _ p: Double) -> Double {
+        guard let values = samples[name]?.sorted(), !values.isEmpty else { return 0 }
+        let rank = Int((p / 100 * Double(values.count - 1)).rounded(.up))
+        return values[min(max(rank, 0), values.count - 1)]
+    }
+
+    func table() -> String {
+        var lines = ["## \(title)", "", "| measurement | n | p50 ms | p95 ms | p99 ms | max ms |", "|---|---|---|---|---|---|"]
+        for name in order where samples[name] != nil {
+            let n = samples[name]!.count
+            lines.append(
+                String(
+                    format: "| %@ | %d | %.1f | %.1f | %.1f | %.1f |", name, n, percentile(name, 50), percentile(name, 95),
+                    percentile(name, 99), percentile(name, 100)))
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    func writeJSON(to path: String) throws {
+        var object: [String: Any] = ["title": title, "date": ISO8601DateFormatter().string(from: Date())]
+        var results: [String: Any] = [:]
+        for (name, values) in samples {
+            results[name] = [
+                "n": values.count, "p50": percentile(name, 50), "p95": percentile(name, 95), "p99": percentile(name, 99),
+                "max": percentile(name, 100), "samples": values,
+            ]
+        }
+        object["results"] = results
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+        try data.write(to: URL(fileURLWithPath: path))
+    }
+}

@@ -67,10 +67,12 @@ public struct QEMUDriver: MachineDriver {
             throw OmniRunError(
                 .conflict, "snapshot was taken under \(snapshot.accelerator), this host runs \(accelerator.rawValue)")
         }
+        let started = ContinuousClock.now
         let fm = FileManager.default
         try fm.createDirectory(atPath: options.directory, withIntermediateDirectories: true)
         let disk = options.directory + "/disk.qcow2"
         try await createOverlay(backing: snapshot.diskFile, backingFormat: "qcow2", at: disk)
+        let overlayReady = ContinuousClock.now
         guard let state = FileHandle(forReadingAtPath: snapshot.deviceStateFile) else {
             throw OmniRunError(.notFound, "snapshot device state missing: \(snapshot.deviceStateFile)")
         }
@@ -87,6 +89,15 @@ public struct QEMUDriver: MachineDriver {
             // RAM is the snapshot's file mapped copy-on-write; only device state streams in.
             // `cont` during an incoming migration means "run as soon as it completes".
             let qmp = try await machine.qmp()
+            let qmpReady = ContinuousClock.now
+            defer {
+                logger.debug(
+                    "machine restored",
+                    metadata: [
+                        "machine": "\(options.name)", "overlay": "\(overlayReady - started)",
+                        "qmp": "\(qmpReady - overlayReady)", "migration": "\(ContinuousClock.now - qmpReady)",
+                    ])
+            }
             try await qmp.execute(
                 "migrate-set-capabilities", arguments: #"{"capabilities":[{"capability":"x-ignore-shared","state":true}]}"#)
             try await qmp.execute("migrate-incoming", arguments: #"{"uri":"fd:0"}"#)

@@ -189,3 +189,14 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
         try? FileManager.default.removeItem(atPath: directory)
     }
 }
+
+extension QEMUMachine {
+    /// Freezes the guest's CPUs (the process stays); for tests of unresponsive guests.
+    public func pauseForTesting() async throws {
+        try await qmp().execute("stop")
+    }
+
+    public func resumeForTesting() async throws {
+        try await qmp().execute("cont")
+    }
+}

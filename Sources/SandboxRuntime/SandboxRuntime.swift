@@ -59,7 +59,9 @@ public actor SandboxRuntime {
     public struct Configuration: Sendable {
         /// Where snapshots and per-sandbox files live.
         public var dataDirectory: String
-        public var agentTimeout: Duration = .seconds(10)
+        public var agentTimeout: Duration = .seconds(30)
+        /// Creates that run at once; more wait their turn (0: twice the host's cores).
+        public var maxConcurrentCreates: Int = 0
         /// Commands run once in each template before its snapshot (warms the page cache).
         public var warmUp: [String: [String]] = ["playground": ["python3 -c pass", "node -e 0"]]
 
@@ -75,20 +77,24 @@ public actor SandboxRuntime {
         }
     }
 
-    public let driver: any MachineDriver
-    public let catalog: ImageCatalog
-    public let configuration: Configuration
+    public nonisolated let driver: any MachineDriver
+    public nonisolated let catalog: ImageCatalog
+    public nonisolated let configuration: Configuration
     private let snapshots: SnapshotStore
     private let logger: Logger
     private var sandboxes: [SandboxID: Sandbox] = [:]
     private var failures: [SandboxID: MachineExit] = [:]
     private var exitHandlers: [@Sendable (SandboxID, MachineExit) async -> Void] = []
+    private let createLimiter: AsyncLimiter
 
     public init(driver: any MachineDriver, catalog: ImageCatalog, configuration: Configuration, logger: Logger) {
         self.driver = driver
         self.catalog = catalog
         self.configuration = configuration
         self.logger = logger
+        let cores = Foundation.ProcessInfo.processInfo.activeProcessorCount
+        self.createLimiter = AsyncLimiter(
+            limit: configuration.maxConcurrentCreates > 0 ? configuration.maxConcurrentCreates : 2 * cores)
         self.snapshots = SnapshotStore(
             driver: driver, directory: configuration.dataDirectory + "/snapshots", logger: logger)
     }
@@ -107,9 +113,18 @@ public actor SandboxRuntime {
 
     public func create(_ spec: SandboxSpec) async throws -> Sandbox {
         let image = try catalog.image(for: spec.template)
+        if !spec.coldBoot {
+            // Build the snapshot outside the limiter: it may take a while and is shared.
+            _ = try await snapshots.snapshot(for: image, warmUp: configuration.warmUp[image.template] ?? [])
+        }
+        return try await createLimiter.run { try await self.createAdmitted(spec, image: image) }
+    }
+
+    private func createAdmitted(_ spec: SandboxSpec, image: MachineImage) async throws -> Sandbox {
         let id = spec.id ?? SandboxID.random()
         guard sandboxes[id] == nil else { throw OmniRunError(.alreadyExists, "sandbox \(id) exists") }
         let options = MachineOptions(name: id.rawValue, directory: configuration.dataDirectory + "/sandboxes/\(id)")
+        let started = ContinuousClock.now
         let machine: any MachineInstance
         if spec.coldBoot {
             machine = try await driver.boot(image: image, options: options, snapshotable: false)
@@ -117,11 +132,13 @@ public actor SandboxRuntime {
             let snapshot = try await snapshots.snapshot(for: image, warmUp: configuration.warmUp[image.template] ?? [])
             machine = try await driver.restore(snapshot: snapshot, options: options)
         }
+        let machineReady = ContinuousClock.now
         do {
             let agent = try await GuestAgentClient.connect(
                 socketPath: machine.agentSocketPath, name: "sandbox \(id)",
                 timeout: spec.coldBoot ? .seconds(120) : configuration.agentTimeout, logger: logger,
                 giveUpIf: { await machine.state.isTerminal ? "\(await machine.state)" : nil })
+            let agentReady = ContinuousClock.now
             var entropy = [UInt8](repeating: 0, count: 64)
             var generator = SystemRandomNumberGenerator()
             for i in entropy.indices { entropy[i] = generator.next() }
@@ -135,7 +152,12 @@ public actor SandboxRuntime {
             let sandbox = Sandbox(id: id, template: image.template, machine: machine, agent: agent)
             sandboxes[id] = sandbox
             watch(sandbox)
-            logger.info("sandbox created", metadata: ["sandbox": "\(id)", "template": "\(image.template)"])
+            logger.info(
+                "sandbox created",
+                metadata: [
+                    "sandbox": "\(id)", "template": "\(image.template)", "machine": "\(machineReady - started)",
+                    "agent": "\(agentReady - machineReady)", "init": "\(ContinuousClock.now - agentReady)",
+                ])
             return sandbox
         } catch {
             let console = await machine.consoleTail(maxBytes: 1500)
@@ -156,11 +178,12 @@ public actor SandboxRuntime {
     }
 
     private func machineExited(_ id: SandboxID, _ exit: MachineExit) async {
-        guard let sandbox = sandboxes.removeValue(forKey: id) else { return }
-        failures[id] = exit
+        guard let sandbox = sandboxes[id] else { return }
         logger.warning("sandbox machine stopped", metadata: ["sandbox": "\(id)", "exit": "\(exit)"])
         await sandbox.agent.close()
         await sandbox.machine.destroy()
+        sandboxes[id] = nil
+        failures[id] = exit
         for handler in exitHandlers { await handler(id, exit) }
     }
 

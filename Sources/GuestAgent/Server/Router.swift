@@ -28,6 +28,10 @@ struct Router: Sendable {
                 var exchange = Exchange(head: head, outbound: outbound, channel: stream.channel, iterator: iterator)
                 do {
                     try await route(&exchange)
+                    // Data may still wait for the host's flow-control window: closing now
+                    // would reset the stream and cut the body short. The stream closes by
+                    // itself once both ends are done.
+                    await Self.waitForClose(stream.channel, limit: .seconds(120))
                 } catch let failure as AgentFailure {
                     await exchange.drainBody()
                     try await exchange.fail(failure)
@@ -41,6 +45,12 @@ struct Router: Sendable {
         } catch {
             logger.debug("stream ended with error", metadata: ["error": "\(error)"])
         }
+    }
+
+    static func waitForClose(_ channel: any Channel, limit: TimeAmount) async {
+        let timer = channel.eventLoop.scheduleTask(in: limit) { channel.close(promise: nil) }
+        try? await channel.closeFuture.get()
+        timer.cancel()
     }
 
     private func route(_ exchange: inout Exchange) async throws {

@@ -1,0 +1,38 @@
+# OmniRun: the two commands are `make run CMD='...'` and `make test`.
+SHELL := /bin/bash
+SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
+export PATH := /opt/swift/usr/bin:$(PATH)
+AGENT := .build/agent/omnirun-agent
+TEMPLATE ?= playground
+CMD ?= python3 -c 'import platform; print("hello from", platform.node())'
+
+.PHONY: deps agent image build release run prepare test test-unit bench clean
+
+deps:            ## Debian packages the product needs (idempotent)
+	scripts/install-deps.sh
+
+agent:           ## the guest agent: release, static Swift stdlib, stripped
+	$(SWIFT) build -c release --static-swift-stdlib --product omnirun-agent
+	mkdir -p $(dir $(AGENT))
+	strip -o $(AGENT).tmp .build/release/omnirun-agent && mv $(AGENT).tmp $(AGENT)
+
+image: deps agent ## kernel, root filesystem and initramfs (cached by input hash)
+	scripts/build-image.sh --template $(TEMPLATE) --agent $(AGENT)
+
+release:         ## the host binary, optimised
+	$(SWIFT) build -c release --static-swift-stdlib --product omnirun
+
+run: image release ## create a sandbox, run CMD in it, print its output, destroy it
+	.build/release/omnirun run --template $(TEMPLATE) -- "$(CMD)"
+
+prepare: image release ## boot the template once and save its snapshot
+	.build/release/omnirun prepare --template $(TEMPLATE)
+
+test: image      ## the whole suite, real VMs included (what CI runs)
+	scripts/test.sh
+
+bench: image release ## runtime figures: cold boot vs restore vs first command
+	.build/release/omnirun bench --template $(TEMPLATE) --runs $${RUNS:-30} --json .build/bench-runtime.json
+
+clean:
+	rm -rf .build

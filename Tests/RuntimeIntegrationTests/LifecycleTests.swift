@@ -1,0 +1,115 @@
+import AgentClient
+import AgentProtocol
+import Foundation
+import OmniRunCore
+import OmniRunError
+import QEMUDriver
+import SandboxRuntime
+import Testing
+import TestSupport
+
+@Suite("Sandbox lifecycle", .timeLimit(.minutes(8)))
+struct LifecycleTests {
+    @Test func tenSandboxesAtOnceAreIsolatedAndUnique() async throws {
+        let runtime = try await TestRuntime.runtime()
+        let sandboxes = try await withThrowingTaskGroup(of: Sandbox.self) { group in
+            for _ in 0..<10 { group.addTask { try await runtime.create(SandboxSpec(template: "playground")) } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        defer { Task { for sandbox in sandboxes { await runtime.destroy(sandbox.id) } } }
+        #expect(Set(sandboxes.map(\.id)).count == 10)
+        let first = sandboxes[0]
+        _ = try await first.agent.writeFile(path: "/tmp/secret.txt", bytes: Array("only here".utf8))
+        // Snapshot hygiene: every restored guest has its own randomness and identity.
+        let script = """
+            head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo
+            uuidgen
+            python3 -c 'import secrets; print(secrets.token_hex(16))'
+            cat /etc/machine-id
+            hostname
+            test -e /tmp/secret.txt && echo present || echo absent
+            """
+        let outputs = try await withThrowingTaskGroup(of: (SandboxID, [String]).self) { group in
+            for sandbox in sandboxes {
+                group.addTask { (sandbox.id, try await sandbox.run(script).stdoutText.split(separator: "\n").map(String.init)) }
+            }
+            return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
+        }
+        for line in 0..<5 {
+            let values = outputs.values.map { $0.count > line ? $0[line] : "" }
+            #expect(Set(values).count == 10, "line \(line) repeats across sandboxes: \(values)")
+        }
+        for sandbox in sandboxes {
+            let lines = outputs[sandbox.id] ?? []
+            #expect(lines.count == 6)
+            #expect(lines.last == (sandbox.id == first.id ? "present" : "absent"))
+            #expect(lines.dropLast().last == sandbox.id.hostname)
+        }
+        for sandbox in sandboxes { await runtime.destroy(sandbox.id) }
+    }
+
+    @Test func destroyLeavesNoProcessAndNoFiles() async throws {
+        let runtime = try await TestRuntime.runtime()
+        let sandbox = try await runtime.create(SandboxSpec(template: "playground"))
+        let directory = TestRuntime.dataDirectory + "/sandboxes/\(sandbox.id)"
+        #expect(FileManager.default.fileExists(atPath: directory))
+        #expect(!hostProcesses(matching: directory).isEmpty)
+        await runtime.destroy(sandbox.id)
+        #expect(hostProcesses(matching: directory).isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: directory))
+        #expect(await runtime.sandbox(sandbox.id) == nil)
+    }
+
+    @Test func killedMachineIsReportedAsFailed() async throws {
+        let runtime = try await TestRuntime.runtime()
+        let sandbox = try await runtime.create(SandboxSpec(template: "playground"))
+        let directory = TestRuntime.dataDirectory + "/sandboxes/\(sandbox.id)"
+        let pids = hostProcesses(matching: directory)
+        #expect(pids.count == 1)
+        for pid in pids { kill(pid, SIGKILL) }
+        let exit = await sandbox.machine.waitForExit()
+        guard case .crashed = exit else {
+            Issue.record("expected a crash, got \(exit)")
+            return
+        }
+        try await waitUntil { await runtime.sandbox(sandbox.id) == nil }
+        let failure = await runtime.failure(of: sandbox.id)
+        #expect(failure == exit)
+        #expect(!FileManager.default.fileExists(atPath: directory))
+        do {
+            _ = try await sandbox.run("true")
+            Issue.record("a dead sandbox answered")
+        } catch let error as OmniRunError {
+            #expect(error.code == .unavailable)
+        }
+    }
+
+    @Test func unresponsiveGuestTimesOutNamingTheSandbox() async throws {
+        try await TestRuntime.withSandbox { sandbox in
+            guard let machine = sandbox.machine as? QEMUMachine else { return }
+            try await machine.pauseForTesting()
+            do {
+                _ = try await sandbox.agent.health(timeout: .milliseconds(500))
+                Issue.record("a paused guest answered")
+            } catch let error as OmniRunError {
+                #expect(error.code == .timeout)
+                #expect(error.message.contains(sandbox.id.rawValue))
+            }
+            try await machine.resumeForTesting()
+            _ = try await sandbox.agent.health()
+        }
+    }
+
+    @Test func coldBootStillWorks() async throws {
+        try await TestRuntime.withSandbox(SandboxSpec(template: "playground", coldBoot: true)) { sandbox in
+            let result = try await sandbox.run("cat /proc/1/comm; echo $OMNIRUN_SANDBOX_ID")
+            #expect(result.stdoutText == "init\n\(sandbox.id)\n")
+        }
+    }
+
+    @Test func unknownTemplateIsNotFound() async throws {
+        let runtime = try await TestRuntime.runtime()
+        await expectCode(.notFound) { _ = try await runtime.create(SandboxSpec(template: "no-such-template")) }
+        await expectCode(.invalidArgument) { _ = try await runtime.create(SandboxSpec(template: "../etc")) }
+    }
+}

@@ -1,0 +1,65 @@
+import Foundation
+import Logging
+import OmniRunCore
+import QEMUDriver
+import SandboxRuntime
+
+/// One runtime per test process, shared by every test (building a template's
+/// snapshot happens once; it is cached on disk across runs).
+public enum TestRuntime {
+    private static let shared = Task<SandboxRuntime, any Error> {
+        var logger = Logger(label: "omnirun.test")
+        logger.logLevel = .warning
+        var qemu = QEMUConfiguration()
+        if ProcessInfo.processInfo.environment["OMNIRUN_ACCEL"] == "kvm" { qemu.accelerator = .kvm }
+        if ProcessInfo.processInfo.environment["OMNIRUN_ACCEL"] == "tcg" { qemu.accelerator = .tcg }
+        let driver = try QEMUDriver(configuration: qemu, logger: logger)
+        let catalog = ImageCatalog(cacheDirectory: ImageCatalog.defaultCacheDirectory)
+        guard !catalog.templates().isEmpty else {
+            throw TestSetupError("no guest image built: run `make image` (or .ci/run) first")
+        }
+        let configuration = SandboxRuntime.Configuration(dataDirectory: dataDirectory)
+        let runtime = SandboxRuntime(driver: driver, catalog: catalog, configuration: configuration, logger: logger)
+        try await runtime.prepare(template: "playground")
+        return runtime
+    }
+
+    /// Where tests keep snapshots and sandboxes (`$OMNIRUN_TEST_DATA_DIR`, else the default data dir).
+    public static var dataDirectory: String {
+        ProcessInfo.processInfo.environment["OMNIRUN_TEST_DATA_DIR"] ?? SandboxRuntime.Configuration.defaultDataDirectory
+    }
+
+    public static func runtime() async throws -> SandboxRuntime {
+        try await shared.value
+    }
+
+    /// Creates a sandbox for the duration of `body` and always destroys it.
+    public static func withSandbox<T: Sendable>(
+        _ spec: SandboxSpec = SandboxSpec(template: "playground"), _ body: (Sandbox) async throws -> T
+    ) async throws -> T {
+        let runtime = try await runtime()
+        let sandbox = try await runtime.create(spec)
+        do {
+            let result = try await body(sandbox)
+            await runtime.destroy(sandbox.id)
+            return result
+        } catch {
+            await runtime.destroy(sandbox.id)
+            throw error
+        }
+    }
+}
+
+public struct TestSetupError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Processes on this host whose command line mentions `needle`.
+public func hostProcesses(matching needle: String) -> [Int32] {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.compactMap { Int32($0) }.filter { pid in
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+        return String(decoding: data, as: UTF8.self).contains(needle)
+    }
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit tests and the tests that boot real VMs.
+# Needs the guest image (make image); builds the test binaries itself.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PATH=/opt/swift/usr/bin:$PATH
+# Snapshots and per-sandbox files of the tests (snapshots are reused across runs).
+export OMNIRUN_TEST_DATA_DIR="${OMNIRUN_TEST_DATA_DIR:-${OMNIRUN_CACHE_DIR:-$HOME/.cache/omnirun}/test-data}"
+mkdir -p "$OMNIRUN_TEST_DATA_DIR"
+start=$(date +%s)
+echo "[test] building tests"
+swift build --build-tests
+echo "[test] running (real QEMU microVMs; parallel)"
+status=0
+swift test --skip-build 2>&1 | tee .build/test-output.log || status=$?
+# Every QEMU a test started must be gone.
+leftover=$(pgrep -f "qemu-system-x86_64.*$OMNIRUN_TEST_DATA_DIR/sandboxes" || true)
+if [[ -n "$leftover" ]]; then
+  echo "[test] FAIL: QEMU processes left behind: $leftover"
+  status=1
+fi
+if [[ -d "$OMNIRUN_TEST_DATA_DIR/sandboxes" ]] && [[ -n "$(ls -A "$OMNIRUN_TEST_DATA_DIR/sandboxes")" ]]; then
+  echo "[test] FAIL: sandbox directories left behind: $(ls "$OMNIRUN_TEST_DATA_DIR/sandboxes")"
+  status=1
+fi
+echo "[test] finished in $(( $(date +%s) - start ))s with status $status"
+exit $status
