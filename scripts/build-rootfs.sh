@@ -47,11 +47,16 @@ packages=()
 inputs=$(
   omni_inputs_file build-rootfs.sh "${BASH_SOURCE[0]}"
   omni_inputs_file lib.sh "$OMNI_SCRIPTS_DIR/lib.sh"
+  # template files by content, except packages and template.env, which count by what they
+  # mean (the package list and DISK_MB/FROM, added below): comments or VCPUS/MEMORY_MB do
+  # not change the image
   for t in "${chain[@]}"; do
     d=$(omni_template_dir "$t")
     while IFS= read -r f; do
+      case "${f#"$d"/}" in packages | template.env) continue ;; esac
       omni_inputs_file "templates/$t/${f#"$d"/}" "$f"
     done < <(find "$d" -type f | LC_ALL=C sort)
+    printf 'template %s FROM=%s\n' "$t" "$(omni_env_get "$d/template.env" FROM)"
   done
   omni_debian_sources | sed 's/^/source /'
 )

@@ -102,10 +102,10 @@ mount -t devtmpfs devtmpfs /newroot/dev
 chroot /newroot /usr/bin/env -i HOME=/home/user LANG=C.UTF-8 PATH=/usr/local/bin:/usr/bin:/bin \
   /usr/bin/setpriv --reuid=1000 --regid=1000 --clear-groups /bin/bash -c '
   cd ~ && echo "USER-CHECK: $(id) home=$(pwd) shell=$(getent passwd user | cut -d: -f7)"
-  echo "USER-CHECK: $(git --version), $(curl --version | head -n1 | cut -d" " -f1-2), nano-tiny $(test -x /bin/nano && echo yes), uuidgen $(uuidgen)"
+  echo "USER-CHECK: $(git --version), $(curl --version | head -n1 | cut -d" " -f1-2), nano-tiny $(command -v nano-tiny), uuidgen $(uuidgen)"
   echo "USER-CHECK: $(python3 -c "import ssl, sqlite3, venv, json; print(ssl.OPENSSL_VERSION)"), pip $(python3 -m pip --version | cut -d" " -f2), node $(node -e "console.log(process.version)")"
   echo "USER-CHECK: tmp mode $(stat -c %a /tmp), hostname file $(cat /etc/hostname), machine-id bytes $(stat -c %s /etc/machine-id), LANG=$LANG"
-  python3 -m venv /tmp/venv && echo "USER-CHECK: venv ok $(/tmp/venv/bin/python --version)"' 2>&1
+  python3 -m venv --without-pip /tmp/venv && echo "USER-CHECK: venv ok $(/tmp/venv/bin/python --version)"' 2>&1
 umount /newroot/dev /newroot/proc
 umount /newroot
 poweroff -f
@@ -187,8 +187,11 @@ for ((i = 1; i <= runs; i++)); do
   for c in "${modes[@]}"; do
     boot_once "${initrd_of[$c]}" "$i"
     up=$(awk '$2 == "GUEST-UPTIME-AT-INIT:" { print $3; exit }' "$work/last.log")
-    printf '  %-5s run %d: init %ss (guest uptime %ss)  BOOT-OK %ss  qemu exit %ss  %s\n' "$c" "$i" \
-      "${R_INIT:--}" "${up:--}" "${R_OK:--}" "$R_TOTAL" "$( ((run_ok)) && echo ok || echo FAILED)"
+    # guest-side initramfs unpack time, from the kernel log timestamps
+    unpack=$(awk '/INITRD-LOG:/ { gsub(/[][]/, " "); for (k = 1; k <= NF; k++) if ($k == "INITRD-LOG:") t = $(k + 1);
+      if (/Trying to unpack/) a = t; if (/Freeing initrd/) b = t } END { if (a != "" && b != "") printf "%.3f", b - a }' "$work/last.log")
+    printf '  %-5s run %d: init %ss (guest uptime %ss, unpack %ss)  BOOT-OK %ss  qemu exit %ss  %s\n' "$c" "$i" \
+      "${R_INIT:--}" "${up:--}" "${unpack:--}" "${R_OK:--}" "$R_TOTAL" "$( ((run_ok)) && echo ok || echo FAILED)"
     ((run_ok)) || status=1
     inits[$c]+=" ${R_INIT:-999}" oks[$c]+=" ${R_OK:-999}" uptimes[$c]+=" ${up:-999}"
   done

@@ -11,6 +11,8 @@ public struct CommandResult: Sendable, Equatable {
     public var signal: Int32?
     /// Set when the agent ended the process (`timeout`).
     public var error: String?
+    /// Spawn to exit, measured inside the guest.
+    public var durationMicros: Int64?
 
     public var stdoutText: String { String(decoding: stdout, as: UTF8.self) }
     public var stderrText: String { String(decoding: stderr, as: UTF8.self) }
@@ -35,6 +37,7 @@ extension GuestAgentClient {
                     result.exitCode = event.exitCode ?? -1
                     result.signal = event.signal
                     result.error = event.error
+                    result.durationMicros = event.durationMicros
                     ended.withLockedValue { $0 = true }
                 case .truncated: break
                 }

@@ -106,11 +106,14 @@ public struct ProcessEvent: Codable, Sendable, Equatable {
     /// Set on `end` when the process never ran or was killed by the agent (timeout).
     public var error: String?
     public var timestampMillis: Int64?
+    /// On `end`: microseconds from spawn to exit, measured in the guest.
+    public var durationMicros: Int64?
 
     public init(
         type: Kind, pid: Int32? = nil, data: String? = nil, exitCode: Int32? = nil, signal: Int32? = nil,
-        error: String? = nil, timestampMillis: Int64? = nil
+        error: String? = nil, timestampMillis: Int64? = nil, durationMicros: Int64? = nil
     ) {
+        self.durationMicros = durationMicros
         self.type = type
         self.pid = pid
         self.data = data

@@ -7,6 +7,12 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <time.h>
 
 int omr_loopback_up(void) {
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -22,4 +28,42 @@ int omr_loopback_up(void) {
     }
     close(fd);
     return rc;
+}
+
+static void omr_sigio_noop(int sig) { (void)sig; }
+
+int omr_wait_for_host(int fd, int timeout_ms) {
+    static int handler_installed = 0;
+    if (!handler_installed) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = omr_sigio_noop;
+        sigaction(SIGIO, &sa, NULL);
+        handler_installed = 1;
+    }
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGIO);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    struct f_owner_ex owner = { .type = F_OWNER_TID, .pid = (pid_t)syscall(SYS_gettid) };
+    if (fcntl(fd, F_SETOWN_EX, &owner) < 0) return -errno;
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_ASYNC) < 0) return -errno;
+    int result = 0;
+    for (;;) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        int n = poll(&p, 1, 0);
+        if (n < 0 && errno != EINTR) { result = -errno; break; }
+        if (n >= 0 && !(p.revents & POLLHUP)) { result = 1; break; }
+        struct timespec ts = { .tv_sec = timeout_ms / 1000, .tv_nsec = (long)(timeout_ms % 1000) * 1000000L };
+        int sig = sigtimedwait(&set, NULL, &ts);
+        if (sig < 0 && errno == EAGAIN) {
+            /* Timed out: report whether the host came meanwhile. */
+            n = poll(&p, 1, 0);
+            result = (n > 0 && !(p.revents & POLLHUP)) ? 1 : 0;
+            break;
+        }
+    }
+    fcntl(fd, F_SETFL, flags & ~O_ASYNC);
+    return result;
 }

@@ -14,13 +14,14 @@ enum RuntimeFactory {
         }
     }
 
-    static func makeRuntime(_ options: RuntimeOptions) throws -> SandboxRuntime {
+    static func makeRuntime(_ options: RuntimeOptions, warmPool: Int? = nil) throws -> SandboxRuntime {
         let logger = Logger(label: "omnirun")
         var qemu = QEMUConfiguration()
         let env = Foundation.ProcessInfo.processInfo.environment
         if let binary = env["OMNIRUN_QEMU"] { qemu.qemuBinary = binary }
         if let binary = env["OMNIRUN_QEMU_IMG"] { qemu.qemuImgBinary = binary }
         if env["OMNIRUN_QEMU_SECCOMP"] == "0" { qemu.seccomp = false }
+        if let cpu = env["OMNIRUN_QEMU_CPU"], !cpu.isEmpty { qemu.tcgCPU = cpu }
         if let user = env["OMNIRUN_QEMU_RUNAS"], !user.isEmpty { qemu.runAs = user }
         let accel = env["OMNIRUN_ACCEL"] ?? options.accel
         guard let choice = AcceleratorChoice(rawValue: accel) else {
@@ -29,8 +30,9 @@ enum RuntimeFactory {
         qemu.accelerator = choice
         let driver = try QEMUDriver(configuration: qemu, logger: logger)
         let catalog = ImageCatalog(cacheDirectory: options.cacheDir ?? ImageCatalog.defaultCacheDirectory)
-        let configuration = SandboxRuntime.Configuration(
+        var configuration = SandboxRuntime.Configuration(
             dataDirectory: options.dataDir ?? SandboxRuntime.Configuration.defaultDataDirectory)
+        configuration.warmPoolSize = warmPool ?? Int(env["OMNIRUN_WARM_POOL"] ?? "") ?? 0
         return SandboxRuntime(driver: driver, catalog: catalog, configuration: configuration, logger: logger)
     }
 }

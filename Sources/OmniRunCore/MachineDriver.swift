@@ -94,4 +94,6 @@ public protocol MachineInstance: AnyObject, Sendable {
     func waitForExit() async -> MachineExit
     /// The tail of the guest's console, for error reports.
     func consoleTail(maxBytes: Int) async -> String
+    /// Scheduling niceness of the machine's threads (higher yields to others).
+    func setPriority(_ niceness: Int32)
 }

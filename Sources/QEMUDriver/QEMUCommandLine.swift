@@ -20,6 +20,7 @@ struct QEMUCommandLine {
     var allowSpawn: Bool
     var runAs: String?
     var extraKernelArguments: [String]
+    var tcgCPU: String = "max"
 
     var kernelCommandLine: String {
         var words = ["console=ttyS0", "quiet", "loglevel=3", "reboot=t", "panic=-1", "random.trust_cpu=on"]
@@ -34,7 +35,7 @@ struct QEMUCommandLine {
             "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on" + (memoryFile != nil ? ",memory-backend=mem" : ""),
         ]
         switch accelerator {
-        case .tcg: args += ["-accel", "tcg,thread=multi", "-cpu", "max"]
+        case .tcg: args += ["-accel", "tcg,thread=multi", "-cpu", tcgCPU]
         case .kvm: args += ["-accel", "kvm", "-cpu", "host,-arch-capabilities"]
         }
         args += [

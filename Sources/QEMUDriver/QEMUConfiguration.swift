@@ -13,6 +13,8 @@ public struct QEMUConfiguration: Sendable {
     /// How long a cold boot may take before the machine is declared failed.
     public var bootTimeout: Duration = .seconds(90)
     public var extraKernelArguments: [String] = []
+    /// CPU model under TCG (`OMNIRUN_QEMU_CPU`). Simpler models (no AVX) are cheaper to emulate.
+    public var tcgCPU: String = "max"
 
     public init() {}
 }

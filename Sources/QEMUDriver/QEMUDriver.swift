@@ -33,7 +33,7 @@ public struct QEMUDriver: MachineDriver {
         let attributes = try? FileManager.default.attributesOfItem(atPath: configuration.qemuBinary)
         let size = (attributes?[.size] as? NSNumber)?.int64Value ?? 0
         let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
-        return "qemu:\(size):\(Int64(modified)):\(accelerator.rawValue):tsc=\(tscKHz ?? 0)"
+        return "qemu:\(size):\(Int64(modified)):\(accelerator.rawValue):cpu=\(configuration.tcgCPU):tsc=\(tscKHz ?? 0)"
     }
 
     public func boot(image: MachineImage, options: MachineOptions, snapshotable: Bool) async throws -> any MachineInstance {
@@ -57,7 +57,8 @@ public struct QEMUDriver: MachineDriver {
             initrd: image.initrd, disk: disk, agentSocket: options.directory + "/agent.sock",
             qmpSocket: options.directory + "/qmp.sock", serialLog: options.directory + "/console.log",
             memoryFile: memoryFile, shareMemory: true, incoming: false, seccomp: configuration.seccomp,
-            allowSpawn: snapshotable, runAs: nil, extraKernelArguments: configuration.extraKernelArguments)
+            allowSpawn: snapshotable, runAs: nil, extraKernelArguments: configuration.extraKernelArguments,
+            tcgCPU: configuration.tcgCPU)
         return try launch(
             commandLine, options: options, image: image, memoryFile: memoryFile, stdin: nil)
     }
@@ -82,7 +83,8 @@ public struct QEMUDriver: MachineDriver {
             initrd: image.initrd, disk: disk, agentSocket: options.directory + "/agent.sock",
             qmpSocket: options.directory + "/qmp.sock", serialLog: options.directory + "/console.log",
             memoryFile: snapshot.memoryFile, shareMemory: false, incoming: true, seccomp: configuration.seccomp,
-            allowSpawn: false, runAs: configuration.runAs, extraKernelArguments: configuration.extraKernelArguments)
+            allowSpawn: false, runAs: configuration.runAs, extraKernelArguments: configuration.extraKernelArguments,
+            tcgCPU: configuration.tcgCPU)
         defer { try? state.close() }
         let machine = try launch(commandLine, options: options, image: image, memoryFile: nil, stdin: state)
         do {

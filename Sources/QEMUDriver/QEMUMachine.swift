@@ -173,6 +173,15 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
             accelerator: accelerator.rawValue, createdAtMillis: Int64(Date().timeIntervalSince1970 * 1000))
     }
 
+    public func setPriority(_ niceness: Int32) {
+        let pid = process.processIdentifier
+        // Niceness is per thread on Linux: set it on every thread of the VMM.
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        for task in tasks {
+            if let tid = id_t(task) { setpriority(__priority_which_t(PRIO_PROCESS.rawValue), tid, niceness) }
+        }
+    }
+
     /// Kills QEMU (if it still runs), waits for it and removes the machine's directory.
     public func destroy() async {
         let alreadyDone = inner.withLockedValue { inner -> Bool in

@@ -62,6 +62,8 @@ public actor SandboxRuntime {
         public var agentTimeout: Duration = .seconds(30)
         /// Creates that run at once; more wait their turn (0: twice the host's cores).
         public var maxConcurrentCreates: Int = 0
+        /// Restored, exercised machines kept ready per template (`OMNIRUN_WARM_POOL`; 0 disables).
+        public var warmPoolSize: Int = 0
         /// Commands run once in each template before its snapshot (warms the page cache).
         public var warmUp: [String: [String]] = ["playground": ["python3 -c pass", "node -e 0"]]
 
@@ -86,6 +88,7 @@ public actor SandboxRuntime {
     private var failures: [SandboxID: MachineExit] = [:]
     private var exitHandlers: [@Sendable (SandboxID, MachineExit) async -> Void] = []
     private let createLimiter: AsyncLimiter
+    private let pool: WarmPool
 
     public init(driver: any MachineDriver, catalog: ImageCatalog, configuration: Configuration, logger: Logger) {
         self.driver = driver
@@ -95,6 +98,7 @@ public actor SandboxRuntime {
         let cores = Foundation.ProcessInfo.processInfo.activeProcessorCount
         self.createLimiter = AsyncLimiter(
             limit: configuration.maxConcurrentCreates > 0 ? configuration.maxConcurrentCreates : 2 * cores)
+        self.pool = WarmPool(size: configuration.warmPoolSize, logger: logger)
         self.snapshots = SnapshotStore(
             driver: driver, directory: configuration.dataDirectory + "/snapshots", logger: logger)
     }
@@ -108,16 +112,105 @@ public actor SandboxRuntime {
     @discardableResult
     public func prepare(template: String) async throws -> MachineSnapshot {
         let image = try catalog.image(for: template)
-        return try await snapshots.snapshot(for: image, warmUp: configuration.warmUp[image.template] ?? [])
+        let snapshot = try await snapshots.snapshot(for: image, warmUp: configuration.warmUp[image.template] ?? [])
+        refillPool(snapshot)
+        return snapshot
+    }
+
+    /// Machines waiting in the warm pool for a template.
+    public func pooled(_ template: String) async -> Int {
+        await pool.count(catalog.resolve(template))
+    }
+
+    /// Waits until the warm pool of a template is full (benchmarks, tests).
+    public func waitForPool(_ template: String, timeout: Duration = .seconds(120)) async {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline, await pool.count(catalog.resolve(template)) < configuration.warmPoolSize {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    private func refillPool(_ snapshot: MachineSnapshot) {
+        guard configuration.warmPoolSize > 0 else { return }
+        let driver = self.driver
+        let directory = configuration.dataDirectory
+        let timeout = configuration.agentTimeout
+        let logger = self.logger
+        let limiter = createLimiter
+        Task {
+            await pool.refill(snapshot.image.template) {
+                try await limiter.run {
+                    let id = SandboxID.random()
+                    let machine = try await driver.restore(
+                        snapshot: snapshot,
+                        options: MachineOptions(name: id.rawValue, directory: directory + "/sandboxes/\(id)"))
+                    // Waiting machines yield the CPU to sandboxes in use.
+                    machine.setPriority(10)
+                    do {
+                        let agent = try await GuestAgentClient.connect(
+                            socketPath: machine.agentSocketPath, name: "sandbox \(id)", timeout: timeout, logger: logger,
+                            giveUpIf: { await machine.state.isTerminal ? "\(await machine.state)" : nil })
+                        try await WarmPool.exercise(agent)
+                        return WarmPool.Entry(id: id, machine: machine, agent: agent)
+                    } catch {
+                        await machine.destroy()
+                        throw error
+                    }
+                }
+            }
+        }
     }
 
     public func create(_ spec: SandboxSpec) async throws -> Sandbox {
         let image = try catalog.image(for: spec.template)
         if !spec.coldBoot {
             // Build the snapshot outside the limiter: it may take a while and is shared.
-            _ = try await snapshots.snapshot(for: image, warmUp: configuration.warmUp[image.template] ?? [])
+            let snapshot = try await snapshots.snapshot(for: image, warmUp: configuration.warmUp[image.template] ?? [])
+            if spec.id == nil, let entry = await pool.take(image.template) {
+                refillPool(snapshot)
+                do {
+                    return try await adopt(entry, spec: spec, image: image, started: ContinuousClock.now)
+                } catch {
+                    logger.warning("pooled machine failed, restoring a fresh one", metadata: ["error": "\(error)"])
+                }
+            }
+            refillPool(snapshot)
         }
         return try await createLimiter.run { try await self.createAdmitted(spec, image: image) }
+    }
+
+    /// Gives a pooled machine its sandbox identity.
+    private func adopt(_ entry: WarmPool.Entry, spec: SandboxSpec, image: MachineImage, started: ContinuousClock.Instant)
+        async throws -> Sandbox
+    {
+        entry.machine.setPriority(0)
+        do {
+            try await initialize(entry.agent, id: entry.id, spec: spec)
+        } catch {
+            await entry.agent.close()
+            await entry.machine.destroy()
+            throw error
+        }
+        let sandbox = Sandbox(id: entry.id, template: image.template, machine: entry.machine, agent: entry.agent)
+        sandboxes[entry.id] = sandbox
+        watch(sandbox)
+        logger.info(
+            "sandbox created from the warm pool",
+            metadata: ["sandbox": "\(entry.id)", "template": "\(image.template)", "init": "\(ContinuousClock.now - started)"])
+        return sandbox
+    }
+
+    private func initialize(_ agent: GuestAgentClient, id: SandboxID, spec: SandboxSpec) async throws {
+        var entropy = [UInt8](repeating: 0, count: 64)
+        var generator = SystemRandomNumberGenerator()
+        for i in entropy.indices { entropy[i] = generator.next() }
+        let now = Date().timeIntervalSince1970
+        _ = try await agent.initialize(
+            InitRequest(
+                sandboxID: id.rawValue, hostname: id.hostname, env: spec.env,
+                unixTimeNanos: Int64(now * 1_000_000_000), entropy: Data(entropy).base64EncodedString(),
+                defaultUser: spec.defaultUser, envFile: spec.envFileVars == nil ? nil : spec.envFilePath,
+                envFileVars: spec.envFileVars))
     }
 
     private func createAdmitted(_ spec: SandboxSpec, image: MachineImage) async throws -> Sandbox {
@@ -139,16 +232,7 @@ public actor SandboxRuntime {
                 timeout: spec.coldBoot ? .seconds(120) : configuration.agentTimeout, logger: logger,
                 giveUpIf: { await machine.state.isTerminal ? "\(await machine.state)" : nil })
             let agentReady = ContinuousClock.now
-            var entropy = [UInt8](repeating: 0, count: 64)
-            var generator = SystemRandomNumberGenerator()
-            for i in entropy.indices { entropy[i] = generator.next() }
-            let now = Date().timeIntervalSince1970
-            _ = try await agent.initialize(
-                InitRequest(
-                    sandboxID: id.rawValue, hostname: id.hostname, env: spec.env,
-                    unixTimeNanos: Int64(now * 1_000_000_000), entropy: Data(entropy).base64EncodedString(),
-                    defaultUser: spec.defaultUser, envFile: spec.envFileVars == nil ? nil : spec.envFilePath,
-                    envFileVars: spec.envFileVars))
+            try await initialize(agent, id: id, spec: spec)
             let sandbox = Sandbox(id: id, template: image.template, machine: machine, agent: agent)
             sandboxes[id] = sandbox
             watch(sandbox)
@@ -201,7 +285,9 @@ public actor SandboxRuntime {
         logger.info("sandbox destroyed", metadata: ["sandbox": "\(id)"])
     }
 
+    /// Destroys every sandbox and every pooled machine.
     public func destroyAll() async {
+        await pool.drain()
         for id in Array(sandboxes.keys) { await destroy(id) }
     }
 }

@@ -113,3 +113,28 @@ struct LifecycleTests {
         await expectCode(.invalidArgument) { _ = try await runtime.create(SandboxSpec(template: "../etc")) }
     }
 }
+
+@Suite("Warm pool", .timeLimit(.minutes(5)))
+struct WarmPoolTests {
+    @Test func pooledMachineTakesItsOwnIdentityAndLeavesNothing() async throws {
+        let shared = try await TestRuntime.runtime()
+        var configuration = shared.configuration
+        configuration.warmPoolSize = 1
+        let runtime = SandboxRuntime(
+            driver: shared.driver, catalog: shared.catalog, configuration: configuration,
+            logger: .init(label: "omnirun.test.pool"))
+        try await runtime.prepare(template: "playground")
+        await runtime.waitForPool("playground")
+        #expect(await runtime.pooled("playground") == 1)
+        let sandbox = try await runtime.create(SandboxSpec(template: "playground", env: ["FROM_POOL": "1"]))
+        let result = try await sandbox.run("hostname; echo $FROM_POOL $OMNIRUN_SANDBOX_ID; id -un")
+        #expect(result.stdoutText == "\(sandbox.id.hostname)\n1 \(sandbox.id)\nuser\n")
+        // The warm-up's processes and files are not the user's to see.
+        let finished = try await sandbox.agent.listProcesses(includeFinished: true)
+        #expect(finished.allSatisfy { !$0.command.contains("warm") })
+        await expectCode(.notFound) { _ = try await sandbox.agent.stat(path: "/tmp/.omnirun-warm") }
+        await runtime.destroyAll()
+        #expect(await runtime.pooled("playground") == 0)
+        #expect(await runtime.sandbox(sandbox.id) == nil)
+    }
+}

@@ -63,4 +63,10 @@ long omr_getrandom(void *buf, unsigned long len);
 int omr_reboot_now(void);
 /// 1 if path (following symlinks) is a directory.
 int omr_is_directory(const char *path);
+
+/// Waits until the host side of a virtio-serial port is connected: returns 1 when
+/// connected, 0 on timeout, or a negative errno. Sleeps in sigtimedwait for the
+/// SIGIO the port sends when the host connects, so no timer or polling is involved.
+/// Call it on a thread dedicated to waiting.
+int omr_wait_for_host(int fd, int timeout_ms);
 #endif

@@ -83,6 +83,7 @@ struct ProcessLauncher: Sendable {
         }
 
         var spawnError: Int32 = 0
+        let spawnedMicros = Clock.monotonicMicros()
         let pid = spawn(
             executable: executable, argv: argv, env: env.map { "\($0.key)=\($0.value)" }, cwd: cwd,
             user: user, fds: childFDs, controllingTTY: ptyMaster != nil, error: &spawnError)
@@ -138,7 +139,8 @@ struct ProcessLauncher: Sendable {
         }
 
         let resizeFD = ptyMaster.map { dup($0) }
-        try await table.register(info, input: inputChannel, ptyMaster: resizeFD, outputs: outputStreams.count)
+        try await table.register(info, input: inputChannel, ptyMaster: resizeFD, outputs: outputStreams.count,
+            spawnedMicros: spawnedMicros)
         for (stream, kind) in outputStreams {
             Task { [table] in
                 for await buffer in stream {

@@ -18,6 +18,8 @@ actor ProcessTable {
         var exited = false
         var ended = false
         var error: String?
+        var spawnedMicros: Int64 = Clock.monotonicMicros()
+        var exitedMicros: Int64?
     }
 
     private var records: [Int32: Record] = [:]
@@ -39,7 +41,9 @@ actor ProcessTable {
 
     var runningCount: Int { records.values.filter { !$0.exited }.count }
 
-    func register(_ info: GuestProcessInfo, input: (any Channel)?, ptyMaster: Int32?, outputs: Int) throws {
+    func register(
+        _ info: GuestProcessInfo, input: (any Channel)?, ptyMaster: Int32?, outputs: Int, spawnedMicros: Int64
+    ) throws {
         if let tag = info.tag {
             if let other = tags[tag], let record = records[other], !record.ended {
                 throw AgentFailure.conflict("a running process already has tag '\(tag)'")
@@ -50,6 +54,7 @@ actor ProcessTable {
         record.input = input
         record.ptyMaster = ptyMaster
         record.openOutputs = outputs
+        record.spawnedMicros = spawnedMicros
         records[info.pid] = record
         if let status = earlyExits.removeValue(forKey: info.pid) {
             reaped(pid: info.pid, status: status)
@@ -135,6 +140,7 @@ actor ProcessTable {
             records[pid]!.info.exitCode = 128 + termSignal
         }
         records[pid]!.info.running = false
+        records[pid]!.exitedMicros = Clock.monotonicMicros()
         records[pid]!.info.endedAtMillis = Clock.nowMillis()
         records[pid]!.exited = true
         if let tag = records[pid]!.info.tag, tags[tag] == pid { tags[tag] = nil }
@@ -194,7 +200,8 @@ actor ProcessTable {
     private func endEvent(_ record: Record) -> ProcessEvent {
         ProcessEvent(
             type: .end, pid: record.info.pid, exitCode: record.info.exitCode, signal: record.info.signal,
-            error: record.error, timestampMillis: record.info.endedAtMillis)
+            error: record.error, timestampMillis: record.info.endedAtMillis,
+            durationMicros: record.exitedMicros.map { $0 - record.spawnedMicros })
     }
 
     func inputSink(pid: Int32) throws -> (any Channel)? {
@@ -233,6 +240,14 @@ actor ProcessTable {
 
     func list(includeFinished: Bool) -> [GuestProcessInfo] {
         records.values.filter { includeFinished || !$0.exited }.map(\.info).sorted { $0.pid < $1.pid }
+    }
+
+    /// Forgets processes that have ended (a restored guest taking a new identity
+    /// must not list what ran before it).
+    func forgetFinished() {
+        for pid in finishedOrder { records[pid] = nil }
+        finishedOrder.removeAll()
+        earlyExits.removeAll()
     }
 
     func killAll(signal: Int32) {

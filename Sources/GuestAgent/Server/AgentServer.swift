@@ -1,4 +1,5 @@
 import AgentProtocol
+import CAgentSupport
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -35,7 +36,8 @@ struct AgentServer: Sendable {
     }
 
     func run() async {
-        var backoffMillis: Int64 = 1
+        let waiter = NIOThreadPool(numberOfThreads: 1)
+        waiter.start()
         while !Task.isCancelled {
             let fd = open(devicePath, O_RDWR | O_CLOEXEC | O_NONBLOCK)
             if fd < 0 {
@@ -43,16 +45,19 @@ struct AgentServer: Sendable {
                 try? await Task.sleep(for: .milliseconds(200))
                 continue
             }
-            let opened = Clock.monotonicMillis()
-            let served = await serve(fd: fd)
-            // A connection that carried traffic resets the back-off; an immediate
-            // end-of-file (no host attached) grows it up to 10 ms.
-            if served || Clock.monotonicMillis() - opened > 100 {
-                backoffMillis = 1
-            } else {
-                backoffMillis = min(backoffMillis * 2, 10)
+            // Park until a host attaches: the port signals SIGIO when it does. This is
+            // also where a template's snapshot is taken, so every restored agent wakes
+            // from here the moment its host connects.
+            let attached = (try? await waiter.runIfActive { omr_wait_for_host(fd, 1000) }) ?? 0
+            if attached != 1 {
+                close(fd)
+                if attached < 0 {
+                    logger.warning("waiting for the host failed", metadata: ["errno": "\(-attached)"])
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
+                continue
             }
-            try? await Task.sleep(for: .milliseconds(backoffMillis))
+            _ = await serve(fd: fd)
         }
     }
 

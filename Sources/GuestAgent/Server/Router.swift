@@ -64,7 +64,9 @@ struct Router: Sendable {
                     uptimeMillis: Clock.monotonicMillis() - bootMillis, processes: await table.runningCount))
         case (.POST, P.initialize):
             let request = try await exchange.decode(InitRequest.self)
-            try await exchange.respond(try await identity.apply(request))
+            let response = try await identity.apply(request)
+            await table.forgetFinished()
+            try await exchange.respond(response)
         case (.POST, P.prepareSnapshot):
             _ = try await exchange.readBody()
             sync()

@@ -1,0 +1,112 @@
+import AgentClient
+import AgentProtocol
+import Foundation
+import Logging
+import OmniRunCore
+
+/// Restored machines whose agents are connected and already exercised, waiting to
+/// become sandboxes. Under emulation a freshly restored guest runs every code path
+/// for the first time through the translator, which costs far more than the restore
+/// itself; a pooled machine has done that already, so a create is only the identity
+/// call. Trades memory (one idle guest each) for latency; size 0 disables it.
+actor WarmPool {
+    struct Entry: Sendable {
+        let id: SandboxID
+        let machine: any MachineInstance
+        let agent: GuestAgentClient
+    }
+
+    private let size: Int
+    private let logger: Logger
+    private var ready: [String: [Entry]] = [:]
+    private var filling: Set<String> = []
+    private var closed = false
+
+    init(size: Int, logger: Logger) {
+        self.size = size
+        self.logger = logger
+    }
+
+    var isEnabled: Bool { size > 0 }
+
+    func take(_ template: String) async -> Entry? {
+        while var entries = ready[template], !entries.isEmpty {
+            let entry = entries.removeFirst()
+            ready[template] = entries
+            if await entry.machine.state == .running, entry.agent.isConnected { return entry }
+            await entry.agent.close()
+            await entry.machine.destroy()
+        }
+        return nil
+    }
+
+    func count(_ template: String) -> Int { ready[template]?.count ?? 0 }
+
+    /// Tops the pool up to its size, one machine at a time, in the background.
+    func refill(_ template: String, make: @escaping @Sendable () async throws -> Entry) {
+        guard size > 0, !closed, !filling.contains(template) else { return }
+        filling.insert(template)
+        Task {
+            while await self.needsMore(template) {
+                do {
+                    let entry = try await make()
+                    await self.add(template, entry)
+                } catch {
+                    self.logger.warning("warm pool refill failed", metadata: ["template": "\(template)", "error": "\(error)"])
+                    break
+                }
+            }
+            await self.doneFilling(template)
+        }
+    }
+
+    private func needsMore(_ template: String) -> Bool {
+        !closed && (ready[template]?.count ?? 0) < size
+    }
+
+    private func add(_ template: String, _ entry: Entry) async {
+        if closed {
+            await entry.agent.close()
+            await entry.machine.destroy()
+            return
+        }
+        ready[template, default: []].append(entry)
+    }
+
+    private func doneFilling(_ template: String) {
+        filling.remove(template)
+    }
+
+    /// Destroys every pooled machine and stops refilling.
+    func drain() async {
+        closed = true
+        let all = ready.values.flatMap { $0 }
+        ready.removeAll()
+        for entry in all {
+            await entry.agent.close()
+            await entry.machine.destroy()
+        }
+    }
+
+    /// Runs the paths every sandbox's first calls take, so they are translated already.
+    static func exercise(_ agent: GuestAgentClient) async throws {
+        _ = try await agent.health()
+        var entropy = [UInt8](repeating: 0, count: 64)
+        var generator = SystemRandomNumberGenerator()
+        for i in entropy.indices { entropy[i] = generator.next() }
+        _ = try await agent.initialize(
+            InitRequest(
+                sandboxID: "warm", hostname: "omnirun", env: [:],
+                unixTimeNanos: Int64(Date().timeIntervalSince1970 * 1_000_000_000),
+                entropy: Data(entropy).base64EncodedString(), defaultUser: "user"))
+        for _ in 0..<2 {
+            _ = try await agent.run(ProcessStartRequest(argv: ["/bin/true"]))
+            _ = try await agent.run(ProcessStartRequest(shell: "echo warm >/dev/null"))
+        }
+        _ = try await agent.writeFile(path: "/tmp/.omnirun-warm", bytes: Array("warm".utf8))
+        let _: [UInt8] = try await agent.readFile(path: "/tmp/.omnirun-warm")
+        _ = try await agent.stat(path: "/tmp/.omnirun-warm")
+        _ = try await agent.list(path: "/tmp")
+        try await agent.remove(path: "/tmp/.omnirun-warm")
+    }
+}
