@@ -1,4 +1,4 @@
-# OmniRun: the two commands are `make run CMD='...'` and `make test`.
+# OmniRun: the two commands are `make run` (the server) and `make test`.
 SHELL := /bin/bash
 SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
 export PATH := /opt/swift/usr/bin:$(PATH)
@@ -6,7 +6,8 @@ AGENT := .build/agent/omnirun-agent
 TEMPLATE ?= playground
 CMD ?= python3 -c 'import platform; print("hello from", platform.node())'
 
-.PHONY: deps agent image build release run prepare test test-unit bench clean
+.PHONY: deps agent image build release run serve exec prepare test test-unit bench clean
+PORT ?= 8080
 
 deps:            ## Debian packages the product needs (idempotent)
 	scripts/install-deps.sh
@@ -22,7 +23,12 @@ image: deps agent ## kernel, root filesystem and initramfs (cached by input hash
 release:         ## the host binary, optimised
 	$(SWIFT) build -c release --static-swift-stdlib --product omnirun
 
-run: image release ## create a sandbox, run CMD in it, print its output, destroy it
+run: image release ## install, build the guest image, start the server (prints its URL and key)
+	.build/release/omnirun serve --port $(PORT)
+
+serve: run
+
+exec: image release ## create a sandbox, run CMD in it, print its output, destroy it (no server)
 	.build/release/omnirun run --template $(TEMPLATE) -- "$(CMD)"
 
 prepare: image release ## boot the template once and save its snapshot

@@ -18,6 +18,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
         // Leaf: the one error type.
@@ -81,10 +87,36 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The store: one query layer over SQLite (embedded) and PostgreSQL.
+        .target(
+            name: "OmniRunStore",
+            dependencies: [
+                "OmniRunError",
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The control plane: REST API of the public SDK's wire protocol.
+        .target(
+            name: "OmniRunServer",
+            dependencies: [
+                "OmniRunCore", "OmniRunError", "OmniRunStore", "SandboxRuntime", "AgentClient", "AgentProtocol",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "OmniRunCLI",
             dependencies: [
-                "OmniRunCore", "QEMUDriver", "AgentClient", "AgentProtocol", "SandboxRuntime",
+                "OmniRunCore", "QEMUDriver", "AgentClient", "AgentProtocol", "SandboxRuntime", "OmniRunServer",
+                "OmniRunStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -99,6 +131,16 @@ let package = Package(
         ),
         .testTarget(name: "OmniRunCoreTests", dependencies: ["OmniRunCore", "OmniRunError"], swiftSettings: swiftSettings),
         .testTarget(name: "AgentProtocolTests", dependencies: ["AgentProtocol"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "StoreTests", dependencies: ["OmniRunStore", "OmniRunError"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ServerTests",
+            dependencies: [
+                "TestSupport", "OmniRunServer", "OmniRunStore", "SandboxRuntime", "OmniRunCore",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "RuntimeIntegrationTests",
             dependencies: ["TestSupport", "OmniRunCore", "QEMUDriver", "AgentClient", "AgentProtocol", "SandboxRuntime", "OmniRunError"],

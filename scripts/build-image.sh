@@ -28,7 +28,7 @@ kernel_dir=$("$OMNI_SCRIPTS_DIR/build-kernel.sh" | tail -n1)
 rootfs=$("$OMNI_SCRIPTS_DIR/build-rootfs.sh" "$template" | tail -n1)
 initrd=""
 if [[ -n "$agent" ]]; then
-  initrd=$("$OMNI_SCRIPTS_DIR/build-initramfs.sh" "$agent" | tail -n1)
+  initrd=$(OMNI_KERNEL_DIR="$kernel_dir" "$OMNI_SCRIPTS_DIR/build-initramfs.sh" "$agent" | tail -n1)
 fi
 
 vcpus=$(omni_template_var "$template" VCPUS)

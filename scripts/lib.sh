@@ -11,7 +11,7 @@
 
 OMNI_SCRIPTS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OMNI_REPO_DIR="$(dirname "$OMNI_SCRIPTS_DIR")"
-OMNI_CACHE="${OMNIRUN_CACHE_DIR:-$HOME/.cache/omnirun}"
+OMNI_CACHE="${OMNIRUN_CACHE_DIR:-${HOME:-/root}/.cache/omnirun}"
 OMNI_SUITE="bookworm"
 export OMNI_SCRIPTS_DIR OMNI_REPO_DIR OMNI_CACHE OMNI_SUITE
 

@@ -10,9 +10,22 @@ mkdir -p "$OMNIRUN_TEST_DATA_DIR"
 start=$(date +%s)
 echo "[test] building tests"
 swift build --build-tests
-echo "[test] running (real QEMU microVMs; parallel)"
+# shellcheck source=scripts/test-services.sh
+source scripts/test-services.sh
+pgdir="/tmp/omnirun-test-postgres-$$"
+trap 'postgres_stop "$pgdir"' EXIT
+postgres_start "$pgdir"
+echo "[test] running (real QEMU microVMs, a real PostgreSQL; parallel)"
 status=0
 swift test --skip-build 2>&1 | tee .build/test-output.log || status=$?
+echo "[test] fuzzing the API with schemathesis"
+fuzz_status=0
+scripts/fuzz-api.sh > .build/fuzz-output.log 2>&1 || fuzz_status=$?
+tail -n 25 .build/fuzz-output.log
+if [[ $fuzz_status -ne 0 ]]; then
+  echo "[test] FAIL: schemathesis found server errors (.build/fuzz-output.log)"
+  status=1
+fi
 # Every QEMU a test started must be gone.
 leftover=$(pgrep -f "qemu-system-x86_64.*$OMNIRUN_TEST_DATA_DIR/sandboxes" || true)
 if [[ -n "$leftover" ]]; then

@@ -100,18 +100,26 @@ public final class GuestAgentClient: Sendable {
         try await events(AgentAPI.Path.processConnect, body: selector, onEvent: onEvent)
     }
 
-    /// Starts a process and returns its pid once the agent has started it; output is
-    /// delivered to `onEvent` in the background until the process ends.
+    /// Starts a process and returns its pid once the agent has started it. With
+    /// `onEvent`, output keeps flowing to it in the background until the process
+    /// ends; without, the call detaches at once (the process runs on and its output
+    /// stays in the agent for `processOutput` and `connectProcess`).
     public func startDetached(
-        _ request: ProcessStartRequest, onEvent: @escaping @Sendable (ProcessEvent) async throws -> Void = { _ in }
+        _ request: ProcessStartRequest, onEvent: (@Sendable (ProcessEvent) async throws -> Void)? = nil
     ) async throws -> Int32 {
+        struct Detach: Error {}
         let (pidStream, pidContinuation) = AsyncThrowingStream<Int32, any Error>.makeStream()
         Task {
             do {
                 try await self.startProcess(request) { event in
-                    if event.type == .start, let pid = event.pid { pidContinuation.yield(pid) }
-                    try await onEvent(event)
+                    if event.type == .start, let pid = event.pid {
+                        pidContinuation.yield(pid)
+                        if onEvent == nil { throw Detach() }
+                    }
+                    try await onEvent?(event)
                 }
+                pidContinuation.finish()
+            } catch is Detach {
                 pidContinuation.finish()
             } catch {
                 pidContinuation.finish(throwing: error)
@@ -134,6 +142,10 @@ public final class GuestAgentClient: Sendable {
     public func resize(pid: Int32, size: PTYSize) async throws {
         let _: EmptyReply = try await json(
             .POST, AgentAPI.Path.processResize, body: ProcessResizeRequest(pid: pid, size: size))
+    }
+
+    public func processOutput(pid: Int32) async throws -> ProcessOutput {
+        try await json(.GET, AgentAPI.Path.processOutput, query: [("pid", "\(pid)")])
     }
 
     public func listProcesses(includeFinished: Bool = false) async throws -> [GuestProcessInfo] {

@@ -32,6 +32,8 @@ public enum AgentAPI {
         public static let processSignal = "/v1/process/signal"
         public static let processResize = "/v1/process/resize"
         public static let processList = "/v1/process/list"
+        /// GET, query `pid`: a `ProcessOutput`.
+        public static let processOutput = "/v1/process/output"
 
         /// GET, query `path`, `user`: the raw file contents.
         public static let fileRead = "/v1/files/read"

@@ -159,3 +159,21 @@ public struct GuestProcessInfo: Codable, Sendable, Equatable {
         self.endedAtMillis = endedAtMillis
     }
 }
+
+/// `GET /v1/process/output?pid=`: what a process has written so far (bounded by the
+/// agent's replay buffer) and how it stands.
+public struct ProcessOutput: Codable, Sendable {
+    public var info: GuestProcessInfo
+    /// Base64.
+    public var stdout: String
+    /// Base64.
+    public var stderr: String
+    public var truncated: Bool
+
+    public init(info: GuestProcessInfo, stdout: String, stderr: String, truncated: Bool) {
+        self.info = info
+        self.stdout = stdout
+        self.stderr = stderr
+        self.truncated = truncated
+    }
+}

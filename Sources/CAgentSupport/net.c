@@ -32,6 +32,16 @@ int omr_loopback_up(void) {
 
 static void omr_sigio_noop(int sig) { (void)sig; }
 
+void omr_init_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = omr_sigio_noop;
+    sigaction(SIGIO, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    int ignored[] = { SIGPIPE, SIGHUP, SIGALRM, SIGURG, SIGTTIN, SIGTTOU, SIGTSTP, SIGXFSZ, SIGUSR1, SIGUSR2 };
+    for (unsigned i = 0; i < sizeof ignored / sizeof ignored[0]; i++) sigaction(ignored[i], &sa, NULL);
+}
+
 int omr_wait_for_host(int fd, int timeout_ms) {
     static int handler_installed = 0;
     if (!handler_installed) {

@@ -12,6 +12,7 @@ import Glibc
 public enum GuestAgent {
     public static func main(arguments: [String]) async {
         let isInit = getpid() == 1
+        if isInit { omr_init_signals() }
         let level = (isInit ? commandLineValue("omnirun.log") : nil).flatMap { Logger.Level(rawValue: $0) } ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)

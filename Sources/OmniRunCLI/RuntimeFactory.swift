@@ -33,6 +33,7 @@ enum RuntimeFactory {
         var configuration = SandboxRuntime.Configuration(
             dataDirectory: options.dataDir ?? SandboxRuntime.Configuration.defaultDataDirectory)
         configuration.warmPoolSize = warmPool ?? Int(env["OMNIRUN_WARM_POOL"] ?? "") ?? 0
+        if let dir = env["OMNIRUN_SNAPSHOT_DIR"], !dir.isEmpty { configuration.snapshotDirectory = dir }
         return SandboxRuntime(driver: driver, catalog: catalog, configuration: configuration, logger: logger)
     }
 }

@@ -73,6 +73,9 @@ public protocol MachineDriver: Sendable {
     func boot(image: MachineImage, options: MachineOptions, snapshotable: Bool) async throws -> any MachineInstance
     /// Starts a new machine from a snapshot (memory copy-on-write, fresh disk overlay).
     func restore(snapshot: MachineSnapshot, options: MachineOptions) async throws -> any MachineInstance
+    /// Takes over a machine started by an earlier process of this server (after a
+    /// restart). Fails if `pid` is not that machine's VMM.
+    func attach(image: MachineImage, options: MachineOptions, pid: Int32) async throws -> any MachineInstance
     /// A short description for logs and benchmarks ("qemu-microvm/tcg").
     var description: String { get }
     /// Changes whenever snapshots taken by this driver can no longer be restored by
@@ -83,6 +86,10 @@ public protocol MachineDriver: Sendable {
 /// One running machine.
 public protocol MachineInstance: AnyObject, Sendable {
     var name: String { get }
+    /// The VMM's process id (recorded so that a restarted server can re-attach).
+    var processID: Int32 { get }
+    /// The machine's own directory.
+    var directory: String { get }
     /// The host end of the agent channel (a Unix socket).
     var agentSocketPath: String { get }
     var state: MachineState { get async }

@@ -26,6 +26,7 @@ public struct OmniRunError: Error, Sendable, CustomStringConvertible {
             case unauthorized = "unauthorized"
             case forbidden = "forbidden"
             case limitReached = "limit_reached"
+            case sandboxLimit = "sandbox_limit"
             case payloadTooLarge = "payload_too_large"
             case timeout = "timeout"
             case unavailable = "unavailable"
@@ -56,6 +57,8 @@ public struct OmniRunError: Error, Sendable, CustomStringConvertible {
         public static let unauthorized = Code(.unauthorized)
         public static let forbidden = Code(.forbidden)
         public static let limitReached = Code(.limitReached)
+        /// The per-account concurrent sandbox limit.
+        public static let sandboxLimit = Code(.sandboxLimit)
         public static let payloadTooLarge = Code(.payloadTooLarge)
         public static let timeout = Code(.timeout)
         public static let unavailable = Code(.unavailable)

@@ -126,12 +126,7 @@ public struct QEMUDriver: MachineDriver {
         process.standardOutput = log
         process.standardError = log
         process.standardInput = stdin ?? FileHandle.nullDevice
-        let machine = QEMUMachine(
-            name: options.name, directory: options.directory, process: process, accelerator: accelerator, image: image,
-            memoryFile: memoryFile, qemuImg: configuration.qemuImgBinary, group: group, logger: logger)
-        process.terminationHandler = { [weak machine] finished in
-            machine?.processExited(status: finished.terminationStatus, reason: finished.terminationReason)
-        }
+        process.terminationHandler = nil
         do {
             try process.run()
         } catch {
@@ -139,10 +134,35 @@ public struct QEMUDriver: MachineDriver {
             throw OmniRunError(.machineFailed, "cannot start QEMU for \(options.name): \(error)")
         }
         try? log.close()
+        let machine = QEMUMachine(
+            name: options.name, directory: options.directory, process: process, pid: process.processIdentifier,
+            accelerator: accelerator, image: image, memoryFile: memoryFile, qemuImg: configuration.qemuImgBinary,
+            group: group, logger: logger)
+        process.terminationHandler = { [weak machine] finished in
+            machine?.processExited(status: finished.terminationStatus, reason: finished.terminationReason)
+        }
+        if !process.isRunning {
+            machine.processExited(status: process.terminationStatus, reason: process.terminationReason)
+        }
         machine.markStarted()
         logger.debug(
             "machine started",
             metadata: ["machine": "\(options.name)", "pid": "\(process.processIdentifier)", "restore": "\(stdin != nil)"])
+        return machine
+    }
+
+    public func attach(image: MachineImage, options: MachineOptions, pid: Int32) async throws -> any MachineInstance {
+        // The pid must still be the VMM of that directory (pids are reused).
+        guard let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"),
+            String(decoding: cmdline, as: UTF8.self).contains(options.directory + "/agent.sock")
+        else {
+            throw OmniRunError(.notFound, "machine \(options.name) (pid \(pid)) is not running")
+        }
+        let machine = QEMUMachine(
+            name: options.name, directory: options.directory, process: nil, pid: pid, accelerator: accelerator,
+            image: image, memoryFile: nil, qemuImg: configuration.qemuImgBinary, group: group, logger: logger)
+        machine.markStarted()
+        machine.monitorDetached()
         return machine
     }
 

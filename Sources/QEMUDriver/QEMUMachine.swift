@@ -10,10 +10,12 @@ import OmniRunError
 public final class QEMUMachine: MachineInstance, @unchecked Sendable {
     public let name: String
     public let agentSocketPath: String
-    let directory: String
+    public let directory: String
     let qmpSocketPath: String
     let serialLogPath: String
-    let process: Process
+    /// Nil when the machine was attached after a restart (not our child).
+    let process: Process?
+    public let processID: Int32
     let accelerator: Accelerator
     let image: MachineImage
     let memoryFile: String?
@@ -31,9 +33,10 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
     private let inner = NIOLockedValueBox(Inner())
 
     init(
-        name: String, directory: String, process: Process, accelerator: Accelerator, image: MachineImage,
+        name: String, directory: String, process: Process?, pid: Int32, accelerator: Accelerator, image: MachineImage,
         memoryFile: String?, qemuImg: String, group: any EventLoopGroup, logger: Logger
     ) {
+        self.processID = pid
         self.name = name
         self.directory = directory
         self.agentSocketPath = directory + "/agent.sock"
@@ -96,6 +99,19 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
     }
 
     var hasExited: Bool { inner.withLockedValue { $0.exit != nil } }
+
+    /// Watches a VMM that is not our child: it is gone when signal 0 fails.
+    func monitorDetached() {
+        Task { [weak self] in
+            while let self, !self.hasExited {
+                if kill(self.processID, 0) != 0 && errno == ESRCH {
+                    self.processExited(status: -1, reason: .uncaughtSignal)
+                    return
+                }
+                try? await Task.sleep(for: .milliseconds(250))
+            }
+        }
+    }
 
     func qmp() async throws -> QMPClient {
         if let existing = inner.withLockedValue({ $0.qmp }), await existing.isConnected { return existing }
@@ -174,7 +190,7 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
     }
 
     public func setPriority(_ niceness: Int32) {
-        let pid = process.processIdentifier
+        let pid = processID
         // Niceness is per thread on Linux: set it on every thread of the VMM.
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
         for task in tasks {
@@ -191,8 +207,8 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
             return false
         }
         if alreadyDone { return }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
+        if !hasExited {
+            kill(processID, SIGKILL)
         }
         _ = await waitForExit()
         try? FileManager.default.removeItem(atPath: directory)

@@ -59,6 +59,9 @@ public actor SandboxRuntime {
     public struct Configuration: Sendable {
         /// Where snapshots and per-sandbox files live.
         public var dataDirectory: String
+        /// Where template snapshots are kept (`OMNIRUN_SNAPSHOT_DIR`; default `<data>/snapshots`).
+        /// Several servers on one machine may share it: builds are locked per snapshot.
+        public var snapshotDirectory: String?
         public var agentTimeout: Duration = .seconds(30)
         /// Creates that run at once; more wait their turn (0: twice the host's cores).
         public var maxConcurrentCreates: Int = 0
@@ -100,7 +103,8 @@ public actor SandboxRuntime {
             limit: configuration.maxConcurrentCreates > 0 ? configuration.maxConcurrentCreates : 2 * cores)
         self.pool = WarmPool(size: configuration.warmPoolSize, logger: logger)
         self.snapshots = SnapshotStore(
-            driver: driver, directory: configuration.dataDirectory + "/snapshots", logger: logger)
+            driver: driver, directory: configuration.snapshotDirectory ?? configuration.dataDirectory + "/snapshots",
+            logger: logger)
     }
 
     /// Called when a sandbox's machine stops without being asked to.
@@ -244,13 +248,56 @@ public actor SandboxRuntime {
                 ])
             return sandbox
         } catch {
-            let console = await machine.consoleTail(maxBytes: 1500)
+            let console = await machine.consoleTail(maxBytes: 6000)
             await machine.destroy()
             logger.error("sandbox failed to start", metadata: ["sandbox": "\(id)", "error": "\(error)"])
             if let error = error as? OmniRunError, error.code == .timeout {
                 throw OmniRunError(.timeout, "sandbox \(id) did not come up: \(error.message)\n--- console ---\n\(console)")
             }
             throw OmniRunError(.machineFailed, "sandbox \(id) did not come up: \(error)\n--- console ---\n\(console)")
+        }
+    }
+
+    /// Re-attaches to a sandbox whose machine outlived an earlier server process.
+    public func reattach(id: SandboxID, template: String, pid: Int32) async throws -> Sandbox {
+        let image = try catalog.image(for: template)
+        let directory = configuration.dataDirectory + "/sandboxes/\(id)"
+        let machine = try await driver.attach(
+            image: image, options: MachineOptions(name: id.rawValue, directory: directory), pid: pid)
+        do {
+            let agent = try await GuestAgentClient.connect(
+                socketPath: machine.agentSocketPath, name: "sandbox \(id)", timeout: configuration.agentTimeout,
+                logger: logger, giveUpIf: { await machine.state.isTerminal ? "\(await machine.state)" : nil })
+            let sandbox = Sandbox(id: id, template: image.template, machine: machine, agent: agent)
+            sandboxes[id] = sandbox
+            watch(sandbox)
+            logger.info("sandbox re-attached", metadata: ["sandbox": "\(id)", "pid": "\(pid)"])
+            return sandbox
+        } catch {
+            await machine.destroy()
+            throw error
+        }
+    }
+
+    /// Removes machine folders (and kills their VMMs) that belong to no known sandbox.
+    public func removeOrphans(keeping: Set<SandboxID>) async {
+        let root = configuration.dataDirectory + "/sandboxes"
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
+        for entry in entries {
+            guard let id = SandboxID(entry), !keeping.contains(id), sandboxes[id] == nil else { continue }
+            let directory = root + "/" + entry
+            for pid in Self.processes(using: directory + "/agent.sock") { kill(pid, SIGKILL) }
+            try? FileManager.default.removeItem(atPath: directory)
+            logger.warning("removed an orphaned sandbox machine", metadata: ["sandbox": "\(entry)"])
+        }
+    }
+
+    /// Processes whose command line mentions `needle` (the VMMs of a machine folder).
+    static func processes(using needle: String) -> [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { Int32($0) }.filter { pid in
+            guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+            return String(decoding: data, as: UTF8.self).contains(needle)
         }
     }
 
@@ -283,6 +330,11 @@ public actor SandboxRuntime {
         await sandbox.agent.close()
         await sandbox.machine.destroy()
         logger.info("sandbox destroyed", metadata: ["sandbox": "\(id)"])
+    }
+
+    /// Destroys the pooled machines (sandboxes keep running, for the next start to re-attach).
+    public func drainPool() async {
+        await pool.drain()
     }
 
     /// Destroys every sandbox and every pooled machine.

@@ -47,7 +47,7 @@ actor WarmPool {
         guard size > 0, !closed, !filling.contains(template) else { return }
         filling.insert(template)
         Task {
-            while await self.needsMore(template) {
+            while self.needsMore(template) {
                 do {
                     let entry = try await make()
                     await self.add(template, entry)
@@ -56,7 +56,7 @@ actor WarmPool {
                     break
                 }
             }
-            await self.doneFilling(template)
+            self.doneFilling(template)
         }
     }
 

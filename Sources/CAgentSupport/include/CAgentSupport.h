@@ -69,4 +69,8 @@ int omr_is_directory(const char *path);
 /// SIGIO the port sends when the host connects, so no timer or polling is involved.
 /// Call it on a thread dedicated to waiting.
 int omr_wait_for_host(int fd, int timeout_ms);
+
+/// PID 1 signal hygiene: ignores job-control, hang-up and I/O signals and installs
+/// the SIGIO handler `omr_wait_for_host` relies on, before any thread exists.
+void omr_init_signals(void);
 #endif

@@ -238,6 +238,20 @@ actor ProcessTable {
         if kill(-pid, signal) != 0 { kill(pid, signal) }
     }
 
+    func output(pid: Int32) throws -> ProcessOutput {
+        guard let record = records[pid] else { throw AgentFailure.notFound("no process with pid \(pid)") }
+        var stdout: [UInt8] = []
+        var stderr: [UInt8] = []
+        for chunk in record.log {
+            if chunk.kind == .stderr { stderr += chunk.bytes } else { stdout += chunk.bytes }
+        }
+        var info = record.info
+        // Running until its output is drained too, so a caller that saw `running: false` has it all.
+        info.running = !record.ended
+        return ProcessOutput(
+            info: info, stdout: AgentCoding.base64(stdout), stderr: AgentCoding.base64(stderr), truncated: record.truncated)
+    }
+
     func list(includeFinished: Bool) -> [GuestProcessInfo] {
         records.values.filter { includeFinished || !$0.exited }.map(\.info).sorted { $0.pid < $1.pid }
     }

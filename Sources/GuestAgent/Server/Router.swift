@@ -109,6 +109,9 @@ struct Router: Sendable {
             let rc = omr_set_winsize(fd, UInt16(request.size.cols), UInt16(request.size.rows))
             if rc != 0 { throw AgentFailure.errno(rc, "resize", path: "pty") }
             try await exchange.respondEmpty()
+        case (.GET, P.processOutput):
+            guard let pid = Int32(try exchange.param("pid")) else { throw AgentFailure.badRequest("invalid pid") }
+            try await exchange.respond(try await table.output(pid: pid))
         case (.GET, P.processList):
             try await exchange.respond(await table.list(includeFinished: exchange.query["all"] == "1"))
 

@@ -1,0 +1,130 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import OmniRunServer
+import OmniRunStore
+import SandboxRuntime
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension OmniRun {
+    /// Runs the control plane: the REST API of the public SDK, over this node's sandboxes.
+    struct Serve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run the OmniRun server (REST API + sandboxes on this machine).")
+
+        @OptionGroup var runtime: RuntimeOptions
+
+        @Option(help: "Address to listen on (default: $OMNIRUN_HOST or 127.0.0.1).")
+        var host: String?
+
+        @Option(help: "Port to listen on (default: $OMNIRUN_PORT or 8080).")
+        var port: Int?
+
+        @Option(help: "Store: sqlite:///path (default: <data-dir>/omnirun.db) or postgres://user:pass@host/db ($OMNIRUN_DATABASE).")
+        var database: String?
+
+        @Option(help: "URL clients use to reach this server, for signed URLs ($OMNIRUN_PUBLIC_URL).")
+        var publicURL: String?
+
+        @Option(help: "Seconds without activity before a sandbox is killed ($OMNIRUN_IDLE_TIMEOUT, default 900).")
+        var idleTimeout: Int64?
+
+        @Option(help: "Restored machines kept ready per template ($OMNIRUN_WARM_POOL, default 1; 0 disables).")
+        var warmPool: Int?
+
+        @Option(help: "Templates whose snapshots are built before the server starts.")
+        var prepare: [String] = ["playground"]
+
+        func run() async throws {
+            RuntimeFactory.bootstrapLogging(runtime.logLevel == "warning" ? "info" : runtime.logLevel)
+            let env = Foundation.ProcessInfo.processInfo.environment
+            let dataDirectory = runtime.dataDir ?? SandboxRuntime.Configuration.defaultDataDirectory
+            try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+            var configuration = ServerConfiguration(dataDirectory: dataDirectory)
+            configuration.host = host ?? env["OMNIRUN_HOST"] ?? configuration.host
+            configuration.port = port ?? env["OMNIRUN_PORT"].flatMap { Int($0) } ?? configuration.port
+            configuration.databaseURL = database ?? env["OMNIRUN_DATABASE"]
+            configuration.publicURL = publicURL ?? env["OMNIRUN_PUBLIC_URL"]
+            configuration.idleTimeoutSeconds = idleTimeout ?? env["OMNIRUN_IDLE_TIMEOUT"].flatMap { Int64($0) } ?? configuration.idleTimeoutSeconds
+            if let limit = env["OMNIRUN_CONCURRENT_LIMIT"].flatMap({ Int($0) }) { configuration.defaultConcurrentLimit = limit }
+            if let limit = env["OMNIRUN_MAX_SANDBOXES"].flatMap({ Int($0) }) { configuration.maxSandboxes = limit }
+            if let node = env["OMNIRUN_NODE_ID"], !node.isEmpty { configuration.nodeID = node }
+
+            var logger = Logger(label: "omnirun.server")
+            logger.logLevel = Logger.Level(rawValue: runtime.logLevel == "warning" ? "info" : runtime.logLevel) ?? .info
+            let pool = warmPool ?? env["OMNIRUN_WARM_POOL"].flatMap { Int($0) } ?? 1
+            let sandboxes = try RuntimeFactory.makeRuntime(self.runtime, warmPool: pool)
+            for template in prepare {
+                say("[omnirun] preparing the \(template) snapshot (first time: boots the template once)…")
+                try await sandboxes.prepare(template: template)
+            }
+            let database = try await Store.open(url: configuration.resolvedDatabaseURL, logger: logger)
+            let baseURL = configuration.baseURL
+            let (app, bootstrap) = try await OmniRunApp.build(
+                configuration: configuration, runtime: sandboxes, database: database, logger: logger,
+                onRunning: {
+                    say("[omnirun] listening on \(baseURL)")
+                })
+            if let key = bootstrap.ownerKey {
+                say("[omnirun] owner account \(bootstrap.ownerEmail); API key (shown once, also in \(dataDirectory)/owner.key):")
+                say(key)
+            } else {
+                say("[omnirun] owner API key: \(dataDirectory)/owner.key")
+            }
+            say("[omnirun] try: curl -H \"X-API-Key: $(cat \(dataDirectory)/owner.key)\" \(configuration.baseURL)/sandboxes")
+            if env["OMNIRUN_EXIT_WITH_PARENT"] == "1" {
+                // For test harnesses: when the process that started us goes away, take
+                // every sandbox down with us instead of leaving VMs behind.
+                let parent = getppid()
+                Task.detached {
+                    while getppid() == parent { try? await Task.sleep(for: .milliseconds(500)) }
+                    await sandboxes.destroyAll()
+                    Glibc.exit(0)
+                }
+            }
+            try await app.runService()
+            await sandboxes.drainPool()
+            await database.close()
+        }
+    }
+
+    /// Creates API keys.
+    struct Key: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Manage API keys.", subcommands: [Create.self])
+
+        struct Create: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Create an API key (and the account, if new).")
+
+            @OptionGroup var runtime: RuntimeOptions
+
+            @Option(help: "Account email.")
+            var email: String
+
+            @Option(help: "A name for the key.")
+            var name: String = "cli"
+
+            @Option(help: "Store URL (as for serve).")
+            var database: String?
+
+            func run() async throws {
+                let env = Foundation.ProcessInfo.processInfo.environment
+                let dataDirectory = runtime.dataDir ?? SandboxRuntime.Configuration.defaultDataDirectory
+                try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+                var configuration = ServerConfiguration(dataDirectory: dataDirectory)
+                configuration.databaseURL = database ?? env["OMNIRUN_DATABASE"]
+                let database = try await Store.open(url: configuration.resolvedDatabaseURL, logger: Logger(label: "omnirun.key"))
+                let key = try await OmniRunApp.createKey(email: email, name: name, database: database, configuration: configuration)
+                await database.close()
+                say(key)
+            }
+        }
+    }
+}
+
+/// Writes a line to standard output at once (no buffering, so it shows up in logs).
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}

@@ -1,0 +1,113 @@
+import Crypto
+import Foundation
+import Hummingbird
+import Logging
+import OmniRunCore
+import OmniRunError
+import OmniRunStore
+import SandboxRuntime
+import ServiceLifecycle
+
+/// Builds the control plane: store, services, routes.
+public enum OmniRunApp {
+    /// What a start produced that the operator should see.
+    public struct Bootstrap: Sendable {
+        /// The owner's API key when this start created the owner account.
+        public var ownerKey: String?
+        public var ownerEmail: String
+        public var url: String
+    }
+
+    public static func build(
+        configuration: ServerConfiguration, runtime: SandboxRuntime, database: any SQLDatabase, logger: Logger,
+        onRunning: @escaping @Sendable () async -> Void = {}
+    ) async throws -> (some ApplicationProtocol, Bootstrap) {
+        let accounts = AccountRepository(database: database)
+        let bootstrap = try await ensureOwner(accounts: accounts, configuration: configuration, logger: logger)
+        let settings = SettingsRepository(database: database)
+        let secret = try await settings.valueOrInsert("url-signing-key", Data(randomBytes(32)).base64EncodedString())
+        let signer = URLSigner(key: SymmetricKey(data: Data(base64Encoded: secret) ?? Data(randomBytes(32))))
+
+        let service = SandboxService(
+            runtime: runtime, repository: SandboxRepository(database: database), configuration: configuration, logger: logger)
+        await runtime.onUnexpectedExit { id, exit in await service.machineStopped(id, exit: exit) }
+        await service.recover()
+
+        let router = Router(context: AppRequestContext.self)
+        router.add(middleware: ErrorMiddleware())
+        router.add(middleware: AuthMiddleware(accounts: accounts, signer: signer))
+        router.add(middleware: OwnershipMiddleware(service: service))
+        StatusController(service: service, configuration: configuration).register(on: router)
+        SandboxController(service: service, configuration: configuration).register(on: router)
+        CommandController(service: service, configuration: configuration).register(on: router)
+        FileController(service: service, signer: signer, configuration: configuration).register(on: router)
+        PTYController(service: service, sessions: PTYSessions(), configuration: configuration).register(on: router)
+
+        var app = Application(
+            router: router,
+            server: .http1(configuration: .init(additionalChannelHandlers: [ExpectContinueHandler()])),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "omnirun"),
+            onServerRunning: { _ in await onRunning() },
+            logger: logger)
+        app.addServices(ReaperService(service: service, interval: configuration.reaperInterval))
+        return (app, bootstrap)
+    }
+
+    /// The first start creates the owner account and its key (shown once, kept in
+    /// `<data>/owner.key` with mode 0600 so a single-box install can find it).
+    static func ensureOwner(accounts: AccountRepository, configuration: ServerConfiguration, logger: Logger) async throws -> Bootstrap {
+        let email = Foundation.ProcessInfo.processInfo.environment["OMNIRUN_OWNER_EMAIL"] ?? "owner@localhost"
+        guard try await accounts.count() == 0 else {
+            return Bootstrap(ownerKey: nil, ownerEmail: email, url: configuration.baseURL)
+        }
+        let account = AccountRecord(
+            id: randomID("acc_"), email: email, role: "owner", concurrentLimit: configuration.defaultConcurrentLimit,
+            createdAt: nowMillis())
+        try await accounts.create(account)
+        let key = APIKeys.generate()
+        try await accounts.addKey(
+            id: randomID("key_"), accountID: account.id, name: "owner", hash: APIKeys.hash(key), prefix: APIKeys.prefix(key),
+            expiresAt: nil)
+        let path = configuration.dataDirectory + "/owner.key"
+        _ = FileManager.default.createFile(atPath: path, contents: Data((key + "\n").utf8), attributes: [.posixPermissions: 0o600])
+        logger.info("owner account created", metadata: ["email": "\(email)", "keyFile": "\(path)"])
+        return Bootstrap(ownerKey: key, ownerEmail: email, url: configuration.baseURL)
+    }
+
+    /// Creates an API key for an account (creating the account if new).
+    public static func createKey(
+        email: String, name: String, database: any SQLDatabase, configuration: ServerConfiguration
+    ) async throws -> String {
+        guard email.contains("@"), email.count <= 254 else { throw OmniRunError(.invalidArgument, "invalid email '\(email)'") }
+        let accounts = AccountRepository(database: database)
+        let account: AccountRecord
+        if let existing = try await accounts.find(email: email) {
+            account = existing
+        } else {
+            account = AccountRecord(
+                id: randomID("acc_"), email: email, role: "user", concurrentLimit: configuration.defaultConcurrentLimit,
+                createdAt: nowMillis())
+            try await accounts.create(account)
+        }
+        let key = APIKeys.generate()
+        try await accounts.addKey(
+            id: randomID("key_"), accountID: account.id, name: name, hash: APIKeys.hash(key), prefix: APIKeys.prefix(key),
+            expiresAt: nil)
+        return key
+    }
+}
+
+/// Ends sandboxes whose timeout passed or that sat idle too long.
+struct ReaperService: Service {
+    let service: SandboxService
+    let interval: Duration
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                await service.reap()
+                try await Task.sleep(for: interval)
+            }
+        }
+    }
+}

@@ -1,0 +1,44 @@
+import Foundation
+
+/// Settings of `omnirun serve`. Each is filled from a flag, else the environment
+/// variable named beside it, else the default here.
+public struct ServerConfiguration: Sendable {
+    /// `--host` / `OMNIRUN_HOST`.
+    public var host: String = "127.0.0.1"
+    /// `--port` / `OMNIRUN_PORT`.
+    public var port: Int = 8080
+    /// `--data-dir` / `OMNIRUN_DATA_DIR`: snapshots, sandboxes, the SQLite file.
+    public var dataDirectory: String
+    /// `--database` / `OMNIRUN_DATABASE`: `sqlite:///path` (default: `<data>/omnirun.db`) or `postgres://…`.
+    public var databaseURL: String?
+    /// `--public-url` / `OMNIRUN_PUBLIC_URL`: how clients reach this server (signed URLs).
+    public var publicURL: String?
+    /// `OMNIRUN_IDLE_TIMEOUT`: seconds without activity before a sandbox is killed (docs: 15 min).
+    public var idleTimeoutSeconds: Int64 = 15 * 60
+    /// `OMNIRUN_CONCURRENT_LIMIT`: running sandboxes per account for new accounts (docs: 3).
+    public var defaultConcurrentLimit: Int = 3
+    /// `OMNIRUN_MAX_SANDBOXES`: running sandboxes on this node, all accounts together.
+    public var maxSandboxes: Int = 64
+    /// `OMNIRUN_NODE_ID`.
+    public var nodeID: String = "node-1"
+    /// How often timeouts and idle sandboxes are checked.
+    public var reaperInterval: Duration = .seconds(1)
+    /// Largest JSON request body.
+    public var maxJSONBody: Int = 16 << 20
+    /// Largest file read as text through `GET /files`.
+    public var maxTextFile: Int = 32 << 20
+    /// Longest a foreground command may run (`timeout` field; SDK default 60 s).
+    public var maxCommandTimeoutSeconds: Int64 = 3600
+
+    public init(dataDirectory: String) {
+        self.dataDirectory = dataDirectory
+    }
+
+    public var resolvedDatabaseURL: String {
+        databaseURL ?? "sqlite://\(dataDirectory)/omnirun.db"
+    }
+
+    public var baseURL: String {
+        publicURL ?? "http://\(host == "0.0.0.0" ? "127.0.0.1" : host):\(port)"
+    }
+}

@@ -1,0 +1,356 @@
+import AgentClient
+import AgentProtocol
+import Foundation
+import Hummingbird
+import NIOCore
+import OmniRunError
+import OmniRunStore
+import SandboxRuntime
+
+/// File routes (wire protocol §6) and signed URLs (§4.8).
+struct FileController {
+    let service: SandboxService
+    let signer: URLSigner
+    let configuration: ServerConfiguration
+
+    func register(on router: Router<AppRequestContext>) {
+        router.get("/sandboxes/:id/files", use: readText)
+        router.post("/sandboxes/:id/files", use: writeText)
+        router.delete("/sandboxes/:id/files", use: remove)
+        router.get("/sandboxes/:id/files/download", use: download)
+        router.post("/sandboxes/:id/files/upload", use: upload)
+        router.put("/sandboxes/:id/files/upload", use: upload)
+        router.post("/sandboxes/:id/files/batch", use: batch)
+        router.get("/sandboxes/:id/files/list", use: list)
+        router.get("/sandboxes/:id/files/exists", use: exists)
+        router.get("/sandboxes/:id/files/info", use: info)
+        router.post("/sandboxes/:id/files/rename", use: rename)
+        router.post("/sandboxes/:id/files/mkdir", use: mkdir)
+        router.get("/sandboxes/:id/files/watch", use: watch)
+        router.post("/sandboxes/:id/files/download-url", use: downloadURL)
+        router.post("/sandboxes/:id/files/upload-url", use: uploadURL)
+    }
+
+    /// `{name, path, is_dir, size}` as the SDK reads entries.
+    struct EntryView: Encodable {
+        var name: String
+        var path: String
+        var is_dir: Bool
+        var size: Int64
+        var type: String
+        var mode: String
+        var modified_at: String
+        var owner: String?
+
+        init(_ entry: FileEntry) {
+            name = entry.name
+            path = entry.path
+            is_dir = entry.isDirectory
+            size = entry.size
+            type = entry.type.rawValue
+            mode = String(entry.mode, radix: 8)
+            modified_at = isoDate(entry.modifiedMillis)
+            owner = entry.owner
+        }
+    }
+
+    private func sandbox(_ context: AppRequestContext) async throws -> Sandbox {
+        let id = try context.parameters.require("id")
+        if let signed = context.signedSandboxID {
+            guard signed == id else { throw OmniRunError(.forbidden, "the signed URL is for another sandbox") }
+            return try await service.sandbox(id, account: nil)
+        }
+        return try await service.sandbox(id, account: try context.requireAccount())
+    }
+
+    static func path(_ value: String?) throws -> String {
+        guard let value, !value.isEmpty else { throw OmniRunError(.invalidArgument, "path is required") }
+        guard value.utf8.count <= 4096, !value.utf8.contains(0) else { throw OmniRunError(.invalidArgument, "invalid path") }
+        return value
+    }
+
+    @Sendable func readText(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let path = try Self.path(request.query["path"])
+        let sandbox = try await sandbox(context)
+        let bytes: [UInt8] = try await sandbox.agent.readFile(
+            path: path, user: try CommandController.user(request.query["user"]), limit: configuration.maxTextFile)
+        return JSON.response(["content": String(decoding: bytes, as: UTF8.self), "path": path])
+    }
+
+    struct WriteBody: Decodable {
+        var path: String?
+        var content: String?
+        var user: String?
+    }
+
+    @Sendable func writeText(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let body = try await JSON.decode(WriteBody.self, from: request, limit: configuration.maxJSONBody)
+        let path = try Self.path(body.path)
+        let sandbox = try await sandbox(context)
+        let entry = try await sandbox.agent.writeFile(
+            path: path, user: try CommandController.user(body.user), bytes: Array((body.content ?? "").utf8))
+        return JSON.response(EntryView(entry))
+    }
+
+    @Sendable func remove(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let path = try Self.path(request.query["path"])
+        let sandbox = try await sandbox(context)
+        try await sandbox.agent.remove(path: path, user: try CommandController.user(request.query["user"]))
+        return JSON.noContent()
+    }
+
+    /// Streams the file from the guest to the client (bounded memory).
+    @Sendable func download(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let path = try Self.path(request.query["path"])
+        let user = try CommandController.user(request.query["user"])
+        let sandbox = try await sandbox(context)
+        let entry = try await sandbox.agent.stat(path: path, user: user)
+        guard !entry.isDirectory else { throw OmniRunError(.invalidArgument, "\(path) is a directory") }
+        let bridge = StreamBridge<ByteBuffer>(capacity: 8)
+        let agent = sandbox.agent
+        let reader = Task {
+            do {
+                try await agent.readFile(path: path, user: user) { chunk in try await bridge.send(chunk) }
+                await bridge.finish()
+            } catch {
+                await bridge.finish(throwing: error)
+            }
+        }
+        // Fail with a proper status if the read fails before any byte is out.
+        let first: ByteBuffer?
+        do {
+            first = try await bridge.next()
+        } catch {
+            reader.cancel()
+            throw error
+        }
+        var headers = HTTPFields()
+        headers[.contentType] = "application/octet-stream"
+        let filename = entry.name.replacingOccurrences(of: "\"", with: "")
+        headers[.contentDisposition] = "attachment; filename=\"\(filename)\""
+        let body = ResponseBody { writer in
+            do {
+                if let first { try await writer.write(first) }
+                while let chunk = try await bridge.next() { try await writer.write(chunk) }
+                try await writer.finish(nil)
+            } catch {
+                reader.cancel()
+                await bridge.finish()
+                throw error
+            }
+        }
+        return Response(status: .ok, headers: headers, body: body)
+    }
+
+    /// Multipart (`path` field, then `file`) or a raw body with `?path=`, streamed to the guest.
+    @Sendable func upload(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let sandbox = try await sandbox(context)
+        let contentType = request.headers[.contentType] ?? ""
+        var path = request.query["path"]
+        let user = try CommandController.user(request.query["user"])
+        if !contentType.lowercased().hasPrefix("multipart/form-data") {
+            let target = try Self.path(path)
+            let entry = try await sandbox.agent.writeFile(
+                path: target, user: user, chunks: request.body)
+            return JSON.response(EntryView(entry))
+        }
+        var parser = MultipartParser(boundary: try MultipartParser.boundary(fromContentType: contentType))
+        var field: String? = nil
+        var fieldValue: [UInt8] = []
+        var fieldUser = user
+        var writer: (bridge: StreamBridge<ByteBuffer>, task: Task<FileEntry, any Error>)? = nil
+        var written: FileEntry? = nil
+        do {
+            for try await chunk in request.body {
+                for event in try parser.feed(chunk.readableBytesView) {
+                    switch event {
+                    case .partStart(let name, _):
+                        field = name
+                        fieldValue = []
+                        if name == "file" {
+                            guard written == nil else { throw OmniRunError(.invalidArgument, "only one file per upload") }
+                            let target = try Self.path(path)
+                            let bridge = StreamBridge<ByteBuffer>(capacity: 8)
+                            let agent = sandbox.agent
+                            let owner = fieldUser
+                            let task = Task {
+                                try await agent.writeFile(path: target, user: owner, chunks: BridgeSequence(bridge: bridge))
+                            }
+                            writer = (bridge, task)
+                        }
+                    case .data(let bytes):
+                        if field == "file", let writer {
+                            try await writer.bridge.send(ByteBuffer(bytes: bytes))
+                        } else {
+                            fieldValue += bytes
+                            if fieldValue.count > 64 << 10 { throw OmniRunError(.invalidArgument, "form field too large") }
+                        }
+                    case .partEnd:
+                        if field == "file", let current = writer {
+                            await current.bridge.finish()
+                            written = try await current.task.value
+                            writer = nil
+                        } else if field == "path" {
+                            path = String(decoding: fieldValue, as: UTF8.self)
+                        } else if field == "user" {
+                            fieldUser = try CommandController.user(String(decoding: fieldValue, as: UTF8.self))
+                        }
+                        field = nil
+                    }
+                }
+            }
+        } catch {
+            if let writer {
+                await writer.bridge.finish(throwing: error)
+                writer.task.cancel()
+            }
+            throw error
+        }
+        if let writer {
+            await writer.bridge.finish(throwing: OmniRunError(.invalidArgument, "the upload ended inside the file part"))
+            _ = try? await writer.task.value
+            throw OmniRunError(.invalidArgument, "the upload ended inside the file part")
+        }
+        guard let written else { throw OmniRunError(.invalidArgument, "the upload has no 'file' part") }
+        return JSON.response(EntryView(written))
+    }
+
+    struct BatchItem: Decodable {
+        var path: String?
+        var content: String?
+    }
+
+    @Sendable func batch(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let items = try await JSON.decode([BatchItem].self, from: request, limit: configuration.maxJSONBody)
+        guard items.count <= 1000 else { throw OmniRunError(.invalidArgument, "at most 1000 files per batch") }
+        let user = try CommandController.user(request.query["user"])
+        let sandbox = try await sandbox(context)
+        var entries: [EntryView] = []
+        for item in items {
+            let entry = try await sandbox.agent.writeFile(
+                path: try Self.path(item.path), user: user, bytes: Array((item.content ?? "").utf8))
+            entries.append(EntryView(entry))
+        }
+        return JSON.response(entries)
+    }
+
+    @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let path = request.query["path"].flatMap { $0.isEmpty ? nil : $0 } ?? "/"
+        let depthText = request.query["depth"] ?? "1"
+        guard let depth = Int(depthText), (1...32).contains(depth) else {
+            throw OmniRunError(.invalidArgument, "depth must be an integer between 1 and 32")
+        }
+        let sandbox = try await sandbox(context)
+        let entries = try await sandbox.agent.list(
+            path: try Self.path(path), depth: depth, user: try CommandController.user(request.query["user"]))
+        return JSON.response(entries.map(EntryView.init))
+    }
+
+    @Sendable func exists(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let path = try Self.path(request.query["path"])
+        let sandbox = try await sandbox(context)
+        do {
+            _ = try await sandbox.agent.stat(path: path, user: try CommandController.user(request.query["user"]))
+            return JSON.response(["exists": true])
+        } catch let error as OmniRunError where error.code == .notFound {
+            return JSON.response(["exists": false])
+        }
+    }
+
+    @Sendable func info(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let path = try Self.path(request.query["path"])
+        let sandbox = try await sandbox(context)
+        let entry = try await sandbox.agent.stat(path: path, user: try CommandController.user(request.query["user"]))
+        return JSON.response(EntryView(entry))
+    }
+
+    struct RenameBody: Decodable {
+        var oldPath: String?
+        var newPath: String?
+        var user: String?
+    }
+
+    @Sendable func rename(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let body = try await JSON.decode(RenameBody.self, from: request, limit: 64 << 10)
+        let from = try Self.path(body.oldPath)
+        let to = try Self.path(body.newPath)
+        let sandbox = try await sandbox(context)
+        let entry = try await sandbox.agent.move(from: from, to: to, user: try CommandController.user(body.user))
+        return JSON.response(EntryView(entry))
+    }
+
+    struct PathBody: Decodable {
+        var path: String?
+        var user: String?
+    }
+
+    @Sendable func mkdir(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let body = try await JSON.decode(PathBody.self, from: request, limit: 64 << 10)
+        let path = try Self.path(body.path)
+        let sandbox = try await sandbox(context)
+        let entry = try await sandbox.agent.makeDirectory(path: path, user: try CommandController.user(body.user))
+        return JSON.response(EntryView(entry))
+    }
+
+    struct WatchView: Encodable {
+        var type: String
+        var path: String
+        var name: String
+        var timestamp: String
+    }
+
+    @Sendable func watch(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let path = try Self.path(request.query["path"])
+        let recursive = request.query["recursive"] == "true"
+        let user = try CommandController.user(request.query["user"])
+        let sandbox = try await sandbox(context)
+        let entry = try await sandbox.agent.stat(path: path, user: user)
+        guard entry.isDirectory else { throw OmniRunError(.invalidArgument, "\(path) is not a directory") }
+        let service = self.service
+        return SSE.response { send in
+            try await sandbox.agent.watch(path: path, recursive: recursive, user: user) { event in
+                await service.touch(sandbox.id)
+                try await send(
+                    SSE.line(
+                        WatchView(type: event.type.rawValue, path: event.path, name: event.name, timestamp: isoDate(event.timestampMillis))))
+            }
+        }
+    }
+
+    struct SignBody: Decodable {
+        var path: String?
+        var expiresIn: Int64?
+    }
+
+    @Sendable func downloadURL(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await signedURL(request, context: context, operation: .download)
+    }
+
+    @Sendable func uploadURL(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await signedURL(request, context: context, operation: .upload)
+    }
+
+    private func signedURL(_ request: Request, context: AppRequestContext, operation: URLSigner.Operation) async throws -> Response {
+        let body = try await JSON.decode(SignBody.self, from: request, limit: 64 << 10)
+        let path = try Self.path(body.path)
+        let id = try context.parameters.require("id")
+        _ = try await service.record(id, account: try context.requireAccount())
+        let lifetime = body.expiresIn ?? 3600
+        guard (1...7 * 24 * 3600).contains(lifetime) else {
+            throw OmniRunError(.invalidArgument, "expiresIn must be between 1 and 604800 seconds")
+        }
+        let expires = nowMillis() / 1000 + lifetime
+        let signature = signer.signature(sandbox: id, operation: operation, path: path, expires: expires)
+        let query = [("path", path), ("expires", "\(expires)"), ("signature", signature)]
+            .map { "\($0.0)=\(Self.formEncode($0.1))" }.joined(separator: "&")
+        let url = "\(configuration.baseURL)/sandboxes/\(id)/files/\(operation.rawValue)?\(query)"
+        return JSON.response(
+            ["url": url, "method": operation == .download ? "GET" : "PUT", "expiresAt": isoDate(expires * 1000)])
+    }
+
+    static func formEncode(_ value: String) -> String {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~/")
+        return value.addingPercentEncoding(withAllowedCharacters: allowed) ?? value
+    }
+}

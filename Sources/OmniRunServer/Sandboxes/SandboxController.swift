@@ -1,0 +1,189 @@
+import Foundation
+import Hummingbird
+import OmniRunCore
+import OmniRunError
+import OmniRunStore
+
+/// Sandbox lifecycle routes (wire protocol §4).
+struct SandboxController {
+    let service: SandboxService
+    let configuration: ServerConfiguration
+
+    struct CreateBody: Decodable {
+        var template: String?
+        var timeout: Int64?
+        var internet: Bool?
+        var memoryMB: Int?
+        var envVars: [String: String]?
+        var metadata: [String: String]?
+        var autoPause: Bool?
+        var network: AnyJSON?
+        var secure: Bool?
+        var maskRequestHost: String?
+        var vaultInject: Bool?
+        var e2ee: Bool?
+        var clientPublicKey: String?
+        var sniProxy: Bool?
+        var allowDomains: [String]?
+    }
+
+    func register(on router: Router<AppRequestContext>) {
+        router.post("/sandboxes", use: create)
+        router.get("/sandboxes", use: list)
+        router.get("/sandboxes/history", use: history)
+        router.get("/sandboxes/:id", use: info)
+        router.delete("/sandboxes/:id", use: kill)
+        router.post("/sandboxes/:id/timeout", use: setTimeout)
+        // Features that arrive with later work answer a clear 501, never a silent ignore.
+        for (method, path, feature) in Self.notYet {
+            router.on(RouterPath(path), method: method) { _, context -> Response in
+                _ = try await service.record(try context.parameters.require("id"), account: try context.requireAccount())
+                throw OmniRunError(.notImplemented, "\(feature) is not available on this server yet")
+            }
+        }
+    }
+
+    static let notYet: [(HTTPRequest.Method, String, String)] = [
+        (.post, "/sandboxes/:id/pause", "pause"),
+        (.post, "/sandboxes/:id/resume", "resume"),
+        (.post, "/sandboxes/:id/network-policy", "network policy"),
+        (.get, "/sandboxes/:id/metrics", "metrics"),
+        (.post, "/sandboxes/:id/contexts", "code contexts"),
+        (.get, "/sandboxes/:id/contexts", "code contexts"),
+        (.post, "/sandboxes/:id/contexts/:ctx/execute", "code contexts"),
+        (.post, "/sandboxes/:id/contexts/:ctx/stream-execute", "code contexts"),
+        (.post, "/sandboxes/:id/contexts/:ctx/restart", "code contexts"),
+        (.delete, "/sandboxes/:id/contexts/:ctx", "code contexts"),
+        (.post, "/sandboxes/:id/exposures", "exposures"),
+        (.get, "/sandboxes/:id/exposures", "exposures"),
+        (.get, "/sandboxes/:id/exposures/:exp", "exposures"),
+        (.delete, "/sandboxes/:id/exposures/:exp", "exposures"),
+        (.post, "/sandboxes/:id/exposures/:exp/refresh", "exposures"),
+        (.get, "/sandboxes/:id/desktop/screenshot", "desktop"),
+        (.get, "/sandboxes/:id/desktop/screen", "desktop"),
+        (.get, "/sandboxes/:id/desktop/stream", "desktop"),
+        (.post, "/sandboxes/:id/desktop/mouse", "desktop"),
+        (.post, "/sandboxes/:id/desktop/keyboard", "desktop"),
+    ]
+
+    @Sendable func create(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let account = try context.requireAccount()
+        let body = try await JSON.decode(CreateBody.self, from: request, limit: configuration.maxJSONBody)
+        if body.internet == true || body.network != nil || body.sniProxy == true || body.allowDomains != nil {
+            throw OmniRunError(.notImplemented, "internet access and network policies are not available on this server yet")
+        }
+        if body.secure == true || body.maskRequestHost != nil {
+            throw OmniRunError(.notImplemented, "secure mode is not available on this server yet")
+        }
+        if body.e2ee == true || body.clientPublicKey != nil {
+            throw OmniRunError(.notImplemented, "end-to-end encryption is not available on this server yet")
+        }
+        if body.autoPause == true { throw OmniRunError(.notImplemented, "auto-pause is not available on this server yet") }
+        if body.vaultInject == true { throw OmniRunError(.notImplemented, "vault injection is not available on this server yet") }
+        let timeout = body.timeout ?? 300
+        guard timeout >= 0, timeout <= 30 * 24 * 3600 else {
+            throw OmniRunError(.invalidArgument, "timeout must be between 0 (permanent) and 2592000 seconds")
+        }
+        let template = body.template ?? "python-3.11"
+        let env = body.envVars ?? [:]
+        for key in env.keys where !Self.isEnvName(key) {
+            throw OmniRunError(.invalidArgument, "invalid environment variable name '\(key)'")
+        }
+        let metadata = body.metadata ?? [:]
+        guard metadata.count <= 64, metadata.allSatisfy({ $0.key.count <= 256 && $0.value.count <= 4096 }) else {
+            throw OmniRunError(.invalidArgument, "metadata is limited to 64 entries of 256-byte keys and 4 KiB values")
+        }
+        let record = try await service.create(
+            CreateSandboxRequest(
+                template: template, timeoutSeconds: timeout, env: env, metadata: metadata, vaultInject: false,
+                memoryMB: body.memoryMB),
+            account: account)
+        return JSON.response(CreatedSandbox(record), status: .created)
+    }
+
+    static func isEnvName(_ name: String) -> Bool {
+        guard let first = name.unicodeScalars.first, first == "_" || (first.isASCII && first.properties.isAlphabetic) else {
+            return false
+        }
+        return name.count <= 256 && name.unicodeScalars.allSatisfy { $0 == "_" || ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) }
+    }
+
+    @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let account = try context.requireAccount()
+        let query = request.query
+        let limit = try Self.limit(query["limit"], default: 100)
+        var records = try await service.list(account: account)
+        if let state = query["state"], !state.isEmpty {
+            let states = Set(state.split(separator: ",").map { String($0) })
+            records = records.filter { states.contains($0.state == "running" ? "running" : "killed") }
+        }
+        if let filter = query["metadata"], !filter.isEmpty {
+            let pairs = filter.split(separator: ",").map { pair -> (String, String) in
+                let parts = pair.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+                return (String(parts[0]), parts.count > 1 ? String(parts[1]) : "")
+            }
+            records = records.filter { record in pairs.allSatisfy { record.metadata[$0.0] == $0.1 } }
+        }
+        if let token = query["next_token"], !token.isEmpty {
+            guard let after = Data(base64Encoded: Self.padded(token)).map({ String(decoding: $0, as: UTF8.self) }) else {
+                throw OmniRunError(.invalidArgument, "invalid next_token")
+            }
+            records = Array(records.drop { ($0.createdAt, $0.id) <= Self.cursor(after) })
+        }
+        let page = Array(records.prefix(limit))
+        var headers: HTTPFields = [:]
+        if records.count > limit, let last = page.last {
+            headers[.init("x-next-token")!] = Data("\(last.createdAt):\(last.id)".utf8).base64EncodedString()
+                .replacingOccurrences(of: "=", with: "")
+        }
+        return JSON.response(page.map(SandboxInfo.init), headers: headers)
+    }
+
+    static func cursor(_ text: String) -> (Int64, String) {
+        let parts = text.split(separator: ":", maxSplits: 1)
+        return (Int64(parts.first ?? "") ?? 0, parts.count > 1 ? String(parts[1]) : "")
+    }
+
+    static func padded(_ token: String) -> String {
+        token + String(repeating: "=", count: (4 - token.count % 4) % 4)
+    }
+
+    static func limit(_ text: String?, default value: Int) throws -> Int {
+        guard let text, !text.isEmpty else { return value }
+        guard let limit = Int(text), limit > 0, limit <= 1000 else {
+            throw OmniRunError(.invalidArgument, "limit must be an integer between 1 and 1000")
+        }
+        return limit
+    }
+
+    @Sendable func history(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let account = try context.requireAccount()
+        let query = request.query
+        let limit = try Self.limit(query["limit"], default: 100)
+        let before = query["before"].flatMap { Int64($0) }
+        let records = try await service.history(account: account, limit: limit, before: before)
+        return JSON.response(records.map(HistoryItem.init))
+    }
+
+    @Sendable func info(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let record = try await service.record(try context.parameters.require("id"), account: try context.requireAccount())
+        return JSON.response(SandboxInfo(record))
+    }
+
+    @Sendable func kill(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try await service.kill(try context.parameters.require("id"), account: try context.requireAccount())
+        return JSON.noContent()
+    }
+
+    struct TimeoutBody: Decodable {
+        var timeout: Int64?
+    }
+
+    @Sendable func setTimeout(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let account = try context.requireAccount()
+        let body = try await JSON.decode(TimeoutBody.self, from: request, limit: 64 << 10)
+        guard let timeout = body.timeout else { throw OmniRunError(.invalidArgument, "timeout (seconds) is required") }
+        try await service.setTimeout(try context.parameters.require("id"), seconds: timeout, account: account)
+        return JSON.response(["status": "ok"])
+    }
+}

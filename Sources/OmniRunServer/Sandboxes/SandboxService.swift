@@ -1,0 +1,216 @@
+import AgentClient
+import Foundation
+import Logging
+import OmniRunCore
+import OmniRunError
+import OmniRunStore
+import SandboxRuntime
+
+/// What a create asks for (the wire's fields, validated).
+struct CreateSandboxRequest: Sendable {
+    var template: String
+    var timeoutSeconds: Int64
+    var env: [String: String]
+    var metadata: [String: String]
+    var vaultInject: Bool
+    var memoryMB: Int?
+}
+
+/// The sandboxes of every account on this node: limits, timeouts, idle kills,
+/// history, and recovery after a restart. Routes call it; it calls the runtime.
+actor SandboxService {
+    let runtime: SandboxRuntime
+    let repository: SandboxRepository
+    let configuration: ServerConfiguration
+    private let logger: Logger
+    /// Creates admitted but not finished, per account (so racing creates never overshoot).
+    private var pending: [String: Int] = [:]
+    private var pendingTotal = 0
+    /// Last activity per sandbox, flushed to the store now and then.
+    private var activity: [SandboxID: Int64] = [:]
+    private var recordCache: [SandboxID: SandboxRecord] = [:]
+
+    init(runtime: SandboxRuntime, repository: SandboxRepository, configuration: ServerConfiguration, logger: Logger) {
+        self.runtime = runtime
+        self.repository = repository
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    // MARK: create, find, list, kill
+
+    func create(_ request: CreateSandboxRequest, account: AccountRecord) async throws -> SandboxRecord {
+        let image = try runtime.catalog.image(for: request.template)
+        // Admission: the account's limit and the node's, counting creates in flight.
+        let running = try await repository.countRunning(accountID: account.id)
+        let inFlight = pending[account.id, default: 0]
+        guard running + inFlight < account.concurrentLimit else {
+            throw OmniRunError(
+                .sandboxLimit,
+                "concurrent sandbox limit reached: \(account.concurrentLimit) sandboxes may run at once for this account")
+        }
+        let nodeRunning = await runtime.running.count
+        guard nodeRunning + pendingTotal < configuration.maxSandboxes else {
+            throw OmniRunError(.unavailable, "this node is full (\(configuration.maxSandboxes) sandboxes)")
+        }
+        pending[account.id, default: 0] += 1
+        pendingTotal += 1
+        defer {
+            pending[account.id, default: 1] -= 1
+            pendingTotal -= 1
+        }
+        let sandbox: Sandbox
+        do {
+            sandbox = try await runtime.create(
+                SandboxSpec(template: request.template, env: request.env, defaultUser: "user"))
+        } catch let error as OmniRunError where error.code == .notFound || error.code == .invalidArgument {
+            throw error
+        } catch {
+            // Nothing is left running: the runtime destroyed the machine. A retry is safe.
+            throw OmniRunError(.unavailable, "the sandbox failed to start: \(error)")
+        }
+        let now = nowMillis()
+        let record = SandboxRecord(
+            id: sandbox.id.rawValue, accountID: account.id, template: request.template, state: "running", createdAt: now,
+            timeoutSeconds: request.timeoutSeconds,
+            expiresAt: request.timeoutSeconds > 0 ? now + request.timeoutSeconds * 1000 : nil, lastActivityAt: now,
+            metadata: request.metadata, env: request.env, vaultInject: request.vaultInject, cpuCount: image.vcpus,
+            memoryMB: image.memoryMB, machineDirectory: sandbox.machine.directory, machinePID: sandbox.machine.processID,
+            nodeID: configuration.nodeID)
+        do {
+            try await repository.insert(record)
+        } catch {
+            await runtime.destroy(sandbox.id)
+            throw error
+        }
+        recordCache[sandbox.id] = record
+        logger.info("sandbox created", metadata: ["sandbox": "\(sandbox.id)", "account": "\(account.id)", "template": "\(request.template)"])
+        return record
+    }
+
+    /// A running sandbox of this account; everything else (ended, another account's) is 404.
+    func record(_ id: String, account: AccountRecord?) async throws -> SandboxRecord {
+        guard let sandboxID = SandboxID(id) else { throw notFound(id) }
+        let record: SandboxRecord
+        if let cached = recordCache[sandboxID] {
+            record = cached
+        } else if let stored = try await repository.find(id: id), stored.state == "running" {
+            record = stored
+        } else {
+            throw notFound(id)
+        }
+        if let account, record.accountID != account.id { throw notFound(id) }
+        return record
+    }
+
+    /// The live sandbox behind a record; touching it counts as activity.
+    func sandbox(_ id: String, account: AccountRecord?) async throws -> Sandbox {
+        let record = try await record(id, account: account)
+        guard let sandboxID = SandboxID(record.id), let sandbox = await runtime.sandbox(sandboxID) else {
+            throw notFound(id)
+        }
+        activity[sandboxID] = nowMillis()
+        return sandbox
+    }
+
+    func touch(_ id: SandboxID) {
+        activity[id] = nowMillis()
+    }
+
+    func list(account: AccountRecord) async throws -> [SandboxRecord] {
+        try await repository.running(accountID: account.id)
+    }
+
+    func history(account: AccountRecord, limit: Int, before: Int64?) async throws -> [SandboxRecord] {
+        try await repository.ended(accountID: account.id, limit: limit, before: before)
+    }
+
+    func kill(_ id: String, account: AccountRecord) async throws {
+        let record = try await record(id, account: account)
+        try await end(record, reason: "killed")
+    }
+
+    func setTimeout(_ id: String, seconds: Int64, account: AccountRecord) async throws {
+        guard seconds >= 0, seconds <= 30 * 24 * 3600 else {
+            throw OmniRunError(.invalidArgument, "timeout must be between 0 (permanent) and 2592000 seconds")
+        }
+        var record = try await record(id, account: account)
+        record.timeoutSeconds = seconds
+        record.expiresAt = seconds > 0 ? nowMillis() + seconds * 1000 : nil
+        try await repository.setExpiry(id: id, timeoutSeconds: seconds, expiresAt: record.expiresAt)
+        if let sandboxID = SandboxID(id) {
+            recordCache[sandboxID] = record
+            activity[sandboxID] = nowMillis()
+        }
+    }
+
+    private func end(_ record: SandboxRecord, reason: String) async throws {
+        guard let sandboxID = SandboxID(record.id) else { return }
+        try await repository.markEnded(id: record.id, reason: reason, at: nowMillis())
+        recordCache[sandboxID] = nil
+        activity[sandboxID] = nil
+        await runtime.destroy(sandboxID)
+        logger.info("sandbox ended", metadata: ["sandbox": "\(record.id)", "reason": "\(reason)"])
+    }
+
+    /// Called when a machine dies behind our back.
+    func machineStopped(_ id: SandboxID, exit: MachineExit) async {
+        recordCache[id] = nil
+        activity[id] = nil
+        try? await repository.markEnded(id: id.rawValue, reason: "failed: \(exit)", at: nowMillis())
+    }
+
+    func runningCount() async -> Int { await runtime.running.count }
+
+    private func notFound(_ id: String) -> OmniRunError {
+        OmniRunError(.notFound, "sandbox \(id) not found")
+    }
+
+    // MARK: timeouts and idleness
+
+    /// Ends sandboxes past their timeout or idle too long; flushes activity.
+    func reap() async {
+        let now = nowMillis()
+        guard let running = try? await repository.running() else { return }
+        for var record in running where record.nodeID == nil || record.nodeID == configuration.nodeID {
+            guard let id = SandboxID(record.id) else { continue }
+            if let seen = activity[id], seen > record.lastActivityAt {
+                record.lastActivityAt = seen
+                try? await repository.touch(id: record.id, at: seen)
+                if recordCache[id] != nil { recordCache[id]?.lastActivityAt = seen }
+            }
+            if let expires = record.expiresAt, expires <= now {
+                try? await end(record, reason: "timeout")
+                continue
+            }
+            let idleLimit = configuration.idleTimeoutSeconds * 1000
+            if !record.vaultInject, idleLimit > 0, now - record.lastActivityAt > idleLimit {
+                try? await end(record, reason: "idle")
+            }
+        }
+    }
+
+    // MARK: recovery
+
+    /// After a start: re-attach to the machines that still run, record the rest as
+    /// ended, and remove any machine folder nobody owns.
+    func recover() async {
+        guard let running = try? await repository.running() else { return }
+        var kept: Set<SandboxID> = []
+        for record in running where record.nodeID == nil || record.nodeID == configuration.nodeID {
+            guard let id = SandboxID(record.id) else { continue }
+            if let pid = record.machinePID {
+                do {
+                    _ = try await runtime.reattach(id: id, template: record.template, pid: pid)
+                    kept.insert(id)
+                    recordCache[id] = record
+                    continue
+                } catch {
+                    logger.warning("sandbox lost across the restart", metadata: ["sandbox": "\(id)", "error": "\(error)"])
+                }
+            }
+            try? await repository.markEnded(id: record.id, reason: "lost", at: nowMillis())
+        }
+        await runtime.removeOrphans(keeping: kept)
+    }
+}

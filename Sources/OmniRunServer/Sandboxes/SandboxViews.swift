@@ -1,0 +1,85 @@
+import OmniRunStore
+
+/// `GET /sandboxes/{id}` and the items of `GET /sandboxes` (wire protocol §4.2).
+struct SandboxInfo: Encodable {
+    var sandboxID: String
+    var templateID: String
+    var state: String
+    var startedAt: String
+    var endAt: String?
+    var metadata: [String: String]
+    var cpuCount: Int
+    var memoryMB: Int
+    var name: String?
+
+    init(_ record: SandboxRecord) {
+        sandboxID = record.id
+        templateID = record.template
+        state = record.state == "running" ? "running" : "killed"
+        startedAt = isoDate(record.createdAt)
+        endAt = record.endedAt.map(isoDate) ?? record.expiresAt.map(isoDate)
+        metadata = record.metadata
+        cpuCount = record.cpuCount
+        memoryMB = record.memoryMB
+        name = record.metadata["name"]
+    }
+}
+
+/// `POST /sandboxes` answer: the info plus what only a create returns.
+struct CreatedSandbox: Encodable {
+    var sandboxID: String
+    var templateID: String
+    var state: String
+    var startedAt: String
+    var endAt: String?
+    var metadata: [String: String]
+    var cpuCount: Int
+    var memoryMB: Int
+
+    init(_ record: SandboxRecord) {
+        let info = SandboxInfo(record)
+        sandboxID = info.sandboxID
+        templateID = info.templateID
+        state = info.state
+        startedAt = info.startedAt
+        endAt = info.endAt
+        metadata = info.metadata
+        cpuCount = info.cpuCount
+        memoryMB = info.memoryMB
+    }
+}
+
+/// `GET /sandboxes/history` items: how each past sandbox lived and ended.
+struct HistoryItem: Encodable {
+    var sandboxID: String
+    var templateID: String
+    var startedAt: String
+    var endedAt: String?
+    var endReason: String?
+    var durationSeconds: Double?
+    var metadata: [String: String]
+
+    init(_ record: SandboxRecord) {
+        sandboxID = record.id
+        templateID = record.template
+        startedAt = isoDate(record.createdAt)
+        endedAt = record.endedAt.map(isoDate)
+        endReason = record.endReason
+        durationSeconds = record.endedAt.map { Double($0 - record.createdAt) / 1000 }
+        metadata = record.metadata
+    }
+}
+
+/// Accepts any JSON value (for fields whose presence is all that matters here).
+struct AnyJSON: Decodable {
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() { return }
+        if (try? container.decode(Bool.self)) != nil { return }
+        if (try? container.decode(Double.self)) != nil { return }
+        if (try? container.decode(String.self)) != nil { return }
+        if (try? container.decode([AnyJSON].self)) != nil { return }
+        if (try? container.decode([String: AnyJSON].self)) != nil { return }
+        throw DecodingError.dataCorruptedError(in: container, debugDescription: "unreadable JSON value")
+    }
+}

@@ -1,0 +1,162 @@
+import Foundation
+
+/// The OpenAPI 3.1 description of every route this server serves (`GET /openapi.json`).
+/// `routes` is also what the tests compare the router against.
+enum OpenAPIDocument {
+    struct Route {
+        var method: String
+        var path: String
+        var summary: String
+        var query: [String] = []
+        var body: [String: Any]? = nil
+        var open = false
+    }
+
+    nonisolated(unsafe) static let stringMap: [String: Any] = ["type": "object", "additionalProperties": ["type": "string"]]
+    nonisolated(unsafe) static let pathBody: [String: Any] = [
+        "type": "object", "required": ["path"], "properties": ["path": ["type": "string"], "user": ["type": "string"]],
+    ]
+
+    nonisolated(unsafe) static let routes: [Route] = [
+        Route(method: "get", path: "/status", summary: "Node status", open: true),
+        Route(method: "get", path: "/openapi.json", summary: "This document", open: true),
+        Route(
+            method: "post", path: "/sandboxes", summary: "Create a sandbox",
+            body: [
+                "type": "object",
+                "properties": [
+                    "template": ["type": "string"], "timeout": ["type": "integer", "minimum": 0, "maximum": 2_592_000],
+                    "envVars": stringMap, "metadata": stringMap, "memoryMB": ["type": "integer"],
+                ],
+            ]),
+        Route(method: "get", path: "/sandboxes", summary: "List running sandboxes", query: ["limit", "next_token", "state", "metadata"]),
+        Route(method: "get", path: "/sandboxes/history", summary: "Past sandboxes", query: ["limit", "before"]),
+        Route(method: "get", path: "/sandboxes/{id}", summary: "Sandbox info"),
+        Route(method: "delete", path: "/sandboxes/{id}", summary: "Kill a sandbox"),
+        Route(
+            method: "post", path: "/sandboxes/{id}/timeout", summary: "Reset the auto-kill timer",
+            body: ["type": "object", "required": ["timeout"], "properties": ["timeout": ["type": "integer", "minimum": 0]]]),
+        Route(
+            method: "post", path: "/sandboxes/{id}/code", summary: "Run code once",
+            body: ["type": "object", "required": ["code"], "properties": ["code": ["type": "string"], "language": ["type": "string"]]]),
+        Route(
+            method: "post", path: "/sandboxes/{id}/commands", summary: "Run a command",
+            body: [
+                "type": "object", "required": ["command"],
+                "properties": [
+                    "command": ["type": "string"], "timeout": ["type": "integer"], "cwd": ["type": "string"],
+                    "envs": stringMap, "user": ["type": "string"], "background": ["type": "boolean"],
+                ],
+            ]),
+        Route(method: "get", path: "/sandboxes/{id}/commands", summary: "List processes"),
+        Route(method: "get", path: "/sandboxes/{id}/commands/{pid}", summary: "Process info and output"),
+        Route(method: "delete", path: "/sandboxes/{id}/commands/{pid}", summary: "Kill a process"),
+        Route(
+            method: "post", path: "/sandboxes/{id}/commands/{pid}/stdin", summary: "Write to stdin",
+            body: ["type": "object", "properties": ["data": ["type": "string"], "eof": ["type": "boolean"]]]),
+        Route(method: "get", path: "/sandboxes/{id}/commands/{pid}/stream", summary: "Output as server-sent events"),
+        Route(method: "get", path: "/sandboxes/{id}/files", summary: "Read a text file", query: ["path", "user"]),
+        Route(
+            method: "post", path: "/sandboxes/{id}/files", summary: "Write a text file",
+            body: [
+                "type": "object", "required": ["path"],
+                "properties": ["path": ["type": "string"], "content": ["type": "string"], "user": ["type": "string"]],
+            ]),
+        Route(method: "delete", path: "/sandboxes/{id}/files", summary: "Remove a file or directory", query: ["path", "user"]),
+        Route(method: "get", path: "/sandboxes/{id}/files/download", summary: "Download raw bytes", query: ["path", "user"]),
+        Route(method: "post", path: "/sandboxes/{id}/files/upload", summary: "Upload (multipart: path, file)"),
+        Route(method: "put", path: "/sandboxes/{id}/files/upload", summary: "Upload a raw body (signed URL)", query: ["path"]),
+        Route(
+            method: "post", path: "/sandboxes/{id}/files/batch", summary: "Write several text files",
+            body: [
+                "type": "array",
+                "items": ["type": "object", "required": ["path"], "properties": ["path": ["type": "string"], "content": ["type": "string"]]],
+            ]),
+        Route(method: "get", path: "/sandboxes/{id}/files/list", summary: "List a directory", query: ["path", "depth", "user"]),
+        Route(method: "get", path: "/sandboxes/{id}/files/exists", summary: "Whether a path exists", query: ["path", "user"]),
+        Route(method: "get", path: "/sandboxes/{id}/files/info", summary: "Describe a path", query: ["path", "user"]),
+        Route(
+            method: "post", path: "/sandboxes/{id}/files/rename", summary: "Move a path",
+            body: [
+                "type": "object", "required": ["oldPath", "newPath"],
+                "properties": ["oldPath": ["type": "string"], "newPath": ["type": "string"], "user": ["type": "string"]],
+            ]),
+        Route(method: "post", path: "/sandboxes/{id}/files/mkdir", summary: "Make a directory (with parents)", body: pathBody),
+        Route(method: "get", path: "/sandboxes/{id}/files/watch", summary: "Directory events as server-sent events", query: ["path", "recursive", "user"]),
+        Route(method: "post", path: "/sandboxes/{id}/files/download-url", summary: "A signed download URL", body: pathBody),
+        Route(method: "post", path: "/sandboxes/{id}/files/upload-url", summary: "A signed upload URL", body: pathBody),
+        Route(
+            method: "post", path: "/sandboxes/{id}/pty", summary: "Start a terminal",
+            body: ["type": "object", "properties": ["cols": ["type": "integer"], "rows": ["type": "integer"]]]),
+        Route(method: "get", path: "/sandboxes/{id}/pty", summary: "List terminals"),
+        Route(
+            method: "post", path: "/sandboxes/{id}/pty/{pid}/input", summary: "Type into a terminal",
+            body: ["type": "object", "required": ["data"], "properties": ["data": ["type": "string"]]]),
+        Route(
+            method: "post", path: "/sandboxes/{id}/pty/{pid}/resize", summary: "Resize a terminal",
+            body: ["type": "object", "properties": ["cols": ["type": "integer"], "rows": ["type": "integer"]]]),
+        Route(method: "get", path: "/sandboxes/{id}/pty/{pid}/read", summary: "Output since the last read"),
+        Route(method: "delete", path: "/sandboxes/{id}/pty/{pid}", summary: "Kill a terminal"),
+    ] + SandboxController.notYet.map { method, path, feature in
+        Route(
+            method: method.rawValue.lowercased(),
+            path: path.replacingOccurrences(of: ":id", with: "{id}").replacingOccurrences(of: ":ctx", with: "{ctx}")
+                .replacingOccurrences(of: ":exp", with: "{exp}"),
+            summary: "\(feature) (501 until available)")
+    }
+
+    static let json: [UInt8] = {
+        var paths: [String: [String: Any]] = [:]
+        for route in routes {
+            var parameters: [[String: Any]] = []
+            for name in ["id", "pid", "ctx", "exp"] where route.path.contains("{\(name)}") {
+                parameters.append(["name": name, "in": "path", "required": true, "schema": ["type": "string"]])
+            }
+            for name in route.query {
+                parameters.append([
+                    "name": name, "in": "query", "required": name == "path" && !route.path.hasSuffix("/list"),
+                    "schema": ["type": "string"],
+                ])
+            }
+            var operation: [String: Any] = [
+                "summary": route.summary, "operationId": "\(route.method)_\(route.path)",
+                "responses": [
+                    "200": ["description": "Success"], "201": ["description": "Created"], "204": ["description": "No content"],
+                    "default": [
+                        "description": "Error",
+                        "content": ["application/json": ["schema": ["$ref": "#/components/schemas/Error"]]],
+                    ],
+                ],
+            ]
+            if !parameters.isEmpty { operation["parameters"] = parameters }
+            if let body = route.body {
+                operation["requestBody"] = ["required": true, "content": ["application/json": ["schema": body]]]
+            }
+            if route.open { operation["security"] = [] }
+            paths[route.path, default: [:]][route.method] = operation
+        }
+        let document: [String: Any] = [
+            "openapi": "3.1.0",
+            "info": [
+                "title": "OmniRun", "version": OmniRunVersion.current,
+                "description": "Isolated microVM sandboxes for AI agents. The wire protocol of the public OmniRun SDK.",
+            ],
+            "paths": paths,
+            "components": [
+                "securitySchemes": [
+                    "apiKey": ["type": "apiKey", "in": "header", "name": "X-API-Key"],
+                    "bearer": ["type": "http", "scheme": "bearer"],
+                ],
+                "schemas": [
+                    "Error": [
+                        "type": "object", "required": ["error", "message"],
+                        "properties": ["error": ["type": "string"], "message": ["type": "string"]],
+                    ]
+                ],
+            ],
+            "security": [["apiKey": []], ["bearer": []]],
+        ]
+        let data = try! JSONSerialization.data(withJSONObject: document, options: [.sortedKeys, .withoutEscapingSlashes])
+        return [UInt8](data)
+    }()
+}

@@ -1,0 +1,45 @@
+import Foundation
+import Hummingbird
+import OmniRunCore
+
+/// `GET /status` (open) and `GET /openapi.json` (open).
+struct StatusController {
+    let service: SandboxService
+    let configuration: ServerConfiguration
+
+    struct Status: Encodable {
+        var ok: Bool
+        var node_id: String
+        var active_sandboxes: Int
+        var max_sandboxes: Int
+        var templates: [String]
+        var version: String
+        var driver: String
+    }
+
+    func register(on router: Router<AppRequestContext>) {
+        router.get("/status") { _, _ -> Response in
+            let templates = service.runtime.catalog.templates()
+            let withAliases = templates.contains("playground")
+                ? templates + ImageCatalogAliases.names.filter { !templates.contains($0) } : templates
+            return JSON.response(
+                Status(
+                    ok: true, node_id: configuration.nodeID, active_sandboxes: await service.runningCount(),
+                    max_sandboxes: configuration.maxSandboxes, templates: withAliases.sorted(), version: OmniRunVersion.current,
+                    driver: service.runtime.driver.description))
+        }
+        router.get("/openapi.json") { _, _ -> Response in
+            var headers = HTTPFields()
+            headers[.contentType] = "application/json"
+            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: .init(bytes: OpenAPIDocument.json)))
+        }
+    }
+}
+
+enum ImageCatalogAliases {
+    static let names = ["python-3.11"]
+}
+
+public enum OmniRunVersion {
+    public static let current = "0.1.0"
+}

@@ -1,0 +1,89 @@
+import Foundation
+import OmniRunError
+
+public struct AccountRecord: Sendable, Equatable {
+    public var id: String
+    public var email: String
+    public var role: String
+    public var concurrentLimit: Int
+    public var createdAt: Int64
+
+    public init(id: String, email: String, role: String, concurrentLimit: Int, createdAt: Int64) {
+        self.id = id
+        self.email = email
+        self.role = role
+        self.concurrentLimit = concurrentLimit
+        self.createdAt = createdAt
+    }
+}
+
+public struct APIKeyRecord: Sendable, Equatable {
+    public var id: String
+    public var accountID: String
+    public var name: String
+    public var prefix: String
+    public var createdAt: Int64
+    public var expiresAt: Int64?
+    public var revokedAt: Int64?
+}
+
+public struct SandboxRecord: Sendable, Equatable {
+    public var id: String
+    public var accountID: String
+    public var template: String
+    /// running | ended
+    public var state: String
+    public var createdAt: Int64
+    public var endedAt: Int64?
+    /// killed | timeout | idle | failed | lost
+    public var endReason: String?
+    public var timeoutSeconds: Int64
+    public var expiresAt: Int64?
+    public var lastActivityAt: Int64
+    public var metadata: [String: String]
+    public var env: [String: String]
+    public var vaultInject: Bool
+    public var cpuCount: Int
+    public var memoryMB: Int
+    public var machineDirectory: String?
+    public var machinePID: Int32?
+    public var nodeID: String?
+
+    public init(
+        id: String, accountID: String, template: String, state: String, createdAt: Int64, endedAt: Int64? = nil,
+        endReason: String? = nil, timeoutSeconds: Int64, expiresAt: Int64?, lastActivityAt: Int64,
+        metadata: [String: String], env: [String: String], vaultInject: Bool, cpuCount: Int, memoryMB: Int,
+        machineDirectory: String? = nil, machinePID: Int32? = nil, nodeID: String? = nil
+    ) {
+        self.id = id
+        self.accountID = accountID
+        self.template = template
+        self.state = state
+        self.createdAt = createdAt
+        self.endedAt = endedAt
+        self.endReason = endReason
+        self.timeoutSeconds = timeoutSeconds
+        self.expiresAt = expiresAt
+        self.lastActivityAt = lastActivityAt
+        self.metadata = metadata
+        self.env = env
+        self.vaultInject = vaultInject
+        self.cpuCount = cpuCount
+        self.memoryMB = memoryMB
+        self.machineDirectory = machineDirectory
+        self.machinePID = machinePID
+        self.nodeID = nodeID
+    }
+}
+
+enum JSONText {
+    static func encode(_ value: [String: String]) -> String {
+        let data = (try? JSONEncoder().encode(value)) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    static func decode(_ text: String?) -> [String: String] {
+        guard let text, let data = text.data(using: .utf8) else { return [:] }
+        return (try? JSONDecoder().decode([String: String].self, from: data)) ?? [:]
+    }
+}

@@ -1,0 +1,185 @@
+import OmniRunError
+
+/// Accounts and their API keys (stored as hashes only).
+public struct AccountRepository: Sendable {
+    let database: any SQLDatabase
+
+    public init(database: any SQLDatabase) {
+        self.database = database
+    }
+
+    public func create(_ account: AccountRecord) async throws {
+        try await database.query(
+            "INSERT INTO accounts (id, email, role, concurrent_limit, created_at) VALUES (?, ?, ?, ?, ?)",
+            [.text(account.id), .text(account.email), .text(account.role), SQLValue(account.concurrentLimit), .int(account.createdAt)])
+    }
+
+    public func count() async throws -> Int {
+        Int(try await database.query("SELECT COUNT(*) AS n FROM accounts").first?.int("n") ?? 0)
+    }
+
+    public func find(id: String) async throws -> AccountRecord? {
+        try await database.query("SELECT * FROM accounts WHERE id = ?", [.text(id)]).first.map(Self.account)
+    }
+
+    public func find(email: String) async throws -> AccountRecord? {
+        try await database.query("SELECT * FROM accounts WHERE email = ?", [.text(email)]).first.map(Self.account)
+    }
+
+    public func setConcurrentLimit(accountID: String, limit: Int) async throws {
+        try await database.query("UPDATE accounts SET concurrent_limit = ? WHERE id = ?", [SQLValue(limit), .text(accountID)])
+    }
+
+    static func account(_ row: SQLRow) throws -> AccountRecord {
+        AccountRecord(
+            id: try row.string("id"), email: try row.string("email"), role: try row.string("role"),
+            concurrentLimit: Int(try row.int("concurrent_limit")), createdAt: try row.int("created_at"))
+    }
+
+    public func addKey(id: String, accountID: String, name: String, hash: String, prefix: String, expiresAt: Int64?) async throws {
+        try await database.query(
+            "INSERT INTO api_keys (id, account_id, name, key_hash, prefix, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [.text(id), .text(accountID), .text(name), .text(hash), .text(prefix), .int(nowMillis()), SQLValue(expiresAt)])
+    }
+
+    /// The account owning a live key with this hash.
+    public func account(forKeyHash hash: String, at now: Int64) async throws -> AccountRecord? {
+        let rows = try await database.query(
+            """
+            SELECT a.* FROM api_keys k JOIN accounts a ON a.id = k.account_id
+            WHERE k.key_hash = ? AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > ?)
+            """, [.text(hash), .int(now)])
+        return try rows.first.map(Self.account)
+    }
+
+    public func keys(accountID: String) async throws -> [APIKeyRecord] {
+        try await database.query(
+            "SELECT * FROM api_keys WHERE account_id = ? ORDER BY created_at", [.text(accountID)]
+        ).map { row in
+            APIKeyRecord(
+                id: try row.string("id"), accountID: try row.string("account_id"), name: try row.string("name"),
+                prefix: try row.string("prefix"), createdAt: try row.int("created_at"), expiresAt: row.optionalInt("expires_at"),
+                revokedAt: row.optionalInt("revoked_at"))
+        }
+    }
+
+    public func revokeKey(id: String, accountID: String) async throws -> Bool {
+        let existing = try await database.query(
+            "SELECT id FROM api_keys WHERE id = ? AND account_id = ? AND revoked_at IS NULL", [.text(id), .text(accountID)])
+        guard !existing.isEmpty else { return false }
+        try await database.query("UPDATE api_keys SET revoked_at = ? WHERE id = ?", [.int(nowMillis()), .text(id)])
+        return true
+    }
+}
+
+/// Sandboxes, running and ended (the ended ones are the history).
+public struct SandboxRepository: Sendable {
+    let database: any SQLDatabase
+
+    public init(database: any SQLDatabase) {
+        self.database = database
+    }
+
+    public func insert(_ record: SandboxRecord) async throws {
+        try await database.query(
+            """
+            INSERT INTO sandboxes (id, account_id, template, state, created_at, ended_at, end_reason, timeout_seconds,
+                expires_at, last_activity_at, metadata, env, vault_inject, cpu_count, memory_mb, machine_dir, machine_pid, node_id)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            [
+                .text(record.id), .text(record.accountID), .text(record.template), .text(record.state), .int(record.createdAt),
+                SQLValue(record.endedAt), SQLValue(record.endReason), .int(record.timeoutSeconds), SQLValue(record.expiresAt),
+                .int(record.lastActivityAt), .text(JSONText.encode(record.metadata)), .text(JSONText.encode(record.env)),
+                SQLValue(record.vaultInject), SQLValue(record.cpuCount), SQLValue(record.memoryMB),
+                SQLValue(record.machineDirectory), SQLValue(record.machinePID.map { Int64($0) }), SQLValue(record.nodeID),
+            ])
+    }
+
+    public func find(id: String) async throws -> SandboxRecord? {
+        try await database.query("SELECT * FROM sandboxes WHERE id = ?", [.text(id)]).first.map(Self.record)
+    }
+
+    public func running(accountID: String? = nil) async throws -> [SandboxRecord] {
+        if let accountID {
+            return try await database.query(
+                "SELECT * FROM sandboxes WHERE state = 'running' AND account_id = ? ORDER BY created_at, id", [.text(accountID)]
+            ).map(Self.record)
+        }
+        return try await database.query("SELECT * FROM sandboxes WHERE state = 'running' ORDER BY created_at, id").map(Self.record)
+    }
+
+    public func countRunning(accountID: String) async throws -> Int {
+        Int(
+            try await database.query(
+                "SELECT COUNT(*) AS n FROM sandboxes WHERE state = 'running' AND account_id = ?", [.text(accountID)]
+            ).first?.int("n") ?? 0)
+    }
+
+    public func ended(accountID: String, limit: Int, before: Int64?) async throws -> [SandboxRecord] {
+        try await database.query(
+            """
+            SELECT * FROM sandboxes WHERE state = 'ended' AND account_id = ? AND (? IS NULL OR created_at < ?)
+            ORDER BY created_at DESC, id DESC LIMIT ?
+            """, [.text(accountID), SQLValue(before), SQLValue(before), SQLValue(limit)]
+        ).map(Self.record)
+    }
+
+    public func markEnded(id: String, reason: String, at: Int64) async throws {
+        try await database.query(
+            "UPDATE sandboxes SET state = 'ended', end_reason = ?, ended_at = ? WHERE id = ? AND state = 'running'",
+            [.text(reason), .int(at), .text(id)])
+    }
+
+    public func setExpiry(id: String, timeoutSeconds: Int64, expiresAt: Int64?) async throws {
+        try await database.query(
+            "UPDATE sandboxes SET timeout_seconds = ?, expires_at = ? WHERE id = ?",
+            [.int(timeoutSeconds), SQLValue(expiresAt), .text(id)])
+    }
+
+    public func touch(id: String, at: Int64) async throws {
+        try await database.query("UPDATE sandboxes SET last_activity_at = ? WHERE id = ?", [.int(at), .text(id)])
+    }
+
+    public func setMachine(id: String, directory: String?, pid: Int32?) async throws {
+        try await database.query(
+            "UPDATE sandboxes SET machine_dir = ?, machine_pid = ? WHERE id = ?",
+            [SQLValue(directory), SQLValue(pid.map { Int64($0) }), .text(id)])
+    }
+
+    static func record(_ row: SQLRow) throws -> SandboxRecord {
+        SandboxRecord(
+            id: try row.string("id"), accountID: try row.string("account_id"), template: try row.string("template"),
+            state: try row.string("state"), createdAt: try row.int("created_at"), endedAt: row.optionalInt("ended_at"),
+            endReason: row.optionalString("end_reason"), timeoutSeconds: try row.int("timeout_seconds"),
+            expiresAt: row.optionalInt("expires_at"), lastActivityAt: try row.int("last_activity_at"),
+            metadata: JSONText.decode(row.optionalString("metadata")), env: JSONText.decode(row.optionalString("env")),
+            vaultInject: row.bool("vault_inject"), cpuCount: Int(row.optionalInt("cpu_count") ?? 1),
+            memoryMB: Int(row.optionalInt("memory_mb") ?? 256), machineDirectory: row.optionalString("machine_dir"),
+            machinePID: row.optionalInt("machine_pid").map { Int32($0) }, nodeID: row.optionalString("node_id"))
+    }
+}
+
+/// Small named values the server keeps (its signing secret).
+public struct SettingsRepository: Sendable {
+    let database: any SQLDatabase
+
+    public init(database: any SQLDatabase) {
+        self.database = database
+    }
+
+    public func value(_ name: String) async throws -> String? {
+        try await database.query("SELECT value FROM settings WHERE name = ?", [.text(name)]).first?.optionalString("value")
+    }
+
+    /// Stores `value` unless one exists; returns the stored one.
+    public func valueOrInsert(_ name: String, _ value: String) async throws -> String {
+        if let existing = try await self.value(name) { return existing }
+        do {
+            try await database.query("INSERT INTO settings (name, value) VALUES (?, ?)", [.text(name), .text(value)])
+            return value
+        } catch let error as OmniRunError where error.code == .alreadyExists {
+            return try await self.value(name) ?? value
+        }
+    }
+}

@@ -1,0 +1,65 @@
+import Foundation
+import Logging
+import OmniRunError
+import OmniRunStore
+import Testing
+
+/// The same store tests against SQLite and, when `OMNIRUN_TEST_POSTGRES_URL` is set
+/// (scripts/test.sh starts a real PostgreSQL), against PostgreSQL.
+enum StoreBackends {
+    static var urls: [String] {
+        var urls = ["sqlite://" + FileManager.default.temporaryDirectory.path + "/omnirun-store-\(getpid())-\(UUID().uuidString.prefix(6)).db"]
+        if let postgres = ProcessInfo.processInfo.environment["OMNIRUN_TEST_POSTGRES_URL"], !postgres.isEmpty {
+            urls.append(postgres)
+        }
+        return urls
+    }
+}
+
+@Suite("Store", .serialized)
+struct StoreTests {
+    @Test(arguments: StoreBackends.urls)
+    func accountsKeysSandboxesAndTransactions(url: String) async throws {
+        let database = try await Store.open(url: url, logger: Logger(label: "test"))
+        defer { Task { await database.close() } }
+        // Migrations are idempotent.
+        try await Migrations.apply(to: database)
+        let accounts = AccountRepository(database: database)
+        let suffix = UUID().uuidString.prefix(8)
+        let account = AccountRecord(id: "acc_\(suffix)", email: "a-\(suffix)@x.io", role: "user", concurrentLimit: 3, createdAt: 1)
+        try await accounts.create(account)
+        await #expect(throws: OmniRunError.self) { try await accounts.create(account) }
+        try await accounts.addKey(id: "key_\(suffix)", accountID: account.id, name: "k", hash: "h\(suffix)", prefix: "omr_", expiresAt: nil)
+        try await accounts.addKey(id: "key2_\(suffix)", accountID: account.id, name: "old", hash: "o\(suffix)", prefix: "omr_", expiresAt: 10)
+        #expect(try await accounts.account(forKeyHash: "h\(suffix)", at: 100) == account)
+        #expect(try await accounts.account(forKeyHash: "o\(suffix)", at: 100) == nil)
+        #expect(try await accounts.revokeKey(id: "key_\(suffix)", accountID: account.id))
+        #expect(try await accounts.account(forKeyHash: "h\(suffix)", at: 100) == nil)
+
+        let sandboxes = SandboxRepository(database: database)
+        let record = SandboxRecord(
+            id: "sb_\(suffix.lowercased())", accountID: account.id, template: "playground", state: "running", createdAt: 5,
+            timeoutSeconds: 300, expiresAt: 305_000, lastActivityAt: 5, metadata: ["suite": "x", "quote": "it's \"q\""],
+            env: ["A": "1"], vaultInject: true, cpuCount: 1, memoryMB: 256, machineDirectory: "/d", machinePID: 42, nodeID: "n")
+        try await sandboxes.insert(record)
+        #expect(try await sandboxes.find(id: record.id) == record)
+        #expect(try await sandboxes.countRunning(accountID: account.id) == 1)
+        try await sandboxes.markEnded(id: record.id, reason: "timeout", at: 9)
+        #expect(try await sandboxes.countRunning(accountID: account.id) == 0)
+        let ended = try await sandboxes.ended(accountID: account.id, limit: 10, before: nil)
+        #expect(ended.first?.endReason == "timeout" && ended.first?.endedAt == 9)
+
+        // A failed transaction leaves nothing behind.
+        let other = AccountRecord(id: "acc2_\(suffix)", email: "b-\(suffix)@x.io", role: "user", concurrentLimit: 3, createdAt: 1)
+        await #expect(throws: OmniRunError.self) {
+            try await database.transaction { tx in
+                try await AccountRepository(database: tx).create(other)
+                throw OmniRunError(.conflict, "abort")
+            }
+        }
+        #expect(try await accounts.find(id: other.id) == nil)
+        let settings = SettingsRepository(database: database)
+        let first = try await settings.valueOrInsert("k-\(suffix)", "one")
+        #expect(try await settings.valueOrInsert("k-\(suffix)", "two") == first)
+    }
+}
