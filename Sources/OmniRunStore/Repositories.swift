@@ -117,11 +117,17 @@ public struct SandboxRepository: Sendable {
     }
 
     public func ended(accountID: String, limit: Int, before: Int64?) async throws -> [SandboxRecord] {
-        try await database.query(
-            """
-            SELECT * FROM sandboxes WHERE state = 'ended' AND account_id = ? AND (? IS NULL OR created_at < ?)
-            ORDER BY created_at DESC, id DESC LIMIT ?
-            """, [.text(accountID), SQLValue(before), SQLValue(before), SQLValue(limit)]
+        if let before {
+            return try await database.query(
+                """
+                SELECT * FROM sandboxes WHERE state = 'ended' AND account_id = ? AND created_at < ?
+                ORDER BY created_at DESC, id DESC LIMIT ?
+                """, [.text(accountID), .int(before), SQLValue(limit)]
+            ).map(Self.record)
+        }
+        return try await database.query(
+            "SELECT * FROM sandboxes WHERE state = 'ended' AND account_id = ? ORDER BY created_at DESC, id DESC LIMIT ?",
+            [.text(accountID), SQLValue(limit)]
         ).map(Self.record)
     }
 

@@ -65,4 +65,41 @@ struct RecoveryTests {
         }
         await server.shutdown()
     }
+
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["OMNIRUN_TEST_POSTGRES_URL"] != nil))
+    func serverRunsOnPostgreSQL() async throws {
+        let url = ProcessInfo.processInfo.environment["OMNIRUN_TEST_POSTGRES_URL"] ?? ""
+        // A database of its own, so its owner account is fresh.
+        let name = "omnirun_e2e_\(getpid())"
+        let server: TestServer
+        do {
+            try Self.psql(url, "DROP DATABASE IF EXISTS \(name)")
+            try Self.psql(url, "CREATE DATABASE \(name)")
+            server = try await TestServer.start(
+                name: "postgres", environment: ["OMNIRUN_DATABASE": url.replacingOccurrences(of: "/postgres?", with: "/\(name)?")])
+        }
+        do {
+            let client = server.client()
+            let id = try await createSandbox(client)
+            let run = try await client.post("/sandboxes/\(id)/commands", ["command": "echo on-postgres"])
+            #expect(run.object["stdout"] as? String == "on-postgres\n")
+            #expect(try await client.get("/sandboxes").array.count == 1)
+            #expect(try await client.delete("/sandboxes/\(id)").status == 204)
+            #expect(try await client.get("/sandboxes/history").array.first?["endReason"] as? String == "killed")
+        } catch {
+            await server.shutdown()
+            throw error
+        }
+        await server.shutdown()
+    }
+
+    static func psql(_ url: String, _ sql: String) throws {
+        let socket = url.components(separatedBy: "host=").last ?? "/tmp"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/psql")
+        process.arguments = ["-h", socket, "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-qc", sql]
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw HTTPTestError("psql failed: \(sql)") }
+    }
 }
