@@ -25,6 +25,9 @@ extension OmniRun {
         @Option(help: "Write the results as JSON to this file.")
         var json: String?
 
+        @Flag(help: "Skip the HTTP API measurements (they start an `omnirun serve` child).")
+        var noAPI = false
+
         func run() async throws {
             RuntimeFactory.bootstrapLogging(runtime.logLevel)
             let runtime = try RuntimeFactory.makeRuntime(self.runtime, warmPool: 0)
@@ -32,6 +35,18 @@ extension OmniRun {
             try await runtime.prepare(template: template)
             try await pooled.prepare(template: template)
             var samples: [String: [Double]] = [:]
+            var apiCold: APIBench? = nil
+            var apiPool: APIBench? = nil
+            if !noAPI {
+                let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+                let snapshots = runtime.configuration.snapshotDirectory ?? runtime.configuration.dataDirectory + "/snapshots"
+                var cold = APIBench(executable: executable, snapshotDirectory: snapshots, warmPool: 0, template: template)
+                var pool = APIBench(executable: executable, snapshotDirectory: snapshots, warmPool: 1, template: template)
+                try await cold.start()
+                try await pool.start()
+                apiCold = cold
+                apiPool = pool
+            }
             let cold = coldRuns ?? max(3, runs / 3)
             let total = max(runs, cold)
             FileHandle.standardError.write(Data("benchmarking \(template) on \(runtime.driver.description): \(runs) restores, \(cold) cold boots\n".utf8))
@@ -44,11 +59,20 @@ extension OmniRun {
                     let (ready, _) = try await measureCreate(runtime, cold: false, command: false)
                     samples["restore → agent ready", default: []].append(ready)
                     let (_, first) = try await measureCreate(runtime, cold: false, command: true)
-                    samples["restore → first output of `true`", default: []].append(first)
+                    samples["restore → first output of `echo ok`", default: []].append(first)
                     await pooled.waitForPool(template)
                     let (poolReady, poolFirst) = try await measureCreate(pooled, cold: false, command: true)
                     samples["warm pool → agent ready", default: []].append(poolReady)
-                    samples["warm pool → first output of `true`", default: []].append(poolFirst)
+                    samples["warm pool → first output of `echo ok`", default: []].append(poolFirst)
+                    if let apiCold, let apiPool {
+                        let (first, total) = try await apiCold.createRunDelete()
+                        samples["API: create → output of `echo ok` (restore)", default: []].append(first)
+                        samples["API: create → run → delete (restore)", default: []].append(total)
+                        try await apiPool.waitForPool()
+                        let (poolFirst, poolTotal) = try await apiPool.createRunDelete()
+                        samples["API: create → output of `echo ok` (warm pool)", default: []].append(poolFirst)
+                        samples["API: create → run → delete (warm pool)", default: []].append(poolTotal)
+                    }
                     let (warm, inGuest) = try await measureCommandRoundTrip(runtime)
                     samples["`true` round trip (running sandbox)", default: []].append(warm)
                     samples["`true` spawn→exit inside the guest", default: []].append(inGuest)
@@ -56,11 +80,19 @@ extension OmniRun {
                 FileHandle.standardError.write(Data("\r  run \(i + 1)/\(total)".utf8))
             }
             FileHandle.standardError.write(Data("\n".utf8))
+            if let apiPool {
+                samples["API: `true` round trip (running sandbox)"] = try await apiPool.commandRoundTrips(runs)
+            }
+            apiCold?.stop()
+            apiPool?.stop()
             let report = BenchReport(
                 title: "OmniRun runtime (\(template), \(runtime.driver.description))", samples: samples,
                 order: [
-                    "cold boot → agent ready", "restore → agent ready", "restore → first output of `true`",
-                    "warm pool → agent ready", "warm pool → first output of `true`",
+                    "cold boot → agent ready", "restore → agent ready", "restore → first output of `echo ok`",
+                    "warm pool → agent ready", "warm pool → first output of `echo ok`",
+                    "API: create → output of `echo ok` (restore)", "API: create → run → delete (restore)",
+                    "API: create → output of `echo ok` (warm pool)", "API: create → run → delete (warm pool)",
+                    "API: `true` round trip (running sandbox)",
                     "`true` round trip (running sandbox)", "`true` spawn→exit inside the guest",
                 ])
             print(report.table())
@@ -68,7 +100,7 @@ extension OmniRun {
             let restoreP50 = report.percentile("restore → agent ready", 50)
             if coldP50 > 0 {
                 print(String(format: "restore / cold boot (p50): %.3f×", restoreP50 / coldP50))
-                print(String(format: "first output / cold boot (p50): %.3f×", report.percentile("restore → first output of `true`", 50) / coldP50))
+                print(String(format: "first output / cold boot (p50): %.3f×", report.percentile("restore → first output of `echo ok`", 50) / coldP50))
             }
             if coldP50 > 0 {
                 print(String(format: "warm-pool create / cold boot (p50): %.3f×", report.percentile("warm pool → agent ready", 50) / coldP50))
@@ -80,7 +112,7 @@ extension OmniRun {
             if let json { try report.writeJSON(to: json) }
         }
 
-        /// Returns (ms to agent ready, ms to the first output of `true`).
+        /// Returns (ms to agent ready, ms to the first output of `echo ok`).
         private func measureCreate(_ runtime: SandboxRuntime, cold: Bool, command: Bool) async throws -> (Double, Double) {
             let started = ContinuousClock.now
             let sandbox = try await runtime.create(SandboxSpec(template: template, coldBoot: cold))

@@ -132,3 +132,40 @@ struct SplitMix64: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+@Suite("Tunnel to a guest port", .timeLimit(.minutes(5)))
+struct TunnelTests {
+    @Test func httpThroughTheAgentTunnelWithNoNetworkDevice() async throws {
+        try await TestRuntime.withSandbox { sandbox in
+            // Air-gapped: the guest has only the loopback interface.
+            let links = try await sandbox.run("ls /sys/class/net")
+            #expect(links.stdoutText == "lo\n")
+            _ = try await sandbox.agent.writeFile(path: "/tmp/www/index.html", bytes: Array("tunnelled".utf8))
+            _ = try await sandbox.agent.startDetached(
+                ProcessStartRequest(shell: "cd /tmp/www && exec python3 -m http.server 8000 --bind 127.0.0.1"))
+            let response = NIOLockedValueBox<[UInt8]>([])
+            var answered = false
+            for _ in 0..<100 where !answered {
+                response.withLockedValue { $0 = [] }
+                do {
+                    let request = ByteBuffer(string: "GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n")
+                    try await sandbox.agent.tunnel(port: 8000, upstream: [request].asyncSequence) { chunk in
+                        response.withLockedValue { $0 += chunk.readableBytesView }
+                    }
+                    answered = true
+                } catch {
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+            }
+            let text = String(decoding: response.withLockedValue { $0 }, as: UTF8.self)
+            #expect(text.hasPrefix("HTTP/1.0 200"))
+            #expect(text.hasSuffix("tunnelled"))
+            do {
+                try await sandbox.agent.tunnel(port: 8001, upstream: [ByteBuffer]().asyncSequence) { _ in }
+                Issue.record("a closed port answered")
+            } catch let error as OmniRunError {
+                #expect(error.code == .unavailable)
+            }
+        }
+    }
+}

@@ -98,7 +98,7 @@ struct SandboxController {
                 template: template, timeoutSeconds: timeout, env: env, metadata: metadata, vaultInject: false,
                 memoryMB: body.memoryMB),
             account: account)
-        return JSON.response(CreatedSandbox(record), status: .created)
+        return JSON.response(SandboxInfo(record), status: .created)
     }
 
     static func isEnvName(_ name: String) -> Bool {

@@ -25,30 +25,6 @@ struct SandboxInfo: Encodable {
     }
 }
 
-/// `POST /sandboxes` answer: the info plus what only a create returns.
-struct CreatedSandbox: Encodable {
-    var sandboxID: String
-    var templateID: String
-    var state: String
-    var startedAt: String
-    var endAt: String?
-    var metadata: [String: String]
-    var cpuCount: Int
-    var memoryMB: Int
-
-    init(_ record: SandboxRecord) {
-        let info = SandboxInfo(record)
-        sandboxID = info.sandboxID
-        templateID = info.templateID
-        state = info.state
-        startedAt = info.startedAt
-        endAt = info.endAt
-        metadata = info.metadata
-        cpuCount = info.cpuCount
-        memoryMB = info.memoryMB
-    }
-}
-
 /// `GET /sandboxes/history` items: how each past sandbox lived and ended.
 struct HistoryItem: Encodable {
     var sandboxID: String

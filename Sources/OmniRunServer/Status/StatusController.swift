@@ -15,6 +15,8 @@ struct StatusController {
         var templates: [String]
         var version: String
         var driver: String
+        /// Restored machines waiting per template.
+        var warm_pool: [String: Int]
     }
 
     func register(on router: Router<AppRequestContext>) {
@@ -22,11 +24,13 @@ struct StatusController {
             let templates = service.runtime.catalog.templates()
             let withAliases = templates.contains("playground")
                 ? templates + ImageCatalogAliases.names.filter { !templates.contains($0) } : templates
+            var pool: [String: Int] = [:]
+            for template in templates { pool[template] = await service.runtime.pooled(template) }
             return JSON.response(
                 Status(
                     ok: true, node_id: configuration.nodeID, active_sandboxes: await service.runningCount(),
                     max_sandboxes: configuration.maxSandboxes, templates: withAliases.sorted(), version: OmniRunVersion.current,
-                    driver: service.runtime.driver.description))
+                    driver: service.runtime.driver.description, warm_pool: pool))
         }
         router.get("/openapi.json") { _, _ -> Response in
             var headers = HTTPFields()
