@@ -45,13 +45,15 @@ struct RecoveryTests {
     }
 
     @Test func idleSandboxesAreKilledUnlessActive() async throws {
-        let server = try await TestServer.start(name: "idle", environment: ["OMNIRUN_IDLE_TIMEOUT": "4"])
+        let server = try await TestServer.start(name: "idle", environment: ["OMNIRUN_IDLE_TIMEOUT": "8"])
         do {
             let client = server.client()
             let idle = try await createSandbox(client, ["template": "playground", "timeout": 0])
             let busy = try await createSandbox(client, ["template": "playground", "timeout": 0])
-            for _ in 0..<8 {
-                _ = try await client.post("/sandboxes/\(busy)/commands", ["command": "true"])
+            _ = try await client.post("/sandboxes/\(busy)/commands", ["command": "true"])
+            // Any call on a sandbox counts as activity; the idle one gets none.
+            for _ in 0..<14 {
+                #expect(try await client.get("/sandboxes/\(busy)").status == 200)
                 try await Task.sleep(for: .seconds(1))
             }
             #expect(try await client.get("/sandboxes/\(idle)").status == 404)

@@ -1,4 +1,5 @@
 import Hummingbird
+import OmniRunCore
 import OmniRunError
 
 /// Every route under `/sandboxes/{id}` first checks that the sandbox exists and
@@ -18,6 +19,8 @@ struct OwnershipMiddleware: RouterMiddleware {
             } else {
                 _ = try await service.record(id, account: try context.requireAccount())
             }
+            // Any call on a sandbox is activity (idle auto-kill).
+            if let sandboxID = SandboxID(id) { await service.touch(sandboxID) }
         }
         return try await next(request, context)
     }
