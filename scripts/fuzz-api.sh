@@ -11,7 +11,7 @@ ST=$(command -v schemathesis || command -v st)
 data="${OMNIRUN_TEST_DATA_DIR:-$HOME/.cache/omnirun/test-data}/servers/fuzz-$$"
 rm -rf "$data"; mkdir -p "$data"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-OMNIRUN_SNAPSHOT_DIR="${OMNIRUN_TEST_DATA_DIR:-$HOME/.cache/omnirun/test-data}/snapshots" \
+OMNIRUN_SNAPSHOT_DIR="${OMNIRUN_TEST_SNAPSHOT_DIR:-$HOME/.cache/omnirun/test-snapshots}" \
   .build/debug/omnirun serve --data-dir "$data" --port "$port" --warm-pool 0 --log-level warning >"$data/server.log" 2>&1 &
 server=$!
 cleanup() {

@@ -4,9 +4,12 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH=/opt/swift/usr/bin:$PATH
-# Snapshots and per-sandbox files of the tests (snapshots are reused across runs).
-export OMNIRUN_TEST_DATA_DIR="${OMNIRUN_TEST_DATA_DIR:-${OMNIRUN_CACHE_DIR:-$HOME/.cache/omnirun}/test-data}"
-mkdir -p "$OMNIRUN_TEST_DATA_DIR"
+# Per-run files of the tests (sandboxes, servers) in a folder of this run; template
+# snapshots in a shared folder, reused across runs (they are keyed by their inputs).
+cache="${OMNIRUN_CACHE_DIR:-$HOME/.cache/omnirun}"
+export OMNIRUN_TEST_SNAPSHOT_DIR="${OMNIRUN_TEST_SNAPSHOT_DIR:-$cache/test-snapshots}"
+export OMNIRUN_TEST_DATA_DIR="${OMNIRUN_TEST_DATA_DIR:-$cache/test-runs/run-$$}"
+mkdir -p "$OMNIRUN_TEST_DATA_DIR" "$OMNIRUN_TEST_SNAPSHOT_DIR"
 start=$(date +%s)
 echo "[test] building tests"
 swift build --build-tests
@@ -27,14 +30,16 @@ if [[ $fuzz_status -ne 0 ]]; then
   status=1
 fi
 # Every QEMU a test started must be gone.
-leftover=$(pgrep -f "qemu-system-x86_64.*$OMNIRUN_TEST_DATA_DIR/sandboxes" || true)
+leftover=$(pgrep -f "qemu-system-x86_64.*$OMNIRUN_TEST_DATA_DIR/" || true)
 if [[ -n "$leftover" ]]; then
-  echo "[test] FAIL: QEMU processes left behind: $leftover"
+  echo "[test] FAIL: QEMU processes left behind (now ended): $leftover"
+  for pid in $leftover; do kill -9 "$pid" 2>/dev/null || true; done
   status=1
 fi
 if [[ -d "$OMNIRUN_TEST_DATA_DIR/sandboxes" ]] && [[ -n "$(ls -A "$OMNIRUN_TEST_DATA_DIR/sandboxes")" ]]; then
   echo "[test] FAIL: sandbox directories left behind: $(ls "$OMNIRUN_TEST_DATA_DIR/sandboxes")"
   status=1
 fi
+[[ $status -eq 0 ]] && rm -rf "$OMNIRUN_TEST_DATA_DIR"
 echo "[test] finished in $(( $(date +%s) - start ))s with status $status"
 exit $status

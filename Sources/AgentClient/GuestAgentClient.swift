@@ -36,22 +36,33 @@ public final class GuestAgentClient: Sendable {
             if let reason = await giveUpIf() {
                 throw OmniRunError(.machineFailed, "\(name) stopped before its agent answered: \(reason)")
             }
+            let connection: AgentConnection
             do {
-                let connection = try await AgentConnection.connect(socketPath: socketPath, group: group)
-                let client = GuestAgentClient(name: name, connection: connection, logger: logger)
-                // Short attempts: a connection whose first bytes were lost never recovers.
+                connection = try await AgentConnection.connect(socketPath: socketPath, group: group)
+            } catch {
+                // QEMU has not created its socket yet.
+                lastError = error
+                try await Task.sleep(for: .milliseconds(5))
+                continue
+            }
+            let client = GuestAgentClient(name: name, connection: connection, logger: logger)
+            // Ask again on the same connection while it stays up: a slow guest answers
+            // late, and dropping the connection only makes it start over.
+            while ContinuousClock.now < deadline, connection.isActive {
                 let remaining = deadline - ContinuousClock.now
                 do {
                     _ = try await client.health(timeout: min(max(remaining, .milliseconds(50)), .seconds(3)))
                     return client
                 } catch {
-                    await connection.close()
-                    throw error
+                    lastError = error
+                    if let reason = await giveUpIf() {
+                        await connection.close()
+                        throw OmniRunError(.machineFailed, "\(name) stopped before its agent answered: \(reason)")
+                    }
                 }
-            } catch {
-                lastError = error
-                try await Task.sleep(for: .milliseconds(5))
             }
+            await connection.close()
+            try await Task.sleep(for: .milliseconds(50))
         }
         throw OmniRunError(
             .timeout, "the agent of \(name) did not answer within \(timeout)",

@@ -20,6 +20,7 @@ actor WarmPool {
     private let logger: Logger
     private var ready: [String: [Entry]] = [:]
     private var filling: Set<String> = []
+    private var fillers: [String: Task<Void, Never>] = [:]
     private var closed = false
 
     init(size: Int, logger: Logger) {
@@ -46,14 +47,19 @@ actor WarmPool {
     func refill(_ template: String, make: @escaping @Sendable () async throws -> Entry) {
         guard size > 0, !closed, !filling.contains(template) else { return }
         filling.insert(template)
-        Task {
+        fillers[template] = Task {
+            var failures = 0
             while self.needsMore(template) {
                 do {
                     let entry = try await make()
                     await self.add(template, entry)
+                    failures = 0
                 } catch {
-                    self.logger.warning("warm pool refill failed", metadata: ["template": "\(template)", "error": "\(error)"])
-                    break
+                    failures += 1
+                    self.logger.warning(
+                        "warm pool refill failed", metadata: ["template": "\(template)", "error": "\(error)", "attempt": "\(failures)"])
+                    if failures >= 3 { break }
+                    try? await Task.sleep(for: .seconds(failures))
                 }
             }
             self.doneFilling(template)
@@ -75,11 +81,15 @@ actor WarmPool {
 
     private func doneFilling(_ template: String) {
         filling.remove(template)
+        fillers[template] = nil
     }
 
     /// Destroys every pooled machine and stops refilling.
     func drain() async {
         closed = true
+        // A machine being restored right now is destroyed when it arrives: wait for it,
+        // so that nothing outlives the drain.
+        for filler in fillers.values { await filler.value }
         let all = ready.values.flatMap { $0 }
         ready.removeAll()
         for entry in all {

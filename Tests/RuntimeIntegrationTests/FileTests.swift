@@ -29,11 +29,9 @@ struct FileTests {
             let written = try await sandbox.agent.writeFile(path: "/tmp/big.bin", chunks: chunks)
             #expect(written.size == Int64(size))
             #expect(written.owner == "user")
-            let sum = try await sandbox.run("sha256sum /tmp/big.bin | cut -d' ' -f1")
             let back: [UInt8] = try await sandbox.agent.readFile(path: "/tmp/big.bin")
             #expect(back.count == size)
             #expect(back == original)
-            #expect(sum.stdoutText.count == 65)
         }
     }
 

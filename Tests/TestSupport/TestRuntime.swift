@@ -18,7 +18,8 @@ public enum TestRuntime {
         guard !catalog.templates().isEmpty else {
             throw TestSetupError("no guest image built: run `make image` (or .ci/run) first")
         }
-        let configuration = SandboxRuntime.Configuration(dataDirectory: dataDirectory)
+        var configuration = SandboxRuntime.Configuration(dataDirectory: dataDirectory)
+        configuration.snapshotDirectory = snapshotDirectory
         let runtime = SandboxRuntime(driver: driver, catalog: catalog, configuration: configuration, logger: logger)
         try await runtime.prepare(template: "playground")
         return runtime
@@ -27,6 +28,12 @@ public enum TestRuntime {
     /// Where tests keep snapshots and sandboxes (`$OMNIRUN_TEST_DATA_DIR`, else the default data dir).
     public static var dataDirectory: String {
         ProcessInfo.processInfo.environment["OMNIRUN_TEST_DATA_DIR"] ?? SandboxRuntime.Configuration.defaultDataDirectory
+    }
+
+    /// Template snapshots, shared by every test run on this machine
+    /// (`$OMNIRUN_TEST_SNAPSHOT_DIR`, else `<test data>/snapshots`).
+    public static var snapshotDirectory: String {
+        ProcessInfo.processInfo.environment["OMNIRUN_TEST_SNAPSHOT_DIR"] ?? dataDirectory + "/snapshots"
     }
 
     public static func runtime() async throws -> SandboxRuntime {

@@ -35,7 +35,7 @@ public final class TestServer: @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
         let port = try freePort()
         var env = ProcessInfo.processInfo.environment
-        env["OMNIRUN_SNAPSHOT_DIR"] = TestRuntime.dataDirectory + "/snapshots"
+        env["OMNIRUN_SNAPSHOT_DIR"] = TestRuntime.snapshotDirectory
         env["OMNIRUN_EXIT_WITH_PARENT"] = "1"
         for (key, value) in environment { env[key] = value }
         let process = try launch(dataDirectory: dataDirectory, port: port, environment: env)

@@ -73,4 +73,10 @@ int omr_wait_for_host(int fd, int timeout_ms);
 /// PID 1 signal hygiene: ignores job-control, hang-up and I/O signals and installs
 /// the SIGIO handler `omr_wait_for_host` relies on, before any thread exists.
 void omr_init_signals(void);
+
+/// Starts copying between the port and a new socketpair; `*loop_fd` receives the
+/// socket the event loop should use. Returns a handle, or NULL.
+void *omr_bridge_start(int port_fd, int *loop_fd);
+/// Stops the copy threads, waits for them, and closes the port and the bridge's socket.
+void omr_bridge_finish(void *handle);
 #endif

@@ -57,8 +57,22 @@ struct AgentServer: Sendable {
                 }
                 continue
             }
-            _ = await serve(fd: fd)
+            // The event loop gets a plain socket; the bridge threads deal with the port.
+            var loopFD: Int32 = -1
+            guard let bridge = omr_bridge_start(fd, &loopFD) else {
+                close(fd)
+                logger.warning("cannot bridge the agent port")
+                try? await Task.sleep(for: .milliseconds(100))
+                continue
+            }
+            _ = await serve(fd: loopFD)
+            let handle = BridgeHandle(pointer: bridge)
+            _ = try? await waiter.runIfActive { omr_bridge_finish(handle.pointer) }
         }
+    }
+
+    private struct BridgeHandle: @unchecked Sendable {
+        let pointer: UnsafeMutableRawPointer
     }
 
     /// Serves one host connection until it ends. Returns whether any stream was served.
@@ -67,8 +81,8 @@ struct AgentServer: Sendable {
         let router = self.router
         var servedAny = false
         do {
-            let multiplexer = try await NIOPipeBootstrap(group: group)
-                .takingOwnershipOfDescriptor(inputOutput: fd) { channel in
+            let multiplexer = try await ClientBootstrap(group: group)
+                .withConnectedSocket(fd) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(
                             mode: .server, configuration: configuration
