@@ -12,11 +12,20 @@ import TestSupport
 struct LifecycleTests {
     @Test func tenSandboxesAtOnceAreIsolatedAndUnique() async throws {
         let runtime = try await TestRuntime.runtime()
-        let sandboxes = try await withThrowingTaskGroup(of: Sandbox.self) { group in
-            for _ in 0..<10 { group.addTask { try await runtime.create(SandboxSpec(template: "playground")) } }
-            return try await group.reduce(into: []) { $0.append($1) }
+        // Keep every sandbox that did start, so that a failed create leaves none running.
+        let results = await withTaskGroup(of: Result<Sandbox, any Error>.self) { group in
+            for _ in 0..<10 {
+                group.addTask {
+                    do { return .success(try await runtime.create(SandboxSpec(template: "playground"))) } catch { return .failure(error) }
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
         }
-        defer { Task { for sandbox in sandboxes { await runtime.destroy(sandbox.id) } } }
+        let sandboxes = results.compactMap { try? $0.get() }
+        if let failure = results.first(where: { (try? $0.get()) == nil }), case .failure(let error) = failure {
+            for sandbox in sandboxes { await runtime.destroy(sandbox.id) }
+            throw error
+        }
         #expect(Set(sandboxes.map(\.id)).count == 10)
         let first = sandboxes[0]
         _ = try await first.agent.writeFile(path: "/tmp/secret.txt", bytes: Array("only here".utf8))
