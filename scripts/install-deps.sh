@@ -14,6 +14,7 @@ PACKAGES=(
   busybox-static               # test initramfs (scripts/test-boot-busybox.sh)
   uidmap                       # newuidmap/newgidmap for unprivileged use
   sqlite3 libsqlite3-dev       # embedded store
+  libcurl4-openssl-dev         # static link of FoundationNetworking (omnirun bench's HTTP client)
   python3 python3-pip          # SDK tests, PyPI tools
   curl ca-certificates
   iproute2 nftables            # per-sandbox netns, TAP, NAT
