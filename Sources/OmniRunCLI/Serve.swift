@@ -84,7 +84,16 @@ extension OmniRun {
                     Glibc.exit(0)
                 }
             }
-            try await app.runService()
+            // Pooled machines never outlive the server (sandboxes do, on purpose).
+            do {
+                try await app.runService()
+            } catch is CancellationError {
+                // A signal ended the service group: a normal shutdown.
+            } catch {
+                await sandboxes.drainPool()
+                await database.close()
+                throw error
+            }
             await sandboxes.drainPool()
             await database.close()
         }

@@ -105,6 +105,7 @@ public struct QEMUDriver: MachineDriver {
             try await qmp.execute("migrate-incoming", arguments: #"{"uri":"fd:0"}"#)
             try await qmp.execute("cont")
         } catch {
+            try? await Task.sleep(for: .milliseconds(50))
             let diagnostics = await machine.consoleTail(maxBytes: 2000)
             await machine.destroy()
             throw OmniRunError(.machineFailed, "restoring \(options.name) failed: \(error)\n\(diagnostics)")

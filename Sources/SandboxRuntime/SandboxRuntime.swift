@@ -141,10 +141,13 @@ public actor SandboxRuntime {
         let timeout = configuration.agentTimeout
         let logger = self.logger
         let limiter = createLimiter
+        let pool = self.pool
         Task {
             await pool.refill(snapshot.image.template) {
                 try await limiter.run {
                     let id = SandboxID.random()
+                    await pool.beginRestore(id)
+                    defer { Task { await pool.endRestore(id) } }
                     let machine = try await driver.restore(
                         snapshot: snapshot,
                         options: MachineOptions(name: id.rawValue, directory: directory + "/sandboxes/\(id)"))
@@ -285,6 +288,7 @@ public actor SandboxRuntime {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
         for entry in entries {
             guard let id = SandboxID(entry), !keeping.contains(id), sandboxes[id] == nil else { continue }
+            if await pool.owns(id) { continue }
             let directory = root + "/" + entry
             for pid in Self.processes(using: directory + "/agent.sock") { kill(pid, SIGKILL) }
             try? FileManager.default.removeItem(atPath: directory)

@@ -22,6 +22,8 @@ actor WarmPool {
     private var filling: Set<String> = []
     private var fillers: [String: Task<Void, Never>] = [:]
     private var closed = false
+    /// Machines being restored for the pool right now (their folders are not orphans).
+    private var restoring: Set<SandboxID> = []
 
     init(size: Int, logger: Logger) {
         self.size = size
@@ -42,6 +44,14 @@ actor WarmPool {
     }
 
     func count(_ template: String) -> Int { ready[template]?.count ?? 0 }
+
+    func beginRestore(_ id: SandboxID) { restoring.insert(id) }
+    func endRestore(_ id: SandboxID) { restoring.remove(id) }
+
+    /// Whether a machine folder belongs to the pool (ready or being restored).
+    func owns(_ id: SandboxID) -> Bool {
+        restoring.contains(id) || ready.values.contains { $0.contains { $0.id == id } }
+    }
 
     /// Tops the pool up to its size, one machine at a time, in the background.
     func refill(_ template: String, make: @escaping @Sendable () async throws -> Entry) {
