@@ -5,6 +5,8 @@ export PATH := /opt/swift/usr/bin:$(PATH)
 AGENT := .build/agent/omnirun-agent
 TEMPLATE ?= playground
 CMD ?= python3 -c 'import platform; print("hello from", platform.node())'
+# Passed to the recipe through the environment, so any quoting in CMD survives.
+export CMD
 
 .PHONY: deps agent image build release run serve exec prepare test test-unit bench clean
 PORT ?= 8080
@@ -29,7 +31,7 @@ run: image release ## install, build the guest image, start the server (prints i
 serve: run
 
 exec: image release ## create a sandbox, run CMD in it, print its output, destroy it (no server)
-	.build/release/omnirun run --template $(TEMPLATE) -- "$(CMD)"
+	.build/release/omnirun run --template $(TEMPLATE) -- "$$CMD"
 
 prepare: image release ## boot the template once and save its snapshot
 	.build/release/omnirun prepare --template $(TEMPLATE)
