@@ -10,26 +10,42 @@ import Glibc
 
 /// The guest agent: PID 1 of every sandbox VM.
 public enum GuestAgent {
-    public static func main(arguments: [String]) async {
+    /// What `boot` established for `serve`.
+    public struct BootState: Sendable {
+        let isInit: Bool
+        let bootMillis: Int64
+    }
+
+    /// The machine's own set-up, done synchronously before any thread pool exists:
+    /// the concurrency runtime's thread monitor reads /proc, which is briefly absent
+    /// while PID 1 mounts it and switches root.
+    public static func boot() -> BootState {
         let isInit = getpid() == 1
         if isInit { omr_init_signals() }
+        let bootMillis = Clock.monotonicMillis()
+        if isInit {
+            // /proc is not mounted yet: the log level is read after the mounts.
+            let early = Logger(label: "omnirun.agent")
+            do {
+                try GuestInit(logger: early).run()
+            } catch {
+                early.critical("boot failed", metadata: ["error": "\(error)"])
+                powerOff()
+            }
+        }
         let level = (isInit ? commandLineValue("omnirun.log") : nil).flatMap { Logger.Level(rawValue: $0) } ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler
         }
-        let logger = Logger(label: "omnirun.agent")
-        let bootMillis = Clock.monotonicMillis()
+        return BootState(isInit: isInit, bootMillis: bootMillis)
+    }
 
-        if isInit {
-            do {
-                try GuestInit(logger: logger).run()
-            } catch {
-                logger.critical("boot failed", metadata: ["error": "\(error)"])
-                powerOff()
-            }
-        }
+    public static func serve(arguments: [String], boot: BootState) async {
+        let isInit = boot.isInit
+        let bootMillis = boot.bootMillis
+        let logger = Logger(label: "omnirun.agent")
 
         var devicePath: String? = nil
         if let index = arguments.firstIndex(of: "--device"), index + 1 < arguments.count {
