@@ -218,10 +218,7 @@ struct ResponseBody {
 
 extension Array where Element: Sendable {
     /// An async sequence over the elements (for small in-memory bodies).
-    public var asyncSequence: AsyncStream<Element> { async }
-
-    /// An async sequence over the elements (for small in-memory bodies).
-    var async: AsyncStream<Element> {
+    public var asyncSequence: AsyncStream<Element> {
         AsyncStream { continuation in
             for element in self { continuation.yield(element) }
             continuation.finish()

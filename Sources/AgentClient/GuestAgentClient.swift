@@ -237,7 +237,7 @@ public final class GuestAgentClient: Sendable {
         let chunks = stride(from: 0, to: bytes.count, by: chunkSize).map {
             ByteBuffer(bytes: bytes[$0..<min($0 + chunkSize, bytes.count)])
         }
-        return try await writeFile(path: path, user: user, mode: mode, chunks: chunks.async)
+        return try await writeFile(path: path, user: user, mode: mode, chunks: chunks.asyncSequence)
     }
 
     /// Watches a directory; events are delivered until the caller cancels or throws.

@@ -137,7 +137,7 @@ public struct QEMUDriver: MachineDriver {
         try? log.close()
         let machine = QEMUMachine(
             name: options.name, directory: options.directory, process: process, pid: process.processIdentifier,
-            accelerator: accelerator, image: image, memoryFile: memoryFile, qemuImg: configuration.qemuImgBinary,
+            accelerator: accelerator, image: image, memoryFile: memoryFile,
             group: group, logger: logger)
         process.terminationHandler = { [weak machine] finished in
             machine?.processExited(status: finished.terminationStatus, reason: finished.terminationReason)
@@ -161,7 +161,7 @@ public struct QEMUDriver: MachineDriver {
         }
         let machine = QEMUMachine(
             name: options.name, directory: options.directory, process: nil, pid: pid, accelerator: accelerator,
-            image: image, memoryFile: nil, qemuImg: configuration.qemuImgBinary, group: group, logger: logger)
+            image: image, memoryFile: nil, group: group, logger: logger)
         machine.markStarted()
         machine.monitorDetached()
         return machine

@@ -21,7 +21,6 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
     let memoryFile: String?
     private let logger: Logger
     private let group: any EventLoopGroup
-    private let qemuImg: String
 
     private struct Inner {
         var lifecycle = MachineLifecycle()
@@ -34,7 +33,7 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
 
     init(
         name: String, directory: String, process: Process?, pid: Int32, accelerator: Accelerator, image: MachineImage,
-        memoryFile: String?, qemuImg: String, group: any EventLoopGroup, logger: Logger
+        memoryFile: String?, group: any EventLoopGroup, logger: Logger
     ) {
         self.processID = pid
         self.name = name
@@ -46,7 +45,6 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
         self.accelerator = accelerator
         self.image = image
         self.memoryFile = memoryFile
-        self.qemuImg = qemuImg
         self.group = group
         self.logger = logger
     }

@@ -208,14 +208,10 @@ public actor SandboxRuntime {
     }
 
     private func initialize(_ agent: GuestAgentClient, id: SandboxID, spec: SandboxSpec) async throws {
-        var entropy = [UInt8](repeating: 0, count: 64)
-        var generator = SystemRandomNumberGenerator()
-        for i in entropy.indices { entropy[i] = generator.next() }
-        let now = Date().timeIntervalSince1970
         _ = try await agent.initialize(
             InitRequest(
                 sandboxID: id.rawValue, hostname: id.hostname, env: spec.env,
-                unixTimeNanos: Int64(now * 1_000_000_000), entropy: Data(entropy).base64EncodedString(),
+                unixTimeNanos: Int64(Date().timeIntervalSince1970 * 1_000_000_000), entropy: hostEntropy(),
                 defaultUser: spec.defaultUser, envFile: spec.envFileVars == nil ? nil : spec.envFilePath,
                 envFileVars: spec.envFileVars))
     }

@@ -111,14 +111,11 @@ actor WarmPool {
     /// Runs the paths every sandbox's first calls take, so they are translated already.
     static func exercise(_ agent: GuestAgentClient) async throws {
         _ = try await agent.health()
-        var entropy = [UInt8](repeating: 0, count: 64)
-        var generator = SystemRandomNumberGenerator()
-        for i in entropy.indices { entropy[i] = generator.next() }
         _ = try await agent.initialize(
             InitRequest(
                 sandboxID: "warm", hostname: "omnirun", env: [:],
                 unixTimeNanos: Int64(Date().timeIntervalSince1970 * 1_000_000_000),
-                entropy: Data(entropy).base64EncodedString(), defaultUser: "user"))
+                entropy: hostEntropy(), defaultUser: "user"))
         for _ in 0..<2 {
             _ = try await agent.run(ProcessStartRequest(argv: ["/bin/true"]))
             _ = try await agent.run(ProcessStartRequest(shell: "echo warm >/dev/null"))
@@ -129,4 +126,10 @@ actor WarmPool {
         _ = try await agent.list(path: "/tmp")
         try await agent.remove(path: "/tmp/.omnirun-warm")
     }
+}
+
+/// 64 bytes from the host's RNG, base64, for a guest's identity call (snapshot hygiene).
+func hostEntropy() -> String {
+    var generator = SystemRandomNumberGenerator()
+    return Data((0..<64).map { _ in UInt8.random(in: 0...255, using: &generator) }).base64EncodedString()
 }

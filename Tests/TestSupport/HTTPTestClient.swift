@@ -78,8 +78,6 @@ public struct HTTPTestClient: Sendable {
         }
         while let line = try socket.readLine(), !line.isEmpty {}
         var events: [[String: Any]] = []
-        var chunked = true
-        _ = chunked
         while let line = try socket.readLine() {
             // Chunk-size lines and blank lines are framing; events are `data: ` lines.
             guard line.hasPrefix("data: ") else { continue }
@@ -89,7 +87,6 @@ public struct HTTPTestClient: Sendable {
                 if until(events) { break }
             }
         }
-        chunked = false
         return events
     }
 }

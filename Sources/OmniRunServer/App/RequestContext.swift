@@ -17,13 +17,9 @@ public struct AppRequestContext: RequestContext {
     public var maxUploadSize: Int { 16 << 20 }
 
     func requireAccount() throws -> AccountRecord {
-        guard let account else { throw OmniRunErrorShim.unauthorized }
+        guard let account else { throw OmniRunError(.unauthorized, "missing or invalid API key") }
         return account
     }
-}
-
-enum OmniRunErrorShim {
-    static var unauthorized: OmniRunError { OmniRunError(.unauthorized, "missing or invalid API key") }
 }
 
 import OmniRunError
