@@ -29,6 +29,18 @@ if [[ $fuzz_status -ne 0 ]]; then
   echo "[test] FAIL: schemathesis found server errors (.build/fuzz-output.log)"
   status=1
 fi
+# The benchmark is not timed here (the machines are noisy): a short run keeps it working.
+echo "[test] benchmark smoke (omnirun bench with a small N)"
+bench_status=0
+OMNIRUN_SNAPSHOT_DIR="$OMNIRUN_TEST_SNAPSHOT_DIR" .build/debug/omnirun bench \
+  --data-dir "$OMNIRUN_TEST_DATA_DIR/bench" --runs 2 --cold-runs 1 --burst 3 --burst-pool 2 --density 2 \
+  --file-mib 4 --json "$OMNIRUN_TEST_DATA_DIR/bench.json" > .build/bench-smoke.log 2>&1 || bench_status=$?
+tail -n 12 .build/bench-smoke.log
+if [[ $bench_status -ne 0 ]] || ! python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["results"] and d["figures"]' "$OMNIRUN_TEST_DATA_DIR/bench.json"; then
+  echo "[test] FAIL: the benchmark smoke run failed (.build/bench-smoke.log)"
+  status=1
+fi
+rm -rf "$OMNIRUN_TEST_DATA_DIR/bench"
 # Every QEMU a test started must be gone.
 leftover=$(pgrep -f "qemu-system-x86_64.*$OMNIRUN_TEST_DATA_DIR/" || true)
 if [[ -n "$leftover" ]]; then

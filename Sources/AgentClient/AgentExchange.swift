@@ -114,6 +114,9 @@ extension GuestAgentClient {
         writeBody: @escaping @Sendable (NIOAsyncChannelOutboundWriter<HTTPClientRequestPart>) async throws -> Void,
         readResponse: (HTTPResponseHead, inout ResponseBody) async throws -> Result
     ) async throws -> Result {
+        if path != AgentAPI.Path.initialize, let pending = admission.withLockedValue({ $0 }) {
+            try await pending.value
+        }
         guard connection.isActive else {
             throw OmniRunError(.unavailable, "the connection to the agent of \(name) is closed")
         }

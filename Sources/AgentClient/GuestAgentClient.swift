@@ -17,6 +17,9 @@ public final class GuestAgentClient: Sendable {
     public static let maxJSONBytes = 64 << 20
     public static let maxEventLineBytes = 1 << 20
     public static let defaultTimeout: Duration = .seconds(30)
+    static let sendBatchSize = 256 << 10
+    /// Work every call but `init` waits for (see `admit(after:)`).
+    let admission = NIOLockedValueBox<Task<Void, any Error>?>(nil)
 
     private init(name: String, connection: AgentConnection, logger: Logger) {
         self.name = name
@@ -70,6 +73,14 @@ public final class GuestAgentClient: Sendable {
     }
 
     public var isConnected: Bool { connection.isActive }
+
+    /// Holds every later call except `init` until `work` has finished, and fails them
+    /// with its error if it fails. A pooled machine gets its identity this way while
+    /// its create is being answered: no call of the sandbox's user can reach the agent
+    /// before the identity is in place.
+    public func admit(after work: Task<Void, any Error>) {
+        admission.withLockedValue { $0 = work }
+    }
 
     public func close() async {
         await connection.close()
@@ -223,7 +234,22 @@ public final class GuestAgentClient: Sendable {
         return try await exchange(
             .PUT, AgentAPI.Path.fileWrite, query: query, timeout: nil,
             writeBody: { writer in
-                for try await chunk in chunks { try await writer.write(.body(.byteBuffer(chunk))) }
+                // Small pieces (as a client's upload arrives) are sent in frames of up
+                // to 256 KiB: each frame costs the guest the same, whatever its size.
+                var pending = ByteBuffer()
+                for try await chunk in chunks {
+                    if pending.readableBytes == 0, chunk.readableBytes >= Self.sendBatchSize {
+                        try await writer.write(.body(.byteBuffer(chunk)))
+                        continue
+                    }
+                    var chunk = chunk
+                    pending.writeBuffer(&chunk)
+                    if pending.readableBytes >= Self.sendBatchSize {
+                        try await writer.write(.body(.byteBuffer(pending)))
+                        pending = ByteBuffer()
+                    }
+                }
+                if pending.readableBytes > 0 { try await writer.write(.body(.byteBuffer(pending))) }
                 try await writer.write(.end(nil))
             }
         ) { head, body in

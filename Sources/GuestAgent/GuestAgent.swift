@@ -42,6 +42,16 @@ public enum GuestAgent {
         return BootState(isInit: isInit, bootMillis: bootMillis)
     }
 
+    /// Makes NIO's event loop the executor of every task, before any task exists. The
+    /// guest has one vCPU: with separate executor and event-loop threads every await
+    /// between a handler and its channel was a thread switch, which under emulation
+    /// costs more than the work around it.
+    public static func runTasksOnTheEventLoop() {
+        if !NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor() {
+            Logger(label: "omnirun.agent").warning("tasks keep their own executor (it was in use already)")
+        }
+    }
+
     public static func serve(arguments: [String], boot: BootState) async {
         let isInit = boot.isInit
         let bootMillis = boot.bootMillis

@@ -22,6 +22,13 @@ enum RuntimeFactory {
         if let binary = env["OMNIRUN_QEMU_IMG"] { qemu.qemuImgBinary = binary }
         if env["OMNIRUN_QEMU_SECCOMP"] == "0" { qemu.seccomp = false }
         if let cpu = env["OMNIRUN_QEMU_CPU"], !cpu.isEmpty { qemu.tcgCPU = cpu }
+        if let args = env["OMNIRUN_KERNEL_ARGS"], !args.isEmpty { qemu.extraKernelArguments = args.split(separator: " ").map(String.init) }
+        switch env["OMNIRUN_GUEST_ASLR"] {
+        case "on", "1": qemu.guestASLR = true
+        case "off", "0": qemu.guestASLR = false
+        default: break
+        }
+        if let tb = env["OMNIRUN_TCG_TB_MB"], let mb = Int(tb) { qemu.tcgTranslationCacheMB = mb }
         if let user = env["OMNIRUN_QEMU_RUNAS"], !user.isEmpty { qemu.runAs = user }
         let accel = env["OMNIRUN_ACCEL"] ?? options.accel
         guard let choice = AcceleratorChoice(rawValue: accel) else {
@@ -33,6 +40,7 @@ enum RuntimeFactory {
         var configuration = SandboxRuntime.Configuration(
             dataDirectory: options.dataDir ?? SandboxRuntime.Configuration.defaultDataDirectory)
         configuration.warmPoolSize = warmPool ?? Int(env["OMNIRUN_WARM_POOL"] ?? "") ?? 0
+        if let ms = env["OMNIRUN_POOL_REFILL_DELAY_MS"].flatMap({ Int($0) }) { configuration.warmPoolRefillDelay = .milliseconds(ms) }
         if let dir = env["OMNIRUN_SNAPSHOT_DIR"], !dir.isEmpty { configuration.snapshotDirectory = dir }
         return SandboxRuntime(driver: driver, catalog: catalog, configuration: configuration, logger: logger)
     }

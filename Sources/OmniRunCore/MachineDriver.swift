@@ -103,4 +103,8 @@ public protocol MachineInstance: AnyObject, Sendable {
     func consoleTail(maxBytes: Int) async -> String
     /// Scheduling niceness of the machine's threads (higher yields to others).
     func setPriority(_ niceness: Int32)
+    /// Freezes the guest's CPUs; the process and its memory stay (no CPU used).
+    func stopCPUs() async throws
+    /// Lets frozen CPUs run again.
+    func continueCPUs() async throws
 }

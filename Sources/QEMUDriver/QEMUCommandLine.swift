@@ -21,6 +21,7 @@ struct QEMUCommandLine {
     var runAs: String?
     var extraKernelArguments: [String]
     var tcgCPU: String = "max"
+    var tcgTranslationCacheMB: Int? = nil
 
     var kernelCommandLine: String {
         var words = ["console=ttyS0", "quiet", "loglevel=3", "reboot=t", "panic=-1", "random.trust_cpu=on"]
@@ -35,7 +36,7 @@ struct QEMUCommandLine {
             "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on" + (memoryFile != nil ? ",memory-backend=mem" : ""),
         ]
         switch accelerator {
-        case .tcg: args += ["-accel", "tcg,thread=multi", "-cpu", tcgCPU]
+        case .tcg: args += ["-accel", "tcg,thread=multi" + (tcgTranslationCacheMB.map { ",tb-size=\($0)" } ?? ""), "-cpu", tcgCPU]
         case .kvm: args += ["-accel", "kvm", "-cpu", "host,-arch-capabilities"]
         }
         args += [

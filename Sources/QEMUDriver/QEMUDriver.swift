@@ -29,11 +29,17 @@ public struct QEMUDriver: MachineDriver {
 
     public var description: String { "qemu-microvm/\(accelerator.rawValue)" }
 
+    /// Kernel arguments beyond the fixed ones (a snapshot's boot and its restores agree).
+    var kernelArguments: [String] {
+        let aslr = configuration.guestASLR ?? (accelerator == .kvm)
+        return (aslr ? [] : ["norandmaps"]) + configuration.extraKernelArguments
+    }
+
     public var snapshotCompatibilityKey: String {
         let attributes = try? FileManager.default.attributesOfItem(atPath: configuration.qemuBinary)
         let size = (attributes?[.size] as? NSNumber)?.int64Value ?? 0
         let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
-        return "qemu:\(size):\(Int64(modified)):\(accelerator.rawValue):cpu=\(configuration.tcgCPU):tsc=\(tscKHz ?? 0)"
+        return "qemu:\(size):\(Int64(modified)):\(accelerator.rawValue):cpu=\(configuration.tcgCPU):tsc=\(tscKHz ?? 0):args=\(kernelArguments.joined(separator: ","))"
     }
 
     public func boot(image: MachineImage, options: MachineOptions, snapshotable: Bool) async throws -> any MachineInstance {
@@ -57,8 +63,8 @@ public struct QEMUDriver: MachineDriver {
             initrd: image.initrd, disk: disk, agentSocket: options.directory + "/agent.sock",
             qmpSocket: options.directory + "/qmp.sock", serialLog: options.directory + "/console.log",
             memoryFile: memoryFile, shareMemory: true, incoming: false, seccomp: configuration.seccomp,
-            allowSpawn: snapshotable, runAs: nil, extraKernelArguments: configuration.extraKernelArguments,
-            tcgCPU: configuration.tcgCPU)
+            allowSpawn: snapshotable, runAs: nil, extraKernelArguments: kernelArguments,
+            tcgCPU: configuration.tcgCPU, tcgTranslationCacheMB: configuration.tcgTranslationCacheMB)
         return try launch(
             commandLine, options: options, image: image, memoryFile: memoryFile, stdin: nil)
     }
@@ -83,8 +89,8 @@ public struct QEMUDriver: MachineDriver {
             initrd: image.initrd, disk: disk, agentSocket: options.directory + "/agent.sock",
             qmpSocket: options.directory + "/qmp.sock", serialLog: options.directory + "/console.log",
             memoryFile: snapshot.memoryFile, shareMemory: false, incoming: true, seccomp: configuration.seccomp,
-            allowSpawn: false, runAs: configuration.runAs, extraKernelArguments: configuration.extraKernelArguments,
-            tcgCPU: configuration.tcgCPU)
+            allowSpawn: false, runAs: configuration.runAs, extraKernelArguments: kernelArguments,
+            tcgCPU: configuration.tcgCPU, tcgTranslationCacheMB: configuration.tcgTranslationCacheMB)
         defer { try? state.close() }
         let machine = try launch(commandLine, options: options, image: image, memoryFile: nil, stdin: state)
         do {

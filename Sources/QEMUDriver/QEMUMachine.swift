@@ -214,12 +214,11 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
 }
 
 extension QEMUMachine {
-    /// Freezes the guest's CPUs (the process stays); for tests of unresponsive guests.
-    public func pauseForTesting() async throws {
+    public func stopCPUs() async throws {
         try await qmp().execute("stop")
     }
 
-    public func resumeForTesting() async throws {
+    public func continueCPUs() async throws {
         try await qmp().execute("cont")
     }
 }

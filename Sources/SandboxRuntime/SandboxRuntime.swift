@@ -67,6 +67,9 @@ public actor SandboxRuntime {
         public var maxConcurrentCreates: Int = 0
         /// Restored, exercised machines kept ready per template (`OMNIRUN_WARM_POOL`; 0 disables).
         public var warmPoolSize: Int = 0
+        /// How long a refill waits after a create took a pooled machine, so that the
+        /// new sandbox's first calls do not share the CPU with a restore.
+        public var warmPoolRefillDelay: Duration = .milliseconds(300)
         /// Commands run once in each template before its snapshot (warms the page cache).
         public var warmUp: [String: [String]] = ["playground": ["python3 -c pass", "node -e 0"]]
 
@@ -127,6 +130,11 @@ public actor SandboxRuntime {
     }
 
     /// Waits until the warm pool of a template is full (benchmarks, tests).
+    /// The machines waiting in the pool of a template (for inspection).
+    public func pooledMachines(_ template: String) async -> [any MachineInstance] {
+        await pool.machines(catalog.resolve(template))
+    }
+
     public func waitForPool(_ template: String, timeout: Duration = .seconds(120)) async {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline, await pool.count(catalog.resolve(template)) < configuration.warmPoolSize {
@@ -134,7 +142,7 @@ public actor SandboxRuntime {
         }
     }
 
-    private func refillPool(_ snapshot: MachineSnapshot) {
+    private func refillPool(_ snapshot: MachineSnapshot, after delay: Duration = .zero) {
         guard configuration.warmPoolSize > 0 else { return }
         let driver = self.driver
         let directory = configuration.dataDirectory
@@ -143,6 +151,7 @@ public actor SandboxRuntime {
         let limiter = createLimiter
         let pool = self.pool
         Task {
+            if delay > .zero { try? await Task.sleep(for: delay) }
             await pool.refill(snapshot.image.template) {
                 try await limiter.run {
                     let id = SandboxID.random()
@@ -158,6 +167,8 @@ public actor SandboxRuntime {
                             socketPath: machine.agentSocketPath, name: "sandbox \(id)", timeout: timeout, logger: logger,
                             giveUpIf: { await machine.state.isTerminal ? "\(await machine.state)" : nil })
                         try await WarmPool.exercise(agent)
+                        // Waiting machines use no CPU at all.
+                        try await machine.stopCPUs()
                         return WarmPool.Entry(id: id, machine: machine, agent: agent)
                     } catch {
                         await machine.destroy()
@@ -174,40 +185,48 @@ public actor SandboxRuntime {
             // Build the snapshot outside the limiter: it may take a while and is shared.
             let snapshot = try await snapshots.snapshot(for: image, warmUp: configuration.warmUp[image.template] ?? [])
             if spec.id == nil, let entry = await pool.take(image.template) {
-                refillPool(snapshot)
-                do {
-                    return try await adopt(entry, spec: spec, image: image, started: ContinuousClock.now)
-                } catch {
-                    logger.warning("pooled machine failed, restoring a fresh one", metadata: ["error": "\(error)"])
-                }
+                refillPool(snapshot, after: configuration.warmPoolRefillDelay)
+                return adopt(entry, spec: spec, image: image, started: ContinuousClock.now)
             }
             refillPool(snapshot)
         }
         return try await createLimiter.run { try await self.createAdmitted(spec, image: image) }
     }
 
-    /// Gives a pooled machine its sandbox identity.
+    /// Gives a pooled machine its sandbox identity. The machine's CPUs are let go and
+    /// the identity call is sent without waiting for it: every later call to this
+    /// agent waits for it (`admit(after:)`), so a create is answered while the guest
+    /// takes its identity, and a burst of creates does not queue behind the guests.
     private func adopt(_ entry: WarmPool.Entry, spec: SandboxSpec, image: MachineImage, started: ContinuousClock.Instant)
-        async throws -> Sandbox
+        -> Sandbox
     {
-        entry.machine.setPriority(0)
-        do {
-            try await initialize(entry.agent, id: entry.id, spec: spec)
-        } catch {
-            await entry.agent.close()
-            await entry.machine.destroy()
-            throw error
-        }
         let sandbox = Sandbox(id: entry.id, template: image.template, machine: entry.machine, agent: entry.agent)
+        let logger = self.logger
+        let identity = Task {
+            try await entry.machine.continueCPUs()
+            entry.machine.setPriority(0)
+            try await Self.initialize(entry.agent, id: entry.id, spec: spec)
+            logger.info(
+                "sandbox created from the warm pool",
+                metadata: ["sandbox": "\(entry.id)", "template": "\(image.template)", "init": "\(ContinuousClock.now - started)"])
+        }
+        entry.agent.admit(after: identity)
         sandboxes[entry.id] = sandbox
         watch(sandbox)
-        logger.info(
-            "sandbox created from the warm pool",
-            metadata: ["sandbox": "\(entry.id)", "template": "\(image.template)", "init": "\(ContinuousClock.now - started)"])
+        Task {
+            do {
+                try await identity.value
+            } catch {
+                // Destroyed before it had its identity: nothing went wrong.
+                guard self.sandboxes[entry.id] != nil else { return }
+                logger.error("a pooled machine did not take its identity", metadata: ["sandbox": "\(entry.id)", "error": "\(error)"])
+                await entry.machine.destroy()
+            }
+        }
         return sandbox
     }
 
-    private func initialize(_ agent: GuestAgentClient, id: SandboxID, spec: SandboxSpec) async throws {
+    private static func initialize(_ agent: GuestAgentClient, id: SandboxID, spec: SandboxSpec) async throws {
         _ = try await agent.initialize(
             InitRequest(
                 sandboxID: id.rawValue, hostname: id.hostname, env: spec.env,
@@ -235,7 +254,7 @@ public actor SandboxRuntime {
                 timeout: spec.coldBoot ? .seconds(120) : configuration.agentTimeout, logger: logger,
                 giveUpIf: { await machine.state.isTerminal ? "\(await machine.state)" : nil })
             let agentReady = ContinuousClock.now
-            try await initialize(agent, id: id, spec: spec)
+            try await Self.initialize(agent, id: id, spec: spec)
             let sandbox = Sandbox(id: id, template: image.template, machine: machine, agent: agent)
             sandboxes[id] = sandbox
             watch(sandbox)

@@ -45,6 +45,8 @@ actor WarmPool {
 
     func count(_ template: String) -> Int { ready[template]?.count ?? 0 }
 
+    func machines(_ template: String) -> [any MachineInstance] { ready[template]?.map(\.machine) ?? [] }
+
     func beginRestore(_ id: SandboxID) { restoring.insert(id) }
     func endRestore(_ id: SandboxID) { restoring.remove(id) }
 
@@ -118,7 +120,8 @@ actor WarmPool {
                 entropy: hostEntropy(), defaultUser: "user"))
         for _ in 0..<2 {
             _ = try await agent.run(ProcessStartRequest(argv: ["/bin/true"]))
-            _ = try await agent.run(ProcessStartRequest(shell: "echo warm >/dev/null"))
+            // Output on both streams, through the shell as the API runs commands.
+            _ = try await agent.run(ProcessStartRequest(shell: "echo warm; echo warm >&2"))
         }
         _ = try await agent.writeFile(path: "/tmp/.omnirun-warm", bytes: Array("warm".utf8))
         let _: [UInt8] = try await agent.readFile(path: "/tmp/.omnirun-warm")

@@ -95,8 +95,8 @@ struct LifecycleTests {
 
     @Test func unresponsiveGuestTimesOutNamingTheSandbox() async throws {
         try await TestRuntime.withSandbox { sandbox in
-            guard let machine = sandbox.machine as? QEMUMachine else { return }
-            try await machine.pauseForTesting()
+            let machine = sandbox.machine
+            try await machine.stopCPUs()
             do {
                 _ = try await sandbox.agent.health(timeout: .milliseconds(500))
                 Issue.record("a paused guest answered")
@@ -104,7 +104,7 @@ struct LifecycleTests {
                 #expect(error.code == .timeout)
                 #expect(error.message.contains(sandbox.id.rawValue))
             }
-            try await machine.resumeForTesting()
+            try await machine.continueCPUs()
             _ = try await sandbox.agent.health()
         }
     }
@@ -136,6 +136,14 @@ struct WarmPoolTests {
         // Pooled machines warm up at low priority: give them time on a busy machine.
         await runtime.waitForPool("playground", timeout: .seconds(400))
         #expect(await runtime.pooled("playground") == 1)
+        // A waiting machine's CPUs are stopped: its QEMU uses no CPU time.
+        let waiting = await runtime.pooledMachines("playground")
+        #expect(waiting.count == 1)
+        if let pid = waiting.first?.processID {
+            let before = cpuTicks(pid)
+            try await Task.sleep(for: .seconds(2))
+            #expect(cpuTicks(pid) - before <= 2, "a pooled machine used CPU while waiting")
+        }
         let sandbox = try await runtime.create(SandboxSpec(template: "playground", env: ["FROM_POOL": "1"]))
         let result = try await sandbox.run("hostname; echo $FROM_POOL $OMNIRUN_SANDBOX_ID; id -un")
         #expect(result.stdoutText == "\(sandbox.id.hostname)\n1 \(sandbox.id)\nuser\n")
@@ -147,4 +155,38 @@ struct WarmPoolTests {
         #expect(await runtime.pooled("playground") == 0)
         #expect(await runtime.sandbox(sandbox.id) == nil)
     }
+
+    /// A create from the pool answers before the guest has its identity; a sandbox
+    /// destroyed in that moment goes away cleanly, and calls made before the
+    /// identity is in place wait for it instead of reaching the agent early.
+    @Test func callsWaitForTheIdentityAndAnEarlyDestroyIsClean() async throws {
+        let shared = try await TestRuntime.runtime()
+        var configuration = shared.configuration
+        configuration.warmPoolSize = 2
+        configuration.warmPoolRefillDelay = .seconds(600)
+        let runtime = SandboxRuntime(
+            driver: shared.driver, catalog: shared.catalog, configuration: configuration,
+            logger: .init(label: "omnirun.test.pool"))
+        try await runtime.prepare(template: "playground")
+        await runtime.waitForPool("playground", timeout: .seconds(400))
+        #expect(await runtime.pooled("playground") == 2)
+        let early = try await runtime.create(SandboxSpec(template: "playground"))
+        let pid = early.machine.processID
+        await runtime.destroy(early.id)
+        #expect(kill(pid, 0) != 0, "the machine of a destroyed sandbox still runs")
+        let sandbox = try await runtime.create(SandboxSpec(template: "playground", env: ["EARLY": "yes"]))
+        // Sent at once, in parallel: every one sees the identity.
+        try await withThrowingTaskGroup(of: String.self) { group in
+            for _ in 0..<3 { group.addTask { try await sandbox.run("echo $EARLY $(hostname)").stdoutText } }
+            for try await output in group { #expect(output == "yes \(sandbox.id.hostname)\n") }
+        }
+        await runtime.destroyAll()
+    }
+}
+
+/// User + system CPU ticks of a process.
+private func cpuTicks(_ pid: Int32) -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = text.lastIndex(of: ")") else { return 0 }
+    let fields = text[text.index(after: close)...].split(separator: " ")
+    return (Int(fields[11]) ?? 0) + (Int(fields[12]) ?? 0)
 }

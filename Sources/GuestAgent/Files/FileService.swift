@@ -12,7 +12,10 @@ import Glibc
 struct FileService: Sendable {
     let pool: NIOThreadPool
     let identity: SandboxIdentity
-    static let chunkSize = 64 * 1024
+    /// Reads of a file being sent to the host.
+    static let chunkSize = 1 << 20
+    /// Received bytes gathered before one write to a file.
+    static let writeBatchSize = 1 << 20
 
     func user(_ name: String?) async throws -> GuestUser {
         let fallback = await identity.snapshot().defaultUser

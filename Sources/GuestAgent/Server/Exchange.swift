@@ -83,11 +83,18 @@ struct Exchange {
         try await outbound.write(.end(nil))
     }
 
+    /// Head, body and end go out in one write (one hop to the event loop, one flush).
     mutating func respond<T: Encodable>(_ value: T, status: Int = 200) async throws {
         let bytes = try AgentCoding.encode(value)
-        try await writeHead(status: status, contentType: "application/json", extra: [("content-length", "\(bytes.count)")])
-        try await writeBody(bytes)
-        try await end()
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: "application/json")
+        headers.add(name: "content-length", value: "\(bytes.count)")
+        headers.add(name: AgentAPI.versionHeader, value: "\(AgentAPI.version)")
+        responded = true
+        try await outbound.write(contentsOf: [
+            .head(HTTPResponseHead(version: .http1_1, status: .init(statusCode: status), headers: headers)),
+            .body(.byteBuffer(ByteBuffer(bytes: bytes))), .end(nil),
+        ])
     }
 
     mutating func respondEmpty() async throws {

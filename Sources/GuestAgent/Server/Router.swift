@@ -171,9 +171,22 @@ struct Router: Sendable {
             path: try exchange.param("path"), user: exchange.query["user"], mode: mode,
             append: exchange.query["append"] == "true")
         do {
+            // Frames arrive in pieces of up to a frame's size; each write is a trip to
+            // the I/O thread, so pieces are gathered into writes of up to 1 MiB.
+            var pending = ByteBuffer()
             while let chunk = try await exchange.nextBodyChunk() {
-                try await files.writeChunk(fd: fd, chunk, path: path)
+                if pending.readableBytes == 0, chunk.readableBytes >= FileService.writeBatchSize {
+                    try await files.writeChunk(fd: fd, chunk, path: path)
+                    continue
+                }
+                var chunk = chunk
+                pending.writeBuffer(&chunk)
+                if pending.readableBytes >= FileService.writeBatchSize {
+                    try await files.writeChunk(fd: fd, pending, path: path)
+                    pending.clear()
+                }
             }
+            if pending.readableBytes > 0 { try await files.writeChunk(fd: fd, pending, path: path) }
         } catch {
             await files.closeFD(fd)
             throw error

@@ -11,29 +11,42 @@ struct APIBench {
     let snapshotDirectory: String
     let warmPool: Int
     let template: String
+    /// Folder under which the server keeps its data (its sandboxes' machines live there).
+    let parentDirectory: String
     private(set) var baseURL = ""
     private(set) var key = ""
     private var server: Process?
     private var dataDirectory = ""
+    /// One client with room for a burst's connections at once.
+    let session: URLSession = {
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.httpMaximumConnectionsPerHost = 128
+        configuration.timeoutIntervalForRequest = 300
+        return URLSession(configuration: configuration)
+    }()
 
-    init(executable: String, snapshotDirectory: String, warmPool: Int, template: String) {
+    init(executable: String, snapshotDirectory: String, warmPool: Int, template: String, parentDirectory: String) {
+        self.parentDirectory = parentDirectory
         self.executable = executable
         self.snapshotDirectory = snapshotDirectory
         self.warmPool = warmPool
         self.template = template
     }
 
+    var serverPID: Int32? { server?.processIdentifier }
+
     mutating func start() async throws {
-        dataDirectory = NSTemporaryDirectory() + "omnirun-bench-\(getpid())-\(warmPool)"
+        dataDirectory = parentDirectory + "/bench-server-\(getpid())-\(warmPool)"
         try? FileManager.default.removeItem(atPath: dataDirectory)
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
-        let port = 20000 + Int(getpid() % 20000) + warmPool
+        let port = 20000 + Int(getpid() % 20000) + min(warmPool, 999)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = ["serve", "--data-dir", dataDirectory, "--port", "\(port)", "--warm-pool", "\(warmPool)", "--prepare", template]
         var env = Foundation.ProcessInfo.processInfo.environment
         env["OMNIRUN_SNAPSHOT_DIR"] = snapshotDirectory
         env["OMNIRUN_EXIT_WITH_PARENT"] = "1"
+        // Limits raised for the run (bursts).
         env["OMNIRUN_CONCURRENT_LIMIT"] = "1000"
         env["OMNIRUN_MAX_SANDBOXES"] = "1000"
         process.environment = env
@@ -49,60 +62,84 @@ struct APIBench {
         key = (try String(contentsOfFile: dataDirectory + "/owner.key", encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// Stops the server. Its sandboxes would outlive it (by design), so the machines
+    /// it started and did not end (a run that failed half-way) are ended by pid.
     func stop() {
         if let server, server.isRunning {
+            let machines = HostStats.children(of: server.processIdentifier)
             kill(server.processIdentifier, SIGTERM)
             server.waitUntilExit()
+            for pid in machines where kill(pid, 0) == 0 { kill(pid, SIGKILL) }
         }
         try? FileManager.default.removeItem(atPath: dataDirectory)
     }
 
-    func request(_ method: String, _ path: String, json: [String: Any]? = nil) async throws -> (Int, [String: Any]) {
+    func request(_ method: String, _ path: String, json: Any? = nil) async throws -> (Int, [String: Any]) {
         var request = URLRequest(url: URL(string: baseURL + path)!)
         request.httpMethod = method
-        request.timeoutInterval = 120
         if !key.isEmpty { request.setValue(key, forHTTPHeaderField: "X-API-Key") }
         if let json {
             request.httpBody = try JSONSerialization.data(withJSONObject: json)
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         }
-        let (data, response) = try await URLSession.shared.data(for: request)
+        let (data, response) = try await session.data(for: request)
         let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
         return ((response as? HTTPURLResponse)?.statusCode ?? 0, object)
     }
 
-    /// Waits until the server's warm pool is full again (between timed creates).
-    func waitForPool() async throws {
-        guard warmPool > 0 else { return }
-        for _ in 0..<600 {
+    /// Waits until the server's warm pool holds `size` machines (default: its configured size).
+    func waitForPool(size: Int? = nil, timeout: Duration = .seconds(600)) async throws {
+        let wanted = size ?? warmPool
+        guard wanted > 0 else { return }
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
             let (_, status) = try await request("GET", "/status")
-            if ((status["warm_pool"] as? [String: Any])?[template] as? Int ?? 0) >= warmPool { return }
+            if ((status["warm_pool"] as? [String: Any])?[template] as? Int ?? 0) >= wanted { return }
             try await Task.sleep(for: .milliseconds(100))
         }
+        throw BenchError("the warm pool did not fill to \(wanted) within \(timeout)")
     }
 
-    /// ms from POST /sandboxes to the output of `echo ok`, and the whole create → run → delete.
-    func createRunDelete() async throws -> (Double, Double) {
+    struct Timing {
+        /// POST /sandboxes answered.
+        var create: Double
+        /// Output of `echo ok` received.
+        var firstOutput: Double
+        var id: String
+    }
+
+    /// Create, then `echo ok`; ms since the create was sent. The caller deletes.
+    func createAndRun() async throws -> Timing {
         let started = ContinuousClock.now
-        let (status, created) = try await request("POST", "/sandboxes", json: ["template": template, "timeout": 120])
-        guard status == 201, let id = created["sandboxID"] as? String else { throw BenchError("create answered \(status)") }
+        let (status, created) = try await request("POST", "/sandboxes", json: ["template": template, "timeout": 300])
+        guard status == 201, let id = created["sandboxID"] as? String else { throw BenchError("create answered \(status): \(created)") }
+        let create = (ContinuousClock.now - started).milliseconds
         let (_, run) = try await request("POST", "/sandboxes/\(id)/commands", json: ["command": "echo ok"])
         let first = (ContinuousClock.now - started).milliseconds
         guard run["stdout"] as? String == "ok\n" else { throw BenchError("unexpected output \(run)") }
-        _ = try await request("DELETE", "/sandboxes/\(id)")
-        return (first, (ContinuousClock.now - started).milliseconds)
+        return Timing(create: create, firstOutput: first, id: id)
     }
 
-    /// ms of `true` through POST /commands on a running sandbox (after one warm-up).
-    func commandRoundTrips(_ count: Int) async throws -> [Double] {
+    /// Create → `echo ok` → delete: (timing, ms for the whole).
+    func createRunDelete() async throws -> (Timing, Double) {
+        let started = ContinuousClock.now
+        let timing = try await createAndRun()
+        _ = try await request("DELETE", "/sandboxes/\(timing.id)")
+        return (timing, (ContinuousClock.now - started).milliseconds)
+    }
+
+    /// Round trips of `command` through POST /commands on one running sandbox (after a
+    /// warm-up), with the guest's own spawn→exit time when it reports one.
+    func commandRoundTrips(_ count: Int, command: String) async throws -> [Double] {
         let (_, created) = try await request("POST", "/sandboxes", json: ["template": template, "timeout": 600])
         guard let id = created["sandboxID"] as? String else { throw BenchError("create failed") }
         defer { Task { [self] in _ = try? await request("DELETE", "/sandboxes/\(id)") } }
-        _ = try await request("POST", "/sandboxes/\(id)/commands", json: ["command": "true"])
+        _ = try await request("POST", "/sandboxes/\(id)/commands", json: ["command": command])
         var samples: [Double] = []
         for _ in 0..<count {
             let started = ContinuousClock.now
-            _ = try await request("POST", "/sandboxes/\(id)/commands", json: ["command": "true"])
+            let (status, _) = try await request("POST", "/sandboxes/\(id)/commands", json: ["command": command])
+            guard status == 200 else { throw BenchError("command answered \(status)") }
             samples.append((ContinuousClock.now - started).milliseconds)
         }
         _ = try await request("DELETE", "/sandboxes/\(id)")
