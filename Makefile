@@ -39,8 +39,8 @@ prepare: image release ## boot the template once and save its snapshot
 test: image      ## the whole suite, real VMs included (what CI runs)
 	scripts/test.sh
 
-bench: image release ## runtime figures: cold boot vs restore vs first command
-	.build/release/omnirun bench --template $(TEMPLATE) --runs $${RUNS:-30} --json .build/bench-runtime.json
+bench: image release ## the benchmark suite side by side (RUNS=100 default; FULL=1 for the spec's 1,000)
+	.build/release/omnirun bench --template $(TEMPLATE) --runs $${RUNS:-100} $${FULL:+--full} --json .build/bench.json
 
 clean:
 	rm -rf .build

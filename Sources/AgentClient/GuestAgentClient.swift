@@ -50,8 +50,12 @@ public final class GuestAgentClient: Sendable {
             }
             let client = GuestAgentClient(name: name, connection: connection, logger: logger)
             // Ask again on the same connection while it stays up: a slow guest answers
-            // late, and dropping the connection only makes it start over.
-            while ContinuousClock.now < deadline, connection.isActive {
+            // late, and dropping the connection only makes it start over. But not for
+            // ever: a guest that missed the port's open event (the host connected while
+            // a restore was loading the device state) only hears of a new connection.
+            var attempts = 0
+            while ContinuousClock.now < deadline, connection.isActive, attempts < 3 {
+                attempts += 1
                 let remaining = deadline - ContinuousClock.now
                 do {
                     _ = try await client.health(timeout: min(max(remaining, .milliseconds(50)), .seconds(3)))

@@ -126,9 +126,10 @@ extension OmniRun {
                         report.add(Row.apiTotal, whole)
                     }
                     for (command, rows) in [("/bin/true", Row.trueRTT), ("python3 -c pass", Row.pythonRTT)] {
-                        let (trip, inGuest) = try await measureCommandRoundTrip(runtime, command: command)
+                        let (trip, inGuest, loop) = try await measureCommandRoundTrip(runtime, command: command)
                         report.add(rows.0, trip)
                         report.add(rows.1, inGuest)
+                        report.add(rows.2, loop)
                     }
                 }
                 progress("\r  run \(i + 1)/\(total)")
@@ -254,8 +255,10 @@ extension OmniRun {
             return (ready, first)
         }
 
-        /// Returns (ms for a round trip of `command` on a running sandbox, ms the guest itself spends).
-        private func measureCommandRoundTrip(_ runtime: SandboxRuntime, command: String) async throws -> (Double, Double) {
+        /// Returns, for `command` on a running sandbox: ms for a round trip through the
+        /// agent, the agent's own spawn→exit time for that process, and the command's
+        /// cost in a shell loop inside the guest (ms per run; the guest's own cost).
+        private func measureCommandRoundTrip(_ runtime: SandboxRuntime, command: String) async throws -> (Double, Double, Double) {
             let sandbox = try await runtime.create(SandboxSpec(template: template))
             let request = ProcessStartRequest(argv: command.split(separator: " ").map(String.init))
             do {
@@ -263,9 +266,14 @@ extension OmniRun {
                 let started = ContinuousClock.now
                 let result = try await sandbox.agent.run(request)
                 let roundTrip = (ContinuousClock.now - started).milliseconds
+                let loop = try await sandbox.agent.run(
+                    ProcessStartRequest(
+                        shell: "\(command); s=$(date +%s%N); for i in 1 2 3 4 5; do \(command); done; e=$(date +%s%N); echo $(( (e - s) / 5000 ))"))
                 await runtime.destroy(sandbox.id)
-                // The same process's spawn-to-exit time as the guest measured it.
-                return (roundTrip, Double(result.durationMicros ?? 0) / 1000)
+                guard let micros = Double(loop.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+                    throw BenchError("the in-guest loop printed \(loop.stdoutText) \(loop.stderrText)")
+                }
+                return (roundTrip, Double(result.durationMicros ?? 0) / 1000, micros / 1000)
             } catch {
                 await runtime.destroy(sandbox.id)
                 throw error
@@ -288,11 +296,17 @@ enum Row {
     static let apiFirst = "API: create → output of `echo ok` (warm pool)"
     static let apiTotal = "API: create → run → delete (warm pool)"
     static let apiTrue = "API: `true` round trip (running sandbox)"
-    static let trueRTT = ("`true` round trip (running sandbox, agent)", "`true` spawn→exit inside the guest")
-    static let pythonRTT = ("`python3 -c pass` round trip (running sandbox, agent)", "`python3 -c pass` spawn→exit inside the guest")
+    static let trueRTT = (
+        "`true` round trip (running sandbox, agent)", "`true` spawn→exit as the agent saw it",
+        "`true` in a shell loop inside the guest (per run)"
+    )
+    static let pythonRTT = (
+        "`python3 -c pass` round trip (running sandbox, agent)", "`python3 -c pass` spawn→exit as the agent saw it",
+        "`python3 -c pass` in a shell loop inside the guest (per run)"
+    )
     static let order = [
         cold, restore, restoreFirst, poolReady, poolFirst, container, apiRestoreFirst, apiRestoreTotal, apiCreate, apiFirst,
-        apiTotal, apiTrue, trueRTT.0, trueRTT.1, pythonRTT.0, pythonRTT.1,
+        apiTotal, apiTrue, trueRTT.0, trueRTT.1, trueRTT.2, pythonRTT.0, pythonRTT.1, pythonRTT.2,
     ]
 }
 

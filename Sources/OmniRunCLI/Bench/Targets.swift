@@ -30,12 +30,13 @@ struct Targets {
         if report.has(Row.apiRestoreFirst) {
             line("API create → first output, restore without pool / cold boot", ratio(report.p(Row.apiRestoreFirst, 50), coldP50))
         }
-        for (trip, guest) in [Row.trueRTT, Row.pythonRTT] where report.has(trip) {
-            let value = ratio(report.p(trip, 50), report.p(guest, 50))
-            line("\(trip) / in-guest cost", value, target: "≤ 1.5", met: value <= 1.5)
+        for (trip, spawned, loop) in [Row.trueRTT, Row.pythonRTT] where report.has(trip) {
+            let value = ratio(report.p(trip, 50), report.p(loop, 50))
+            line("\(trip) / its cost in a guest shell loop", value, target: "≤ 1.5", met: value <= 1.5)
+            line("\(trip) / spawn→exit as the agent saw it", ratio(report.p(trip, 50), report.p(spawned, 50)))
         }
         if report.has(Row.apiTrue) {
-            line("API `true` round trip (bash -c) / in-guest `true`", ratio(report.p(Row.apiTrue, 50), report.p(Row.trueRTT.1, 50)))
+            line("API `true` round trip (bash -c) / `true` in a guest shell loop", ratio(report.p(Row.apiTrue, 50), report.p(Row.trueRTT.2, 50)))
         }
         let single = report.p(Row.apiCreate, 50)
         for name in report.order where name.hasPrefix("burst of") && name.hasSuffix("create answered") {
