@@ -338,6 +338,7 @@ struct APITests {
         for (path, operations) in paths.sorted(by: { $0.key < $1.key }) {
             let concrete = path.replacingOccurrences(of: "{id}", with: id).replacingOccurrences(of: "{pid}", with: "999999")
                 .replacingOccurrences(of: "{ctx}", with: "c").replacingOccurrences(of: "{exp}", with: "e")
+                .replacingOccurrences(of: "{tokenID}", with: "key_none").replacingOccurrences(of: "{key}", with: "NONE")
             for method in operations.keys {
                 if path == "/sandboxes/{id}" && method == "delete" { continue }
                 let reply = try await client.request(

@@ -47,12 +47,14 @@ actor SandboxGateway {
         return env
     }
 
-    func start(_ sandbox: Sandbox, owner: AccountRecord) {
+    /// Starts serving a sandbox's gateway; `onRequest` runs for each request (activity).
+    func start(_ sandbox: Sandbox, owner: AccountRecord, onRequest: @escaping @Sendable () async -> Void) {
         guard acceptors[sandbox.id] == nil, let responder else { return }
         let logger = self.logger
         acceptors[sandbox.id] = Task {
             await Self.accept(
-                agent: sandbox.agent, sandboxID: sandbox.id.rawValue, owner: owner, responder: responder, logger: logger)
+                agent: sandbox.agent, sandboxID: sandbox.id.rawValue, owner: owner, responder: responder,
+                onRequest: onRequest, logger: logger)
         }
     }
 
@@ -69,11 +71,12 @@ actor SandboxGateway {
     /// own task while a new request takes its place.
     static func accept(
         agent: GuestAgentClient, sandboxID: String, owner: AccountRecord, responder: RouterResponder<AppRequestContext>,
-        logger: Logger
+        onRequest: @escaping @Sendable () async -> Void, logger: Logger
     ) async {
         let (wanted, more) = AsyncStream<Void>.makeStream()
         for _ in 0..<idleAccepts { more.yield() }
-        let serve = HTTPOverGateway(sandboxID: sandboxID, owner: owner, responder: responder, logger: logger)
+        let serve = HTTPOverGateway(
+            sandboxID: sandboxID, owner: owner, responder: responder, onRequest: onRequest, logger: logger)
         await withDiscardingTaskGroup { group in
             for await _ in wanted {
                 if Task.isCancelled { break }
@@ -109,6 +112,7 @@ struct HTTPOverGateway: Sendable {
     let sandboxID: String
     let owner: AccountRecord
     let responder: RouterResponder<AppRequestContext>
+    let onRequest: @Sendable () async -> Void
     let logger: Logger
 
     func run(_ connection: GatewayConnection) async throws {
@@ -120,8 +124,10 @@ struct HTTPOverGateway: Sendable {
         let sandboxID = self.sandboxID
         let owner = self.owner
         let responder = self.responder
+        let onRequest = self.onRequest
         let logger = self.logger
         let http = HTTP1Channel(responder: { request, writer, channel in
+            await onRequest()
             var context = AppRequestContext(source: .init(channel: channel, logger: logger))
             context.account = owner
             context.gatewaySandboxID = sandboxID

@@ -96,7 +96,7 @@ actor SandboxService {
             throw error
         }
         recordCache[sandbox.id] = record
-        await gateway.start(sandbox, owner: account)
+        await gateway.start(sandbox, owner: account, onRequest: activity(sandbox.id))
         logger.info("sandbox created", metadata: ["sandbox": "\(sandbox.id)", "account": "\(account.id)", "template": "\(request.template)"])
         return record
     }
@@ -128,6 +128,11 @@ actor SandboxService {
 
     func touch(_ id: SandboxID) {
         activity[id] = nowMillis()
+    }
+
+    /// Counts a sandbox's own calls through its host gateway as activity (idle kill).
+    private func activity(_ id: SandboxID) -> @Sendable () async -> Void {
+        { [weak self] in await self?.touch(id) }
     }
 
     func list(account: AccountRecord) async throws -> [SandboxRecord] {
@@ -220,7 +225,7 @@ actor SandboxService {
                     kept.insert(id)
                     recordCache[id] = record
                     if let owner = try? await accounts.find(id: record.accountID) {
-                        await gateway.start(sandbox, owner: owner)
+                        await gateway.start(sandbox, owner: owner, onRequest: activity(sandbox.id))
                     }
                     continue
                 } catch {
