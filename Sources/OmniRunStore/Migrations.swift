@@ -114,18 +114,23 @@ public enum Migrations {
         ),
     ]
 
+    /// Applies what is missing, in one transaction. Servers (and test suites) starting at
+    /// once on one PostgreSQL database take turns through an advisory lock; on SQLite the
+    /// transaction's write lock does the same.
     public static func apply(to database: any SQLDatabase) async throws {
-        try await database.query(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-        let applied = Set(try await database.query("SELECT version FROM schema_migrations").compactMap { $0.optionalInt("version") })
-        for migration in all where !applied.contains(Int64(migration.version)) {
-            let statements = migration.statements
-            let version = migration.version
-            try await database.transaction { tx in
-                for statement in statements { try await tx.query(statement, []) }
+        try await database.transaction { tx in
+            if tx.dialect == .postgres {
+                try await tx.query("SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(7230118)) AS l", [])
+            }
+            try await tx.query(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)", [])
+            let applied = Set(
+                try await tx.query("SELECT version FROM schema_migrations", []).compactMap { $0.optionalInt("version") })
+            for migration in all where !applied.contains(Int64(migration.version)) {
+                for statement in migration.statements { try await tx.query(statement, []) }
                 try await tx.query(
                     "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
-                    [.int(Int64(version)), .int(Int64(nowMillis()))])
+                    [.int(Int64(migration.version)), .int(Int64(nowMillis()))])
             }
         }
     }
