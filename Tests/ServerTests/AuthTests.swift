@@ -238,7 +238,7 @@ struct AuthTests {
 struct OutboxTests {
     @Test func outboxExpiryAndRateLimits() async throws {
         let server = try await TestServer.start(
-            name: "outbox", environment: ["OMNIRUN_SIGNIN_CODE_TTL": "2", "OMNIRUN_SIGNIN_EMAIL_LIMIT": "3"], logLevel: "info")
+            name: "mbox", environment: ["OMNIRUN_SIGNIN_CODE_TTL": "2", "OMNIRUN_SIGNIN_EMAIL_LIMIT": "3"], logLevel: "info")
         do {
             let anonymous = HTTPTestClient(baseURL: server.baseURL, apiKey: nil)
             let email = MailHarness.email("outbox")

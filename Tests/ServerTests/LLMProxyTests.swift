@@ -45,7 +45,7 @@ enum LLMHarness {
         ]
         try JSONSerialization.data(withJSONObject: configuration).write(to: URL(fileURLWithPath: config))
         let strict = try await TestServer.start(
-            name: "llm-strict", environment: ["OMNIRUN_LLM_CONFIG": config, "FAKE_UPSTREAM_KEY": upstreamKey], logLevel: "info")
+            name: "llm2", environment: ["OMNIRUN_LLM_CONFIG": config, "FAKE_UPSTREAM_KEY": upstreamKey], logLevel: "info")
         return Setup(upstream: upstream, server: server, strict: strict, requestLog: log, openAIPython: openAIPython)
     }
 

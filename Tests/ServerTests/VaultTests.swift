@@ -110,7 +110,7 @@ struct VaultTests {
 @Suite("Vault sandboxes and idleness", .timeLimit(.minutes(10)))
 struct VaultIdleTests {
     @Test func vaultSandboxesAreExemptFromIdleKill() async throws {
-        let server = try await TestServer.start(name: "vault-idle", environment: ["OMNIRUN_IDLE_TIMEOUT": "6"])
+        let server = try await TestServer.start(name: "vidle", environment: ["OMNIRUN_IDLE_TIMEOUT": "6"])
         do {
             let client = server.client()
             _ = try await client.post("/vault/credentials", ["key": "K", "value": "v"])
