@@ -24,6 +24,8 @@ let package = Package(
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // Leaf: the one error type.
@@ -98,12 +100,43 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Outbound mail: a small SMTP client (STARTTLS or implicit TLS, AUTH PLAIN/LOGIN).
+        .target(
+            name: "SMTPClient",
+            dependencies: [
+                "OmniRunError",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The LLM proxy's outside world: configured OpenAI-compatible upstreams, model
+        // routing, prices, and the HTTP client that calls them.
+        .target(
+            name: "LLMUpstreams",
+            dependencies: [
+                "OmniRunError",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The control plane: REST API of the public SDK's wire protocol.
         .target(
             name: "OmniRunServer",
             dependencies: [
                 "OmniRunCore", "OmniRunError", "OmniRunStore", "SandboxRuntime", "AgentClient", "AgentProtocol",
+                "SMTPClient", "LLMUpstreams",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -137,7 +170,8 @@ let package = Package(
         .testTarget(
             name: "ServerTests",
             dependencies: [
-                "TestSupport", "OmniRunServer", "OmniRunStore", "SandboxRuntime", "OmniRunCore",
+                "TestSupport", "OmniRunServer", "OmniRunStore", "SandboxRuntime", "OmniRunCore", "SMTPClient", "LLMUpstreams",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings

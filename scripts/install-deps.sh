@@ -16,6 +16,7 @@ PACKAGES=(
   sqlite3 libsqlite3-dev       # embedded store
   libcurl4-openssl-dev         # static link of FoundationNetworking (omnirun bench's HTTP client)
   python3 python3-pip          # SDK tests, PyPI tools
+  python3-aiosmtpd openssl     # tests: a real SMTP server with STARTTLS (its certificate made by openssl)
   curl ca-certificates
   iproute2 nftables            # per-sandbox netns, TAP, NAT
   procps file

@@ -4,6 +4,7 @@
 #                           exports OMNIRUN_TEST_POSTGRES_URL
 #   postgres_stop DIR
 #   schemathesis_install -> the schemathesis CLI from PyPI (only if missing)
+#   openai_install       -> the official `openai` Python package from PyPI (the LLM proxy tests' client)
 # Source this file; the functions install Debian's postgresql if it is missing.
 
 postgres_bin() {
@@ -34,6 +35,14 @@ postgres_stop() {
   bin="$(postgres_bin)"
   [[ -n "$bin" && -d "$dir/data" ]] && runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -m fast stop >/dev/null 2>&1 || true
   rm -rf "$dir"
+}
+
+openai_install() {
+  if ! python3 -c 'import openai' >/dev/null 2>&1; then
+    echo "[test] installing openai (PyPI)"
+    python3 -m pip install -q openai >/dev/null 2>&1 \
+      || python3 -m pip install -q --break-system-packages openai >/dev/null
+  fi
 }
 
 schemathesis_install() {

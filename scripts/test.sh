@@ -18,6 +18,7 @@ source scripts/test-services.sh
 pgdir="/tmp/omnirun-test-postgres-$$"
 trap 'postgres_stop "$pgdir"' EXIT
 postgres_start "$pgdir"
+openai_install
 echo "[test] running (real QEMU microVMs, a real PostgreSQL; parallel)"
 status=0
 swift test --skip-build 2>&1 | tee .build/test-output.log || status=$?

@@ -4,16 +4,21 @@ import FoundationEssentials
 import Foundation
 #endif
 
-/// The host <-> guest wire contract, version 1.
+/// The host <-> guest wire contract, version 2.
 ///
 /// The host speaks HTTP/2 (cleartext, prior knowledge) to the guest agent over the
 /// virtio-serial port named `omnirun.0`. Every operation is one HTTP/2 stream:
 /// JSON requests and responses, raw bodies for file contents and tunnels, and
 /// newline-delimited JSON for event streams (process output, directory watches).
+/// Traffic that starts in the guest (code calling the LLM proxy) travels the same
+/// connection in reverse: the host keeps `gatewayAccept` requests waiting, and the
+/// agent answers one each time a program connects to the host gateway address.
 /// This module is the only code the host and the guest share.
+///
+/// Version 2 added the host gateway (`gatewayAccept`, `HostGateway`).
 public enum AgentAPI {
     /// Bumped on any incompatible change; both sides send it in `x-omnirun-agent-api`.
-    public static let version = 1
+    public static let version = 2
     public static let versionHeader = "x-omnirun-agent-api"
     /// Name of the virtio-serial port the agent serves on.
     public static let portName = "omnirun.0"
@@ -52,6 +57,21 @@ public enum AgentAPI {
         /// POST, query `port`: the request body is sent to 127.0.0.1:`port` in the
         /// guest and what that socket answers is the response body.
         public static let tunnel = "/v1/tunnel"
+
+        /// POST, the reverse of `tunnel`: the agent answers (200, then a raw body) once a
+        /// program in the guest connects to `HostGateway`; what the program sends is the
+        /// response body, and the request body is passed to the program. Until then the
+        /// request waits; the host keeps a few of them open.
+        public static let gatewayAccept = "/v1/gateway/accept"
+    }
+
+    /// The fixed address inside every guest through which programs reach the host's
+    /// services (the LLM proxy at `http://127.0.0.1:18080/llm/v1`), with no network device.
+    public enum HostGateway {
+        public static let host = "127.0.0.1"
+        public static let port = 18080
+        /// Guest connections waiting for the host beyond this many are refused.
+        public static let maxWaiting = 128
     }
 }
 

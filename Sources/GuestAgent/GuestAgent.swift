@@ -83,8 +83,10 @@ public enum GuestAgent {
         let identity = SandboxIdentity(ownsMachine: isInit, logger: logger)
         let files = FileService(pool: pool, identity: identity)
         let launcher = ProcessLauncher(table: table, identity: identity, reaper: reaper, group: group, logger: logger)
+        let gateway = HostGateway(logger: logger)
+        Task { await gateway.listen(group: group) }
         let router = Router(
-            table: table, launcher: launcher, files: files, identity: identity, group: group, logger: logger,
+            table: table, launcher: launcher, files: files, identity: identity, gateway: gateway, group: group, logger: logger,
             bootMillis: bootMillis,
             onShutdown: {
                 guard isInit else { return }

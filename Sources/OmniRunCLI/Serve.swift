@@ -51,6 +51,8 @@ extension OmniRun {
             if let limit = env["OMNIRUN_CONCURRENT_LIMIT"].flatMap({ Int($0) }) { configuration.defaultConcurrentLimit = limit }
             if let limit = env["OMNIRUN_MAX_SANDBOXES"].flatMap({ Int($0) }) { configuration.maxSandboxes = limit }
             if let node = env["OMNIRUN_NODE_ID"], !node.isEmpty { configuration.nodeID = node }
+            // Sign-in mail, the vault's master key and the LLM proxy (OMNIRUN_SMTP_*, OMNIRUN_LLM_*, ...).
+            try configuration.applyAccountEnvironment(env)
 
             var logger = Logger(label: "omnirun.server")
             logger.logLevel = Logger.Level(rawValue: runtime.logLevel == "warning" ? "info" : runtime.logLevel) ?? .info

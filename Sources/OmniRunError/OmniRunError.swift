@@ -36,6 +36,9 @@ public struct OmniRunError: Error, Sendable, CustomStringConvertible {
             case machineFailed = "machine_failed"
             case agentError = "agent_error"
             case protocolViolation = "protocol_violation"
+            case spendCapReached = "spend_cap_reached"
+            case upstreamFailed = "upstream_error"
+            case upstreamTimeout = "upstream_timeout"
             case internalError = "internal"
         }
 
@@ -68,6 +71,12 @@ public struct OmniRunError: Error, Sendable, CustomStringConvertible {
         public static let machineFailed = Code(.machineFailed)
         public static let agentError = Code(.agentError)
         public static let protocolViolation = Code(.protocolViolation)
+        /// An account's LLM spend reached its cap (402).
+        public static let spendCapReached = Code(.spendCapReached)
+        /// An outside service the server calls (an LLM upstream, a mail server) failed (502).
+        public static let upstreamFailed = Code(.upstreamFailed)
+        /// An outside service did not answer in time (504).
+        public static let upstreamTimeout = Code(.upstreamTimeout)
         public static let internalError = Code(.internalError)
     }
 }

@@ -52,21 +52,85 @@ public enum Migrations {
                 "CREATE INDEX sandboxes_account_state ON sandboxes(account_id, state)",
                 "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
             ]
-        )
+        ),
+        (
+            2,
+            [
+                // Accounts: LLM spend (exact, in millionths of a cent) and an optional own cap.
+                "ALTER TABLE accounts ADD COLUMN llm_spend_cap_cents BIGINT",
+                "ALTER TABLE accounts ADD COLUMN llm_spend_microcents BIGINT NOT NULL DEFAULT 0",
+                // Sign-in by email: one row per code sent (hashes only).
+                """
+                CREATE TABLE login_challenges (
+                    id TEXT PRIMARY KEY,
+                    email TEXT NOT NULL,
+                    ip TEXT NOT NULL,
+                    code_hash TEXT NOT NULL,
+                    link_hash TEXT NOT NULL UNIQUE,
+                    created_at BIGINT NOT NULL,
+                    expires_at BIGINT NOT NULL,
+                    attempts BIGINT NOT NULL,
+                    consumed_at BIGINT
+                )
+                """,
+                "CREATE INDEX login_challenges_email ON login_challenges(email, created_at)",
+                "CREATE INDEX login_challenges_ip ON login_challenges(ip, created_at)",
+                // The vault: a data key per account (wrapped by the server's master key) and
+                // the credentials sealed under it.
+                """
+                CREATE TABLE vaults (
+                    account_id TEXT PRIMARY KEY REFERENCES accounts(id),
+                    wrapped_key TEXT NOT NULL,
+                    created_at BIGINT NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE vault_credentials (
+                    account_id TEXT NOT NULL REFERENCES accounts(id),
+                    name TEXT NOT NULL,
+                    sealed TEXT NOT NULL,
+                    created_at BIGINT NOT NULL,
+                    updated_at BIGINT NOT NULL,
+                    PRIMARY KEY (account_id, name)
+                )
+                """,
+                // One row per proxied LLM request that was charged.
+                """
+                CREATE TABLE llm_usage (
+                    id TEXT PRIMARY KEY,
+                    account_id TEXT NOT NULL REFERENCES accounts(id),
+                    sandbox_id TEXT,
+                    model TEXT NOT NULL,
+                    upstream TEXT NOT NULL,
+                    prompt_tokens BIGINT NOT NULL,
+                    completion_tokens BIGINT NOT NULL,
+                    cost_microcents BIGINT NOT NULL,
+                    cost_source TEXT NOT NULL,
+                    created_at BIGINT NOT NULL
+                )
+                """,
+                "CREATE INDEX llm_usage_account ON llm_usage(account_id, created_at)",
+            ]
+        ),
     ]
 
+    /// Applies what is missing, in one transaction. Servers (and test suites) starting at
+    /// once on one PostgreSQL database take turns through an advisory lock; on SQLite the
+    /// transaction's write lock does the same.
     public static func apply(to database: any SQLDatabase) async throws {
-        try await database.query(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-        let applied = Set(try await database.query("SELECT version FROM schema_migrations").compactMap { $0.optionalInt("version") })
-        for migration in all where !applied.contains(Int64(migration.version)) {
-            let statements = migration.statements
-            let version = migration.version
-            try await database.transaction { tx in
-                for statement in statements { try await tx.query(statement, []) }
+        try await database.transaction { tx in
+            if tx.dialect == .postgres {
+                try await tx.query("SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(7230118)) AS l", [])
+            }
+            try await tx.query(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)", [])
+            let applied = Set(
+                try await tx.query("SELECT version FROM schema_migrations", []).compactMap { $0.optionalInt("version") })
+            for migration in all where !applied.contains(Int64(migration.version)) {
+                for statement in migration.statements { try await tx.query(statement, []) }
                 try await tx.query(
                     "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
-                    [.int(Int64(version)), .int(Int64(nowMillis()))])
+                    [.int(Int64(migration.version)), .int(Int64(nowMillis()))])
             }
         }
     }

@@ -7,13 +7,22 @@ public struct AccountRecord: Sendable, Equatable {
     public var role: String
     public var concurrentLimit: Int
     public var createdAt: Int64
+    /// The account's LLM spend cap; nil means the server's default.
+    public var spendCapCents: Int64?
+    /// LLM spend so far, in millionths of a cent (exact; summed atomically).
+    public var spendMicrocents: Int64
 
-    public init(id: String, email: String, role: String, concurrentLimit: Int, createdAt: Int64) {
+    public init(
+        id: String, email: String, role: String, concurrentLimit: Int, createdAt: Int64, spendCapCents: Int64? = nil,
+        spendMicrocents: Int64 = 0
+    ) {
         self.id = id
         self.email = email
         self.role = role
         self.concurrentLimit = concurrentLimit
         self.createdAt = createdAt
+        self.spendCapCents = spendCapCents
+        self.spendMicrocents = spendMicrocents
     }
 }
 
@@ -25,6 +34,18 @@ public struct APIKeyRecord: Sendable, Equatable {
     public var createdAt: Int64
     public var expiresAt: Int64?
     public var revokedAt: Int64?
+
+    public init(
+        id: String, accountID: String, name: String, prefix: String, createdAt: Int64, expiresAt: Int64?, revokedAt: Int64?
+    ) {
+        self.id = id
+        self.accountID = accountID
+        self.name = name
+        self.prefix = prefix
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+        self.revokedAt = revokedAt
+    }
 }
 
 public struct SandboxRecord: Sendable, Equatable {

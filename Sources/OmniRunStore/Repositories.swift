@@ -33,7 +33,8 @@ public struct AccountRepository: Sendable {
     static func account(_ row: SQLRow) throws -> AccountRecord {
         AccountRecord(
             id: try row.string("id"), email: try row.string("email"), role: try row.string("role"),
-            concurrentLimit: Int(try row.int("concurrent_limit")), createdAt: try row.int("created_at"))
+            concurrentLimit: Int(try row.int("concurrent_limit")), createdAt: try row.int("created_at"),
+            spendCapCents: row.optionalInt("llm_spend_cap_cents"), spendMicrocents: row.optionalInt("llm_spend_microcents") ?? 0)
     }
 
     public func addKey(id: String, accountID: String, name: String, hash: String, prefix: String, expiresAt: Int64?) async throws {
@@ -52,15 +53,28 @@ public struct AccountRepository: Sendable {
         return try rows.first.map(Self.account)
     }
 
+    /// The key with this hash and its account, whatever its state (the caller tells
+    /// a revoked or expired key from an unknown one).
+    public func key(forHash hash: String) async throws -> (key: APIKeyRecord, account: AccountRecord)? {
+        guard let row = try await database.query("SELECT * FROM api_keys WHERE key_hash = ?", [.text(hash)]).first else {
+            return nil
+        }
+        let key = try Self.key(row)
+        guard let account = try await find(id: key.accountID) else { return nil }
+        return (key, account)
+    }
+
     public func keys(accountID: String) async throws -> [APIKeyRecord] {
         try await database.query(
-            "SELECT * FROM api_keys WHERE account_id = ? ORDER BY created_at", [.text(accountID)]
-        ).map { row in
-            APIKeyRecord(
-                id: try row.string("id"), accountID: try row.string("account_id"), name: try row.string("name"),
-                prefix: try row.string("prefix"), createdAt: try row.int("created_at"), expiresAt: row.optionalInt("expires_at"),
-                revokedAt: row.optionalInt("revoked_at"))
-        }
+            "SELECT * FROM api_keys WHERE account_id = ? ORDER BY created_at, id", [.text(accountID)]
+        ).map(Self.key)
+    }
+
+    static func key(_ row: SQLRow) throws -> APIKeyRecord {
+        APIKeyRecord(
+            id: try row.string("id"), accountID: try row.string("account_id"), name: try row.string("name"),
+            prefix: try row.string("prefix"), createdAt: try row.int("created_at"), expiresAt: row.optionalInt("expires_at"),
+            revokedAt: row.optionalInt("revoked_at"))
     }
 
     public func revokeKey(id: String, accountID: String) async throws -> Bool {

@@ -128,6 +128,8 @@ actor WarmPool {
         _ = try await agent.stat(path: "/tmp/.omnirun-warm")
         _ = try await agent.list(path: "/tmp")
         try await agent.remove(path: "/tmp/.omnirun-warm")
+        // Every sandbox's programs reach the LLM proxy through the host gateway.
+        try await agent.exerciseGateway()
     }
 }
 

@@ -17,7 +17,10 @@ enum SharedServer {
 }
 
 func createSandbox(_ client: HTTPTestClient, _ body: [String: Any] = ["template": "playground", "timeout": 300]) async throws -> String {
-    let reply = try await client.post("/sandboxes", body)
+    let data = try JSONSerialization.data(withJSONObject: body)
+    let reply = try await CreateGate.shared.run {
+        try await client.request("POST", "/sandboxes", body: data, contentType: "application/json")
+    }
     #expect(reply.status == 201, "\(reply.text)")
     guard let id = reply.object["sandboxID"] as? String else { throw HTTPTestError("no sandboxID in \(reply.text)") }
     return id
@@ -273,9 +276,9 @@ struct APITests {
         let history = try await client.get("/sandboxes/history")
         #expect(history.array.contains { $0["sandboxID"] as? String == id && $0["endReason"] as? String == "timeout" })
         // Extending the timeout keeps a sandbox alive.
-        let kept = try await createSandbox(client, ["template": "playground", "timeout": 2])
+        let kept = try await createSandbox(client, ["template": "playground", "timeout": 5])
         #expect(try await client.post("/sandboxes/\(kept)/timeout", ["timeout": 60]).status == 200)
-        try await Task.sleep(for: .seconds(4))
+        try await Task.sleep(for: .seconds(7))
         #expect(try await client.get("/sandboxes/\(kept)").status == 200)
         _ = try await client.delete("/sandboxes/\(kept)")
     }
@@ -338,6 +341,7 @@ struct APITests {
         for (path, operations) in paths.sorted(by: { $0.key < $1.key }) {
             let concrete = path.replacingOccurrences(of: "{id}", with: id).replacingOccurrences(of: "{pid}", with: "999999")
                 .replacingOccurrences(of: "{ctx}", with: "c").replacingOccurrences(of: "{exp}", with: "e")
+                .replacingOccurrences(of: "{tokenID}", with: "key_none").replacingOccurrences(of: "{key}", with: "NONE")
             for method in operations.keys {
                 if path == "/sandboxes/{id}" && method == "delete" { continue }
                 let reply = try await client.request(

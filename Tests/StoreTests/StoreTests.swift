@@ -63,3 +63,62 @@ struct StoreTests {
         #expect(try await settings.valueOrInsert("k-\(suffix)", "two") == first)
     }
 }
+
+@Suite("Store: sign-in, vault and spend", .serialized)
+struct AccountStoreTests {
+    @Test(arguments: StoreBackends.urls)
+    func loginChallengesVaultsAndExactSpend(url: String) async throws {
+        let database = try await Store.open(url: url, logger: Logger(label: "test"))
+        defer { Task { await database.close() } }
+        let suffix = UUID().uuidString.prefix(8).lowercased()
+        let accounts = AccountRepository(database: database)
+        let account = AccountRecord(id: "acc_s\(suffix)", email: "s-\(suffix)@x.io", role: "user", concurrentLimit: 3, createdAt: 1)
+        try await accounts.create(account)
+
+        // A challenge is used once, and not after it expired or locked.
+        let logins = LoginRepository(database: database)
+        let challenge = LoginChallengeRecord(
+            id: "lc_\(suffix)", email: account.email, ip: "127.0.0.1", codeHash: "c", linkHash: "l\(suffix)", createdAt: 100,
+            expiresAt: 1000)
+        try await logins.insert(challenge)
+        #expect(try await logins.count(email: account.email, since: 50) == 1)
+        #expect(try await logins.count(ip: "127.0.0.1", since: 50) >= 1)
+        #expect(try await logins.latest(email: account.email) == challenge)
+        #expect(try await logins.find(linkHash: "l\(suffix)")?.id == challenge.id)
+        #expect(try await logins.recordFailure(id: challenge.id) == 1)
+        #expect(!(try await logins.consume(id: challenge.id, at: 2000, maxAttempts: 5)), "expired")
+        #expect(!(try await logins.consume(id: challenge.id, at: 500, maxAttempts: 1)), "locked")
+        #expect(try await logins.consume(id: challenge.id, at: 500, maxAttempts: 5))
+        #expect(!(try await logins.consume(id: challenge.id, at: 501, maxAttempts: 5)), "used")
+
+        let vaults = VaultRepository(database: database)
+        #expect(try await vaults.wrappedKey(accountID: account.id) == nil)
+        let made = try await vaults.createVault(accountID: account.id, wrappedKey: "w1", at: 5)
+        #expect(try await vaults.createVault(accountID: account.id, wrappedKey: "w2", at: 6).key == made.key)
+        #expect(try await vaults.put(accountID: account.id, name: "A", sealed: "s1", at: 10))
+        #expect(!(try await vaults.put(accountID: account.id, name: "A", sealed: "s2", at: 20)))
+        #expect(try await vaults.list(accountID: account.id) == [VaultCredentialInfo(name: "A", createdAt: 10, updatedAt: 20)])
+        #expect(try await vaults.sealedCredentials(accountID: account.id).map(\.sealed) == ["s2"])
+        #expect(try await vaults.delete(accountID: account.id, name: "A"))
+        #expect(!(try await vaults.delete(accountID: account.id, name: "A")))
+
+        // Fifty charges at once add up exactly.
+        let spend = SpendRepository(database: database)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<50 {
+                group.addTask {
+                    try await spend.charge(
+                        LLMUsageRecord(
+                            id: "u_\(suffix)_\(i)", accountID: account.id, sandboxID: nil, model: "m", upstream: "u",
+                            promptTokens: 1, completionTokens: 1, costMicrocents: 123_457, costSource: "upstream", createdAt: Int64(i)))
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(try await spend.spend(accountID: account.id).microcents == 50 * 123_457)
+        #expect(try await spend.usage(accountID: account.id, limit: 100).count == 50)
+        try await spend.setCap(accountID: account.id, cents: 42)
+        #expect(try await spend.spend(accountID: account.id).capCents == 42)
+        #expect(try await accounts.find(id: account.id)?.spendMicrocents == 50 * 123_457)
+    }
+}

@@ -45,7 +45,7 @@ public enum TestRuntime {
         _ spec: SandboxSpec = SandboxSpec(template: "playground"), _ body: (Sandbox) async throws -> T
     ) async throws -> T {
         let runtime = try await runtime()
-        let sandbox = try await runtime.create(spec)
+        let sandbox = try await CreateGate.shared.run { try await runtime.create(spec) }
         do {
             let result = try await body(sandbox)
             await runtime.destroy(sandbox.id)

@@ -11,6 +11,7 @@ public final class TestServer: @unchecked Sendable {
     public let port: Int
     public private(set) var process: Process
     public let environment: [String: String]
+    public let logLevel: String
     public var baseURL: String { "http://127.0.0.1:\(port)" }
 
     public static var packageRoot: String {
@@ -21,15 +22,18 @@ public final class TestServer: @unchecked Sendable {
         ProcessInfo.processInfo.environment["OMNIRUN_BIN"] ?? packageRoot + "/.build/debug/omnirun"
     }
 
-    private init(dataDirectory: String, port: Int, process: Process, environment: [String: String]) {
+    private init(dataDirectory: String, port: Int, process: Process, environment: [String: String], logLevel: String) {
         self.dataDirectory = dataDirectory
         self.port = port
         self.process = process
         self.environment = environment
+        self.logLevel = logLevel
     }
 
     /// Starts a server and waits until `/status` answers.
-    public static func start(name: String, environment: [String: String] = [:]) async throws -> TestServer {
+    public static func start(
+        name: String, environment: [String: String] = [:], logLevel: String = "warning"
+    ) async throws -> TestServer {
         let dataDirectory = TestRuntime.dataDirectory + "/servers/\(name)-\(getpid())"
         try? FileManager.default.removeItem(atPath: dataDirectory)
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
@@ -38,16 +42,16 @@ public final class TestServer: @unchecked Sendable {
         env["OMNIRUN_SNAPSHOT_DIR"] = TestRuntime.snapshotDirectory
         env["OMNIRUN_EXIT_WITH_PARENT"] = "1"
         for (key, value) in environment { env[key] = value }
-        let process = try launch(dataDirectory: dataDirectory, port: port, environment: env)
-        let server = TestServer(dataDirectory: dataDirectory, port: port, process: process, environment: env)
+        let process = try launch(dataDirectory: dataDirectory, port: port, environment: env, logLevel: logLevel)
+        let server = TestServer(dataDirectory: dataDirectory, port: port, process: process, environment: env, logLevel: logLevel)
         try await server.waitUntilReady()
         return server
     }
 
-    private static func launch(dataDirectory: String, port: Int, environment: [String: String]) throws -> Process {
+    private static func launch(dataDirectory: String, port: Int, environment: [String: String], logLevel: String) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["serve", "--data-dir", dataDirectory, "--port", "\(port)", "--warm-pool", "0", "--log-level", "warning"]
+        process.arguments = ["serve", "--data-dir", dataDirectory, "--port", "\(port)", "--warm-pool", "0", "--log-level", logLevel]
         process.environment = environment
         _ = FileManager.default.createFile(atPath: dataDirectory + "/server.log", contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: dataDirectory + "/server.log"))
@@ -94,8 +98,11 @@ public final class TestServer: @unchecked Sendable {
     }
 
     public func log() -> String {
-        let text = (try? String(contentsOfFile: dataDirectory + "/server.log", encoding: .utf8)) ?? ""
-        return String(text.suffix(4000))
+        String(fullLog().suffix(4000))
+    }
+
+    public func fullLog() -> String {
+        (try? String(contentsOfFile: dataDirectory + "/server.log", encoding: .utf8)) ?? ""
     }
 
     /// kill -9, as a crash would.
@@ -106,7 +113,7 @@ public final class TestServer: @unchecked Sendable {
 
     /// Starts the server again on the same data directory and port.
     public func restart() async throws {
-        process = try Self.launch(dataDirectory: dataDirectory, port: port, environment: environment)
+        process = try Self.launch(dataDirectory: dataDirectory, port: port, environment: environment, logLevel: logLevel)
         try await waitUntilReady()
     }
 

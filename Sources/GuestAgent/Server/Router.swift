@@ -15,6 +15,7 @@ struct Router: Sendable {
     let launcher: ProcessLauncher
     let files: FileService
     let identity: SandboxIdentity
+    let gateway: HostGateway
     let group: any EventLoopGroup
     let logger: Logger
     let bootMillis: Int64
@@ -145,6 +146,8 @@ struct Router: Sendable {
                 throw AgentFailure.badRequest("invalid port")
             }
             try await Tunnel.run(port: port, exchange: &exchange, group: group)
+        case (.POST, P.gatewayAccept):
+            try await HostGateway.accept(&exchange, gateway: gateway)
         default:
             throw AgentFailure.notFound("no route \(exchange.head.method) \(exchange.path)")
         }

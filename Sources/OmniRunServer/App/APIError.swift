@@ -16,7 +16,9 @@ enum APIError {
         case .payloadTooLarge: .contentTooLarge
         case .timeout: .gatewayTimeout
         case .unavailable, .machineFailed: .serviceUnavailable
-        case .agentError, .protocolViolation: .badGateway
+        case .agentError, .protocolViolation, .upstreamFailed: .badGateway
+        case .upstreamTimeout: .gatewayTimeout
+        case .spendCapReached: .init(code: 402, reasonPhrase: "Payment Required")
         case .notImplemented: .notImplemented
         case .unsupported: .badRequest
         case .noSpace: .init(code: 507, reasonPhrase: "Insufficient Storage")

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Hummingbird
+import LLMUpstreams
 import Logging
 import OmniRunCore
 import OmniRunError
@@ -28,20 +29,50 @@ public enum OmniRunApp {
         let secret = try await settings.valueOrInsert("url-signing-key", Data(randomBytes(32)).base64EncodedString())
         let signer = URLSigner(key: SymmetricKey(data: Data(base64Encoded: secret) ?? Data(randomBytes(32))))
 
+        // Vault: the master key file, made on first start.
+        let (masterKey, keyWarning) = try MasterKeyFile.loadOrCreate(path: configuration.resolvedMasterKeyPath)
+        if let keyWarning { logger.warning("\(keyWarning)") }
+        let vault = VaultService(repository: VaultRepository(database: database), cipher: VaultCipher(masterKey: masterKey))
+        // Sign-in by email.
+        let codeKey = try await settings.valueOrInsert("signin-code-key", Data(randomBytes(32)).base64EncodedString())
+        let mailer = Mailer(
+            smtp: configuration.smtp, sender: configuration.mailSender, outbox: configuration.dataDirectory + "/outbox",
+            logger: logger)
+        let signIn = SignInService(
+            logins: LoginRepository(database: database), accounts: accounts, vault: vault, mailer: mailer,
+            settings: configuration.signIn, configuration: configuration,
+            secret: Data(base64Encoded: codeKey).map { Array($0) } ?? randomBytes(32), logger: logger)
+        // The LLM proxy.
+        let upstreams = UpstreamClient(
+            defaultTimeoutSeconds: configuration.llm.timeoutSeconds, environment: Foundation.ProcessInfo.processInfo.environment,
+            logger: logger)
+        let ledger = SpendLedger(repository: SpendRepository(database: database), defaultCapCents: configuration.llm.spendCapCents)
+        let proxy = LLMProxy(configuration: configuration.llm, client: upstreams, ledger: ledger, logger: logger)
+        logger.info(
+            "llm proxy", metadata: ["upstreams": "\(configuration.llm.upstreams.map(\.name))", "mail": "\(mailer.delivers ? "smtp" : "outbox")"])
+
+        let gateway = SandboxGateway(logger: logger)
         let service = SandboxService(
-            runtime: runtime, repository: SandboxRepository(database: database), configuration: configuration, logger: logger)
+            runtime: runtime, repository: SandboxRepository(database: database), accounts: accounts, gateway: gateway,
+            configuration: configuration, logger: logger)
         await runtime.onUnexpectedExit { id, exit in await service.machineStopped(id, exit: exit) }
-        await service.recover()
 
         let router = Router(context: AppRequestContext.self)
         router.add(middleware: ErrorMiddleware())
         router.add(middleware: AuthMiddleware(accounts: accounts, signer: signer))
         router.add(middleware: OwnershipMiddleware(service: service))
         StatusController(service: service, configuration: configuration).register(on: router)
-        SandboxController(service: service, configuration: configuration).register(on: router)
+        SandboxController(service: service, vault: vault, configuration: configuration).register(on: router)
         CommandController(service: service, configuration: configuration).register(on: router)
         FileController(service: service, signer: signer, configuration: configuration).register(on: router)
         PTYController(service: service, sessions: PTYSessions(), configuration: configuration).register(on: router)
+        AuthController(signIn: signIn, accounts: accounts, vault: vault, spend: ledger, configuration: configuration)
+            .register(on: router)
+        VaultController(vault: vault).register(on: router)
+        LLMController(proxy: proxy).register(on: router)
+        // Sandboxes reach the LLM proxy through their host gateway, answered by this router.
+        await gateway.setResponder(router.buildResponder())
+        await service.recover()
 
         var app = Application(
             router: router,
@@ -49,7 +80,9 @@ public enum OmniRunApp {
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "omnirun"),
             onServerRunning: { _ in await onRunning() },
             logger: logger)
-        app.addServices(ReaperService(service: service, interval: configuration.reaperInterval))
+        app.addServices(
+            ReaperService(service: service, interval: configuration.reaperInterval),
+            OutboundService(upstreams: upstreams, gateway: gateway))
         return (app, bootstrap)
     }
 
@@ -94,6 +127,19 @@ public enum OmniRunApp {
             id: randomID("key_"), accountID: account.id, name: name, hash: APIKeys.hash(key), prefix: APIKeys.prefix(key),
             expiresAt: nil)
         return key
+    }
+}
+
+/// Owns what talks to the outside: on shutdown the gateways stop and the upstream
+/// HTTP client closes its connections.
+struct OutboundService: Service {
+    let upstreams: UpstreamClient
+    let gateway: SandboxGateway
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await gateway.stopAll()
+        await upstreams.shutdown()
     }
 }
 

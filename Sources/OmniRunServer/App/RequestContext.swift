@@ -8,9 +8,15 @@ public struct AppRequestContext: RequestContext {
     public var account: AccountRecord?
     /// Set when the request was admitted by a signed URL instead of a key.
     public var signedSandboxID: String?
+    /// Set when the request came from inside this sandbox, through its host gateway
+    /// (the account is then the sandbox's owner).
+    public var gatewaySandboxID: String?
+    /// The client's IP address (`sandbox` for calls through a host gateway), for rate limits.
+    public var clientAddress: String
 
     public init(source: Source) {
         self.coreContext = .init(source: source)
+        self.clientAddress = source.channel.remoteAddress?.ipAddress ?? "local"
     }
 
     /// Large uploads stream; JSON bodies are bounded where they are decoded.

@@ -1,4 +1,6 @@
 import Foundation
+import LLMUpstreams
+import SMTPClient
 
 /// Settings of `omnirun serve`. Each is filled from a flag, else the environment
 /// variable named beside it, else the default here.
@@ -29,9 +31,22 @@ public struct ServerConfiguration: Sendable {
     public var maxTextFile: Int = 32 << 20
     /// Longest a foreground command may run (`timeout` field; SDK default 60 s).
     public var maxCommandTimeoutSeconds: Int64 = 3600
+    /// The LLM proxy: upstreams, prices, free tier, cap and rate (see `LLMConfiguration.load`).
+    public var llm = LLMConfiguration()
+    /// `OMNIRUN_SMTP_*`: where sign-in mail goes; nil writes it to `<data>/outbox` and the log.
+    public var smtp: SMTPConfiguration?
+    /// `OMNIRUN_MAIL_FROM`: `From:` of sign-in mail when SMTP has no sender of its own.
+    public var mailSender = "OmniRun <noreply@localhost>"
+    /// `OMNIRUN_MASTER_KEY_FILE`: the key that wraps every vault's data key (default `<data>/master.key`).
+    public var masterKeyPath: String?
+    public var signIn = SignInSettings()
 
     public init(dataDirectory: String) {
         self.dataDirectory = dataDirectory
+    }
+
+    public var resolvedMasterKeyPath: String {
+        masterKeyPath ?? dataDirectory + "/master.key"
     }
 
     public var resolvedDatabaseURL: String {

@@ -14,7 +14,14 @@ struct AuthMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
         let path = request.uri.path
-        if Self.openPaths.contains(path) { return try await next(request, context) }
+        if context.gatewaySandboxID != nil {
+            // From inside a sandbox: already signed in as its owner, and only the LLM proxy answers.
+            guard path.hasPrefix("/llm/v1/") else {
+                throw OmniRunError(.forbidden, "only the LLM proxy (/llm/v1) is reachable from inside a sandbox")
+            }
+            return try await next(request, context)
+        }
+        if Self.openPaths.contains(path) || AuthController.openPaths.contains(path) { return try await next(request, context) }
         let query = request.query
         if let signature = query["signature"], let (sandbox, operation) = Self.signedRoute(path, method: request.method) {
             guard let expires = query["expires"].flatMap({ Int64($0) }), let filePath = query["path"],
@@ -38,8 +45,14 @@ struct AuthMiddleware: RouterMiddleware {
         guard let key, !key.isEmpty else {
             throw OmniRunError(.unauthorized, "an API key is required (X-API-Key header or Authorization: Bearer)")
         }
-        guard key.count <= 256, let account = try await accounts.account(forKeyHash: APIKeys.hash(key), at: nowMillis()) else {
-            throw OmniRunError(.unauthorized, "invalid API key")
+        guard key.count <= 256, let (record, account) = try await accounts.key(forHash: APIKeys.hash(key)) else {
+            throw OmniRunError(.unauthorized, "invalid API key: no such key")
+        }
+        if let revoked = record.revokedAt {
+            throw OmniRunError(.unauthorized, "this API key was revoked at \(isoDate(revoked))")
+        }
+        if let expires = record.expiresAt, expires <= nowMillis() {
+            throw OmniRunError(.unauthorized, "this API key expired at \(isoDate(expires))")
         }
         context.account = account
         context.logger[metadataKey: "account"] = "\(account.id)"

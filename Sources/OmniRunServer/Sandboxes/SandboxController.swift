@@ -7,6 +7,7 @@ import OmniRunStore
 /// Sandbox lifecycle routes (wire protocol §4).
 struct SandboxController {
     let service: SandboxService
+    let vault: VaultService
     let configuration: ServerConfiguration
 
     struct CreateBody: Decodable {
@@ -79,7 +80,6 @@ struct SandboxController {
             throw OmniRunError(.notImplemented, "end-to-end encryption is not available on this server yet")
         }
         if body.autoPause == true { throw OmniRunError(.notImplemented, "auto-pause is not available on this server yet") }
-        if body.vaultInject == true { throw OmniRunError(.notImplemented, "vault injection is not available on this server yet") }
         let timeout = body.timeout ?? 300
         guard timeout >= 0, timeout <= 30 * 24 * 3600 else {
             throw OmniRunError(.invalidArgument, "timeout must be between 0 (permanent) and 2592000 seconds")
@@ -93,10 +93,12 @@ struct SandboxController {
         guard metadata.count <= 64, metadata.allSatisfy({ $0.key.count <= 256 && $0.value.count <= 4096 }) else {
             throw OmniRunError(.invalidArgument, "metadata is limited to 64 entries of 256-byte keys and 4 KiB values")
         }
+        // Vault values are opened only here, on their way into this account's sandbox.
+        let vaultVariables = body.vaultInject == true ? try await vault.environment(account) : nil
         let record = try await service.create(
             CreateSandboxRequest(
-                template: template, timeoutSeconds: timeout, env: env, metadata: metadata, vaultInject: false,
-                memoryMB: body.memoryMB),
+                template: template, timeoutSeconds: timeout, env: env, metadata: metadata, vaultInject: body.vaultInject == true,
+                memoryMB: body.memoryMB, vaultVariables: vaultVariables),
             account: account)
         return JSON.response(SandboxInfo(record), status: .created)
     }

@@ -14,6 +14,8 @@ struct CreateSandboxRequest: Sendable {
     var metadata: [String: String]
     var vaultInject: Bool
     var memoryMB: Int?
+    /// The owner's vault, opened, when `vaultInject` (written to `/tmp/.omnirun-env` after restore).
+    var vaultVariables: [String: String]? = nil
 }
 
 /// The sandboxes of every account on this node: limits, timeouts, idle kills,
@@ -21,6 +23,8 @@ struct CreateSandboxRequest: Sendable {
 actor SandboxService {
     let runtime: SandboxRuntime
     let repository: SandboxRepository
+    let accounts: AccountRepository
+    let gateway: SandboxGateway
     let configuration: ServerConfiguration
     private let logger: Logger
     /// Creates admitted but not finished, per account (so racing creates never overshoot).
@@ -30,9 +34,14 @@ actor SandboxService {
     private var activity: [SandboxID: Int64] = [:]
     private var recordCache: [SandboxID: SandboxRecord] = [:]
 
-    init(runtime: SandboxRuntime, repository: SandboxRepository, configuration: ServerConfiguration, logger: Logger) {
+    init(
+        runtime: SandboxRuntime, repository: SandboxRepository, accounts: AccountRepository, gateway: SandboxGateway,
+        configuration: ServerConfiguration, logger: Logger
+    ) {
         self.runtime = runtime
         self.repository = repository
+        self.accounts = accounts
+        self.gateway = gateway
         self.configuration = configuration
         self.logger = logger
     }
@@ -61,8 +70,11 @@ actor SandboxService {
         }
         let sandbox: Sandbox
         do {
+            // The LLM proxy's address first, so that the caller's own variables win.
+            let userProvided = request.env.merging(request.vaultVariables ?? [:]) { $1 }
+            let env = SandboxGateway.environment(userProvided: userProvided).merging(request.env) { $1 }
             sandbox = try await runtime.create(
-                SandboxSpec(template: request.template, env: request.env, defaultUser: "user"))
+                SandboxSpec(template: request.template, env: env, defaultUser: "user", envFileVars: request.vaultVariables))
         } catch let error as OmniRunError where error.code == .notFound || error.code == .invalidArgument {
             throw error
         } catch {
@@ -84,6 +96,7 @@ actor SandboxService {
             throw error
         }
         recordCache[sandbox.id] = record
+        await gateway.start(sandbox, owner: account, onRequest: activity(sandbox.id))
         logger.info("sandbox created", metadata: ["sandbox": "\(sandbox.id)", "account": "\(account.id)", "template": "\(request.template)"])
         return record
     }
@@ -115,6 +128,11 @@ actor SandboxService {
 
     func touch(_ id: SandboxID) {
         activity[id] = nowMillis()
+    }
+
+    /// Counts a sandbox's own calls through its host gateway as activity (idle kill).
+    private func activity(_ id: SandboxID) -> @Sendable () async -> Void {
+        { [weak self] in await self?.touch(id) }
     }
 
     func list(account: AccountRecord) async throws -> [SandboxRecord] {
@@ -149,12 +167,14 @@ actor SandboxService {
         try await repository.markEnded(id: record.id, reason: reason, at: nowMillis())
         recordCache[sandboxID] = nil
         activity[sandboxID] = nil
+        await gateway.stop(sandboxID)
         await runtime.destroy(sandboxID)
         logger.info("sandbox ended", metadata: ["sandbox": "\(record.id)", "reason": "\(reason)"])
     }
 
     /// Called when a machine dies behind our back.
     func machineStopped(_ id: SandboxID, exit: MachineExit) async {
+        await gateway.stop(id)
         recordCache[id] = nil
         activity[id] = nil
         try? await repository.markEnded(id: id.rawValue, reason: "failed: \(exit)", at: nowMillis())
@@ -201,9 +221,12 @@ actor SandboxService {
             guard let id = SandboxID(record.id) else { continue }
             if let pid = record.machinePID {
                 do {
-                    _ = try await runtime.reattach(id: id, template: record.template, pid: pid)
+                    let sandbox = try await runtime.reattach(id: id, template: record.template, pid: pid)
                     kept.insert(id)
                     recordCache[id] = record
+                    if let owner = try? await accounts.find(id: record.accountID) {
+                        await gateway.start(sandbox, owner: owner, onRequest: activity(sandbox.id))
+                    }
                     continue
                 } catch {
                     logger.warning("sandbox lost across the restart", metadata: ["sandbox": "\(id)", "error": "\(error)"])

@@ -103,13 +103,13 @@ enum OpenAPIDocument {
             path: path.replacingOccurrences(of: ":id", with: "{id}").replacingOccurrences(of: ":ctx", with: "{ctx}")
                 .replacingOccurrences(of: ":exp", with: "{exp}"),
             summary: "\(feature) (501 until available)")
-    }
+    } + accountRoutes
 
     static let json: [UInt8] = {
         var paths: [String: [String: Any]] = [:]
         for route in routes {
             var parameters: [[String: Any]] = []
-            for name in ["id", "pid", "ctx", "exp"] where route.path.contains("{\(name)}") {
+            for name in ["id", "pid", "ctx", "exp", "tokenID", "key"] where route.path.contains("{\(name)}") {
                 parameters.append(["name": name, "in": "path", "required": true, "schema": ["type": "string"]])
             }
             for name in route.query {

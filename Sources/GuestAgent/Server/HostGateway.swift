@@ -1,0 +1,109 @@
+import AgentProtocol
+import Logging
+import NIOCore
+import NIOPosix
+
+/// The guest end of the host gateway: a listener on `AgentAPI.HostGateway` whose
+/// connections wait here until the host's next `gatewayAccept` request takes one.
+/// Code in an air-gapped sandbox reaches the host's services (the LLM proxy) this way,
+/// over the agent's own channel.
+actor HostGateway {
+    typealias Connection = NIOAsyncChannel<ByteBuffer, ByteBuffer>
+
+    private let logger: Logger
+    private var waiting: [Connection] = []
+    private var takers: [(id: UInt64, continuation: CheckedContinuation<Connection?, Never>)] = []
+    private var nextID: UInt64 = 0
+    /// Tickets handed out that have not started waiting yet, and those of them whose
+    /// request ended first.
+    private var issued: Set<UInt64> = []
+    private var cancelled: Set<UInt64> = []
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    /// Listens until cancelled. Started at boot, so the listener is part of every snapshot.
+    func listen(group: any EventLoopGroup) async {
+        let address = "\(AgentAPI.HostGateway.host):\(AgentAPI.HostGateway.port)"
+        do {
+            let server = try await ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 128)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.allowRemoteHalfClosure, value: true)
+                .bind(host: AgentAPI.HostGateway.host, port: AgentAPI.HostGateway.port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try Connection(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+                    }
+                }
+            logger.debug("host gateway listening", metadata: ["address": "\(address)"])
+            try await server.executeThenClose { connections in
+                for try await connection in connections { offer(connection) }
+            }
+        } catch {
+            logger.warning("the host gateway is not available", metadata: ["address": "\(address)", "error": "\(error)"])
+        }
+    }
+
+    private func offer(_ connection: Connection) {
+        if !takers.isEmpty {
+            takers.removeFirst().continuation.resume(returning: connection)
+        } else if waiting.count < AgentAPI.HostGateway.maxWaiting {
+            waiting.append(connection)
+        } else {
+            connection.channel.close(promise: nil)
+        }
+    }
+
+    /// Puts back a connection the host could not take after all (its request went away).
+    func giveBack(_ connection: Connection) {
+        guard connection.channel.isActive else { return }
+        if !takers.isEmpty {
+            takers.removeFirst().continuation.resume(returning: connection)
+        } else {
+            waiting.insert(connection, at: 0)
+        }
+    }
+
+    func ticket() -> UInt64 {
+        nextID += 1
+        issued.insert(nextID)
+        return nextID
+    }
+
+    /// The next guest connection, or nil once `cancel(ticket)` is called.
+    func take(_ ticket: UInt64) async -> Connection? {
+        if cancelled.remove(ticket) != nil { return nil }
+        issued.remove(ticket)
+        while !waiting.isEmpty {
+            let connection = waiting.removeFirst()
+            if connection.channel.isActive { return connection }
+        }
+        return await withCheckedContinuation { takers.append((ticket, $0)) }
+    }
+
+    func cancel(_ ticket: UInt64) {
+        guard let index = takers.firstIndex(where: { $0.id == ticket }) else {
+            if issued.remove(ticket) != nil { cancelled.insert(ticket) }
+            return
+        }
+        takers.remove(at: index).continuation.resume(returning: nil)
+    }
+}
+
+extension HostGateway {
+    /// Serves one `gatewayAccept` request: waits for a guest connection (or for the host
+    /// to give up), answers 200 and joins the two.
+    static func accept(_ exchange: inout Exchange, gateway: HostGateway) async throws {
+        let ticket = await gateway.ticket()
+        exchange.channel.closeFuture.whenComplete { _ in Task { await gateway.cancel(ticket) } }
+        guard exchange.channel.isActive, let connection = await gateway.take(ticket) else { return }
+        do {
+            try await exchange.writeHead(status: 200, contentType: "application/octet-stream")
+        } catch {
+            await gateway.giveBack(connection)
+            throw error
+        }
+        try await Tunnel.join(connection, to: &exchange)
+    }
+}

@@ -1,0 +1,201 @@
+import Crypto
+import Foundation
+import Logging
+import OmniRunError
+import OmniRunStore
+
+/// How sign-in by email behaves.
+public struct SignInSettings: Sendable {
+    /// `OMNIRUN_SIGNIN_CODE_TTL`: seconds a code and its link stay valid (10 minutes).
+    public var codeLifetimeSeconds: Int64 = 600
+    /// Wrong codes before a code locks (a new one must be requested).
+    public var maxAttempts = 5
+    /// `OMNIRUN_SIGNIN_EMAIL_LIMIT`: emails to one address per window.
+    public var perEmailLimit = 5
+    /// `OMNIRUN_SIGNIN_IP_LIMIT`: emails requested from one client address per window.
+    public var perAddressLimit = 30
+    /// The rate limits' window (15 minutes).
+    public var windowSeconds: Int64 = 900
+    /// `OMNIRUN_SESSION_TTL`: seconds a sign-in's token lives (30 days; 0 = no expiry).
+    public var sessionLifetimeSeconds: Int64 = 30 * 86400
+
+    public init() {}
+}
+
+/// Sign-in by email: one message with a link and a 6-digit code; either signs in once.
+/// Codes and links are stored as hashes. The first sign-in of an address creates the
+/// account and its vault.
+struct SignInService: Sendable {
+    let logins: LoginRepository
+    let accounts: AccountRepository
+    let vault: VaultService
+    let mailer: Mailer
+    let settings: SignInSettings
+    let configuration: ServerConfiguration
+    /// Keys the code hashes, so the table alone does not give codes away by brute force.
+    let secret: [UInt8]
+    let logger: Logger
+
+    struct SignedIn: Sendable {
+        var token: String
+        var tokenID: String
+        var expiresAt: Int64?
+        var account: AccountRecord
+        var newAccount: Bool
+    }
+
+    // MARK: request
+
+    func request(email text: String?, from address: String) async throws -> (email: String, expiresIn: Int64) {
+        let email = try EmailAddress.normalize(text)
+        let now = nowMillis()
+        let windowStart = now - settings.windowSeconds * 1000
+        if try await logins.count(email: email, since: windowStart) >= settings.perEmailLimit {
+            throw OmniRunError(
+                .limitReached, "too many sign-in emails to this address; wait \(settings.windowSeconds / 60) minutes")
+        }
+        if try await logins.count(ip: address, since: windowStart) >= settings.perAddressLimit {
+            throw OmniRunError(.limitReached, "too many sign-in requests from this address; wait a few minutes")
+        }
+        let id = randomID("lc_", bytes: 12)
+        let code = Self.newCode()
+        let link = base64URL(randomBytes(32))
+        try await logins.insert(
+            LoginChallengeRecord(
+                id: id, email: email, ip: address, codeHash: codeHash(id: id, code: code), linkHash: Self.linkHash(link),
+                createdAt: now, expiresAt: now + settings.codeLifetimeSeconds * 1000))
+        let minutes = settings.codeLifetimeSeconds / 60
+        let url = configuration.baseURL + "/auth/magic-link/verify?token=" + link
+        let text = """
+            Your OmniRun sign-in code is \(code)
+
+            Enter it where you asked to sign in, or open this link:
+            \(url)
+
+            The code and the link work once and expire in \(minutes) minutes.
+            If you did not ask to sign in, ignore this email.
+            """
+        try await mailer.send(to: email, subject: "Your OmniRun sign-in code: \(code)", text: text)
+        logger.info("sign-in email sent", metadata: ["email": "\(email)", "challenge": "\(id)"])
+        if Int.random(in: 0..<50) == 0 { try? await logins.purge(before: now - 86_400_000) }
+        return (email, settings.codeLifetimeSeconds)
+    }
+
+    // MARK: verify
+
+    func verify(email text: String?, code: String?) async throws -> SignedIn {
+        let email = try EmailAddress.normalize(text)
+        guard let code = code?.trimmingCharacters(in: .whitespaces), code.count == 6, code.allSatisfy(\.isASCII),
+            code.allSatisfy(\.isNumber)
+        else {
+            throw OmniRunError(.invalidArgument, "code must be the 6 digits from the email")
+        }
+        guard let challenge = try await logins.latest(email: email) else {
+            throw OmniRunError(.unauthorized, "invalid code: no sign-in code was sent to this address")
+        }
+        try check(challenge)
+        guard Self.constantTimeEqual(codeHash(id: challenge.id, code: code), challenge.codeHash) else {
+            let attempts = try await logins.recordFailure(id: challenge.id)
+            if attempts >= settings.maxAttempts {
+                throw OmniRunError(.limitReached, "too many wrong codes: this code is locked; request a new one")
+            }
+            throw OmniRunError(
+                .unauthorized, "invalid code (\(settings.maxAttempts - attempts) more tries before it locks)")
+        }
+        return try await complete(challenge)
+    }
+
+    func verify(link: String?) async throws -> SignedIn {
+        guard let link, !link.isEmpty, link.count <= 128 else {
+            throw OmniRunError(.invalidArgument, "token (from the sign-in link) is required")
+        }
+        guard let challenge = try await logins.find(linkHash: Self.linkHash(link)) else {
+            throw OmniRunError(.unauthorized, "this sign-in link is not valid")
+        }
+        try check(challenge)
+        return try await complete(challenge)
+    }
+
+    private func check(_ challenge: LoginChallengeRecord) throws {
+        if challenge.consumedAt != nil {
+            throw OmniRunError(.unauthorized, "this code was already used; request a new one")
+        }
+        if challenge.expiresAt <= nowMillis() {
+            throw OmniRunError(.unauthorized, "this code has expired; request a new one")
+        }
+        if challenge.attempts >= settings.maxAttempts {
+            throw OmniRunError(.limitReached, "too many wrong codes: this code is locked; request a new one")
+        }
+    }
+
+    private func complete(_ challenge: LoginChallengeRecord) async throws -> SignedIn {
+        guard try await logins.consume(id: challenge.id, at: nowMillis(), maxAttempts: settings.maxAttempts) else {
+            throw OmniRunError(.unauthorized, "this code was already used or has expired; request a new one")
+        }
+        var newAccount = false
+        let account: AccountRecord
+        if let existing = try await accounts.find(email: challenge.email) {
+            account = existing
+        } else {
+            let fresh = AccountRecord(
+                id: randomID("acc_"), email: challenge.email, role: "user",
+                concurrentLimit: configuration.defaultConcurrentLimit, createdAt: nowMillis())
+            do {
+                try await accounts.create(fresh)
+                account = fresh
+                newAccount = true
+            } catch let error as OmniRunError where error.code == .alreadyExists {
+                guard let raced = try await accounts.find(email: challenge.email) else { throw error }
+                account = raced
+            }
+        }
+        try await vault.initialize(account)
+        let lifetime = settings.sessionLifetimeSeconds
+        let expiresAt = lifetime > 0 ? nowMillis() + lifetime * 1000 : nil
+        let (id, token) = try await TokenIssuer(accounts: accounts).issue(account: account, name: "session", expiresAt: expiresAt)
+        logger.info(
+            "signed in", metadata: ["account": "\(account.id)", "email": "\(account.email)", "new": "\(newAccount)"])
+        return SignedIn(token: token, tokenID: id, expiresAt: expiresAt, account: account, newAccount: newAccount)
+    }
+
+    // MARK: codes
+
+    static func newCode() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let value = UInt32.random(in: 0...999_999, using: &generator)
+        let digits = String(value)
+        return String(repeating: "0", count: 6 - digits.count) + digits
+    }
+
+    func codeHash(id: String, code: String) -> String {
+        let mac = HMAC<SHA256>.authenticationCode(for: Data("\(id):\(code)".utf8), using: SymmetricKey(data: secret))
+        return Data(mac).map { String(format: "%02x", $0) }.joined()
+    }
+
+    static func linkHash(_ link: String) -> String {
+        SHA256.hash(data: Data(link.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8)
+        let y = Array(b.utf8)
+        guard x.count == y.count else { return false }
+        var difference: UInt8 = 0
+        for i in x.indices { difference |= x[i] ^ y[i] }
+        return difference == 0
+    }
+}
+
+/// Makes `omr_` tokens: random, shown once, stored as SHA-256 hashes.
+struct TokenIssuer: Sendable {
+    let accounts: AccountRepository
+
+    func issue(account: AccountRecord, name: String, expiresAt: Int64?) async throws -> (id: String, token: String) {
+        let token = APIKeys.generate()
+        let id = randomID("key_")
+        try await accounts.addKey(
+            id: id, accountID: account.id, name: name, hash: APIKeys.hash(token), prefix: APIKeys.prefix(token),
+            expiresAt: expiresAt)
+        return (id, token)
+    }
+}

@@ -1,0 +1,83 @@
+import Crypto
+import Foundation
+import Logging
+import OmniRunError
+import OmniRunStore
+
+/// Each account's credentials: names in the clear, values sealed (see `VaultCipher`).
+/// Values are only ever opened to be written into the account's own sandboxes.
+struct VaultService: Sendable {
+    let repository: VaultRepository
+    let cipher: VaultCipher
+    static let maxValueBytes = 64 << 10
+    static let maxCredentials = 256
+    static let maxNameLength = 128
+
+    /// Creates the account's vault (its data key) unless it exists. Idempotent.
+    @discardableResult
+    func initialize(_ account: AccountRecord) async throws -> Int64 {
+        try await dataKey(account).createdAt
+    }
+
+    func count(_ account: AccountRecord) async throws -> Int {
+        try await repository.count(accountID: account.id)
+    }
+
+    private func dataKey(_ account: AccountRecord) async throws -> (key: SymmetricKey, createdAt: Int64) {
+        let stored: (key: String, createdAt: Int64)
+        if let existing = try await repository.wrappedKey(accountID: account.id) {
+            stored = existing
+        } else {
+            stored = try await repository.createVault(
+                accountID: account.id, wrappedKey: try cipher.newWrappedDataKey(accountID: account.id), at: nowMillis())
+        }
+        return (try cipher.unwrap(stored.key, accountID: account.id), stored.createdAt)
+    }
+
+    static func validate(name: String) throws {
+        guard name.count <= maxNameLength, SandboxController.isEnvName(name) else {
+            throw OmniRunError(
+                .invalidArgument,
+                "credential keys are environment variable names (letters, digits and '_', not starting with a digit, at most \(maxNameLength) characters)")
+        }
+    }
+
+    /// Stores or replaces a credential; returns whether it was new.
+    func put(_ account: AccountRecord, name: String, value: String) async throws -> (created: Bool, info: VaultCredentialInfo) {
+        try Self.validate(name: name)
+        guard value.utf8.count <= Self.maxValueBytes else {
+            throw OmniRunError(.payloadTooLarge, "a credential value may be at most \(Self.maxValueBytes) bytes")
+        }
+        let existing = try await repository.list(accountID: account.id)
+        if !existing.contains(where: { $0.name == name }), existing.count >= Self.maxCredentials {
+            throw OmniRunError(.limitReached, "a vault holds at most \(Self.maxCredentials) credentials")
+        }
+        let key = try await dataKey(account).key
+        let sealed = try cipher.seal(value: value, name: name, accountID: account.id, dataKey: key)
+        let created = try await repository.put(accountID: account.id, name: name, sealed: sealed, at: nowMillis())
+        let info = try await repository.list(accountID: account.id).first { $0.name == name }
+        guard let info else { throw OmniRunError(.conflict, "the credential \(name) was removed while it was stored") }
+        return (created, info)
+    }
+
+    func list(_ account: AccountRecord) async throws -> [VaultCredentialInfo] {
+        try await repository.list(accountID: account.id)
+    }
+
+    func delete(_ account: AccountRecord, name: String) async throws {
+        try Self.validate(name: name)
+        guard try await repository.delete(accountID: account.id, name: name) else {
+            throw OmniRunError(.notFound, "no credential named \(name) in this vault")
+        }
+    }
+
+    /// Every credential, opened, for a sandbox of this account.
+    func environment(_ account: AccountRecord) async throws -> [String: String] {
+        let key = try await dataKey(account).key
+        var result: [String: String] = [:]
+        for (name, sealed) in try await repository.sealedCredentials(accountID: account.id) {
+            result[name] = try cipher.open(sealed: sealed, name: name, accountID: account.id, dataKey: key)
+        }
+        return result
+    }
+}

@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Drives the official `openai` package (PyPI), unchanged but for its base URL and key
+(OPENAI_BASE_URL, OPENAI_API_KEY), against the OmniRun LLM proxy; prints one JSON
+object with what happened.
+
+usage: openai-client.py models
+       openai-client.py chat MODEL TEXT
+       openai-client.py stream MODEL TEXT      (also records when each chunk arrived)
+       openai-client.py many MODEL N           (N chat requests at once)
+"""
+import json
+import sys
+import threading
+import time
+
+import openai
+
+client = openai.OpenAI(max_retries=0, timeout=60)
+
+
+def error(e):
+    # The raw JSON error body as the proxy sent it (the client's own `body` unwraps "error").
+    try:
+        body = e.response.json()
+    except Exception:  # noqa: BLE001
+        body = getattr(e, "body", None)
+    return {"ok": False, "status": getattr(e, "status_code", None), "body": body, "type": type(e).__name__}
+
+
+def main():
+    command = sys.argv[1]
+    try:
+        if command == "models":
+            models = client.models.list()
+            result = {"ok": True, "ids": [m.id for m in models.data]}
+        elif command == "chat":
+            completion = client.chat.completions.create(
+                model=sys.argv[2], messages=[{"role": "user", "content": sys.argv[3]}])
+            result = {"ok": True, "content": completion.choices[0].message.content,
+                      "usage": completion.usage.model_dump() if completion.usage else None}
+        elif command == "stream":
+            started = time.monotonic()
+            pieces, times, usage = [], [], None
+            stream = client.chat.completions.create(
+                model=sys.argv[2], messages=[{"role": "user", "content": sys.argv[3]}], stream=True)
+            for chunk in stream:
+                if chunk.usage is not None:
+                    usage = chunk.usage.model_dump()
+                if chunk.choices and chunk.choices[0].delta.content:
+                    pieces.append(chunk.choices[0].delta.content)
+                    times.append(time.monotonic() - started)
+            result = {"ok": True, "pieces": pieces, "times": times, "usage": usage}
+        elif command == "many":
+            count = int(sys.argv[3])
+            outcomes = []
+
+            def one():
+                try:
+                    client.chat.completions.create(model=sys.argv[2], messages=[{"role": "user", "content": "hi"}])
+                    outcomes.append(200)
+                except openai.APIStatusError as e:
+                    outcomes.append(e.status_code)
+                except Exception as e:  # noqa: BLE001
+                    outcomes.append(str(e))
+
+            threads = [threading.Thread(target=one) for _ in range(count)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            result = {"ok": True, "statuses": outcomes}
+        else:
+            result = {"ok": False, "error": "unknown command"}
+    except openai.APIStatusError as e:
+        result = error(e)
+    except openai.APIError as e:
+        result = {"ok": False, "status": None, "type": type(e).__name__, "body": str(e)}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
