@@ -152,6 +152,7 @@ public struct QEMUDriver: MachineDriver {
             machine.processExited(status: process.terminationStatus, reason: process.terminationReason)
         }
         machine.markStarted()
+        machine.watchForMissedExit()
         logger.debug(
             "machine started",
             metadata: ["machine": "\(options.name)", "pid": "\(process.processIdentifier)", "restore": "\(stdin != nil)"])

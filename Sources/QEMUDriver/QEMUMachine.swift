@@ -28,6 +28,8 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
         var exitWaiters: [CheckedContinuation<MachineExit, Never>] = []
         var qmp: QMPClient?
         var destroyed = false
+        /// This object reaped the process itself (see `reapIfExited`).
+        var reapedHere = false
     }
     private let inner = NIOLockedValueBox(Inner())
 
@@ -60,11 +62,13 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
         }
     }
 
-    /// Called from the process's termination handler.
-    func processExited(status: Int32, reason: Process.TerminationReason) {
+    /// Called from the process's termination handler (or by `reapIfExited`).
+    func processExited(status: Int32, reason: Process.TerminationReason, reaper: Bool = false) {
         let waiters: [CheckedContinuation<MachineExit, Never>]
-        let exit: MachineExit
+        let exit: MachineExit?
         (waiters, exit) = inner.withLockedValue { inner in
+            // The first report wins; Foundation's comes late (and empty) when we reaped.
+            if inner.exit != nil || (inner.reapedHere && !reaper) { return ([], nil) }
             let exit: MachineExit
             if inner.lifecycle.state == .stopping || inner.destroyed {
                 exit = .requested
@@ -79,10 +83,41 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
             inner.exitWaiters.removeAll()
             return (waiters, exit)
         }
+        guard let exit else { return }
         if case .crashed = exit {
             logger.error("machine crashed", metadata: ["machine": "\(name)", "reason": "\(exit)"])
         }
         for waiter in waiters { waiter.resume(returning: exit) }
+    }
+
+    /// Foundation's child monitoring can miss an exit when many children end at once
+    /// (seen with 50 machines destroyed in a row: a zombie QEMU nobody reaped, and a
+    /// destroy waiting for ever). This reaps our own child if it has exited.
+    @discardableResult
+    func reapIfExited() -> Bool {
+        guard process != nil, !hasExited else { return hasExited }
+        let pid = processID
+        let reaped: Int32? = inner.withLockedValue { inner in
+            var status: Int32 = 0
+            guard waitpid(pid, &status, WNOHANG) == pid else { return nil }
+            inner.reapedHere = true
+            return status
+        }
+        guard let status = reaped else { return hasExited }
+        let signal = status & 0x7f
+        processExited(
+            status: signal != 0 ? signal : (status >> 8) & 0xff, reason: signal != 0 ? .uncaughtSignal : .exit, reaper: true)
+        return true
+    }
+
+    /// Checks now and then that the process has not ended unnoticed.
+    func watchForMissedExit() {
+        Task { [weak self] in
+            while let machine = self, !machine.hasExited {
+                machine.reapIfExited()
+                try? await Task.sleep(for: .seconds(2))
+            }
+        }
     }
 
     public func waitForExit() async -> MachineExit {
@@ -208,7 +243,11 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
         if !hasExited {
             kill(processID, SIGKILL)
         }
-        _ = await waitForExit()
+        while !hasExited {
+            reapIfExited()
+            if hasExited { break }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
         try? FileManager.default.removeItem(atPath: directory)
     }
 }

@@ -57,8 +57,11 @@ struct Density {
         let cpu = zip(pids, cpuBefore).map { pid, before in ((HostStats.cpuSeconds(pid) ?? before) - before) / seconds * 100 }
         let pss = pids.map { Double(HostStats.pss($0) ?? 0) / 1_048_576 }
         let after = HostStats.memAvailable() ?? 0
-        for sandbox in sandboxes { await runtime.destroy(sandbox.id) }
+        let all = sandboxes
         sandboxes = []
+        await withTaskGroup(of: Void.self) { group in
+            for sandbox in all { group.addTask { await runtime.destroy(sandbox.id) } }
+        }
         return Result(
             created: pids.count, pssPerSandbox: pss, idleCPUPercent: cpu,
             memAvailableDropMiB: Double(before - after) / 1_048_576, wallSeconds: wall)
