@@ -114,8 +114,8 @@ extension GuestAgentClient {
         writeBody: @escaping @Sendable (NIOAsyncChannelOutboundWriter<HTTPClientRequestPart>) async throws -> Void,
         readResponse: (HTTPResponseHead, inout ResponseBody) async throws -> Result
     ) async throws -> Result {
-        if path != AgentAPI.Path.initialize, let pending = admission.withLockedValue({ $0 }) {
-            try await pending.value
+        if path != AgentAPI.Path.initialize, let admitted = startAdmission() {
+            try await admitted.value
         }
         guard connection.isActive else {
             throw OmniRunError(.unavailable, "the connection to the agent of \(name) is closed")

@@ -18,8 +18,14 @@ public final class GuestAgentClient: Sendable {
     public static let maxEventLineBytes = 1 << 20
     public static let defaultTimeout: Duration = .seconds(30)
     static let sendBatchSize = 256 << 10
-    /// Work every call but `init` waits for (see `admit(after:)`).
-    let admission = NIOLockedValueBox<Task<Void, any Error>?>(nil)
+    /// Work every call but `init` waits for (see `admit(after:)`): not started yet
+    /// (`pending`), or running/finished (`task`).
+    let admission = NIOLockedValueBox<Admission>(.open)
+    enum Admission: Sendable {
+        case open
+        case pending(@Sendable () async throws -> Void)
+        case task(Task<Void, any Error>)
+    }
 
     private init(name: String, connection: AgentConnection, logger: Logger) {
         self.name = name
@@ -78,12 +84,28 @@ public final class GuestAgentClient: Sendable {
 
     public var isConnected: Bool { connection.isActive }
 
-    /// Holds every later call except `init` until `work` has finished, and fails them
-    /// with its error if it fails. A pooled machine gets its identity this way while
-    /// its create is being answered: no call of the sandbox's user can reach the agent
+    /// Holds every later call except `init` until `work` has run, and fails them with
+    /// its error if it fails. `work` starts with the first such call (or `startAdmission`),
+    /// not before: a pooled machine gets its identity this way, so a create is answered
+    /// without waking the guest, and no call of the sandbox's user can reach the agent
     /// before the identity is in place.
-    public func admit(after work: Task<Void, any Error>) {
-        admission.withLockedValue { $0 = work }
+    public func admit(after work: @escaping @Sendable () async throws -> Void) {
+        admission.withLockedValue { $0 = .pending(work) }
+    }
+
+    /// Starts the admission work now if it has not started; returns it (nil: none).
+    @discardableResult
+    public func startAdmission() -> Task<Void, any Error>? {
+        admission.withLockedValue { state in
+            switch state {
+            case .open: return nil
+            case .task(let task): return task
+            case .pending(let work):
+                let task = Task { try await work() }
+                state = .task(task)
+                return task
+            }
+        }
     }
 
     public func close() async {

@@ -193,35 +193,41 @@ public actor SandboxRuntime {
         return try await createLimiter.run { try await self.createAdmitted(spec, image: image) }
     }
 
-    /// Gives a pooled machine its sandbox identity. The machine's CPUs are let go and
-    /// the identity call is sent without waiting for it: every later call to this
-    /// agent waits for it (`admit(after:)`), so a create is answered while the guest
-    /// takes its identity, and a burst of creates does not queue behind the guests.
+    /// Gives a pooled machine its sandbox identity, lazily: the create is answered at
+    /// once, and the machine's CPUs are let go and its identity call sent when the first
+    /// call reaches its agent (`admit(after:)`), which waits for it. A burst of creates
+    /// therefore does not compete with the guests it wakes, and nothing of the user's
+    /// runs before the identity is in place.
     private func adopt(_ entry: WarmPool.Entry, spec: SandboxSpec, image: MachineImage, started: ContinuousClock.Instant)
         -> Sandbox
     {
         let sandbox = Sandbox(id: entry.id, template: image.template, machine: entry.machine, agent: entry.agent)
         let logger = self.logger
-        let identity = Task {
-            try await entry.machine.continueCPUs()
-            entry.machine.setPriority(0)
-            try await Self.initialize(entry.agent, id: entry.id, spec: spec)
+        entry.agent.admit { [weak self] in
+            do {
+                try await entry.machine.continueCPUs()
+                entry.machine.setPriority(0)
+                try await Self.initialize(entry.agent, id: entry.id, spec: spec)
+            } catch {
+                // Destroyed before it had its identity: nothing went wrong.
+                if await self?.sandbox(entry.id) != nil {
+                    logger.error(
+                        "a pooled machine did not take its identity", metadata: ["sandbox": "\(entry.id)", "error": "\(error)"])
+                    await entry.machine.destroy()
+                }
+                throw error
+            }
             logger.info(
                 "sandbox created from the warm pool",
                 metadata: ["sandbox": "\(entry.id)", "template": "\(image.template)", "init": "\(ContinuousClock.now - started)"])
         }
-        entry.agent.admit(after: identity)
         sandboxes[entry.id] = sandbox
         watch(sandbox)
+        // Unused, it takes its identity soon anyway (a sandbox must be whole even if
+        // nobody calls it before a server restart).
         Task {
-            do {
-                try await identity.value
-            } catch {
-                // Destroyed before it had its identity: nothing went wrong.
-                guard self.sandboxes[entry.id] != nil else { return }
-                logger.error("a pooled machine did not take its identity", metadata: ["sandbox": "\(entry.id)", "error": "\(error)"])
-                await entry.machine.destroy()
-            }
+            try? await Task.sleep(for: .milliseconds(500))
+            entry.agent.startAdmission()
         }
         return sandbox
     }
@@ -283,6 +289,8 @@ public actor SandboxRuntime {
         let machine = try await driver.attach(
             image: image, options: MachineOptions(name: id.rawValue, directory: directory), pid: pid)
         do {
+            // A sandbox adopted from the pool may still have its CPUs stopped.
+            try? await machine.continueCPUs()
             let agent = try await GuestAgentClient.connect(
                 socketPath: machine.agentSocketPath, name: "sandbox \(id)", timeout: configuration.agentTimeout,
                 logger: logger, giveUpIf: { await machine.state.isTerminal ? "\(await machine.state)" : nil })

@@ -39,7 +39,7 @@ struct Targets {
             line("API `true` round trip (bash -c) / `true` in a guest shell loop", ratio(report.p(Row.apiTrue, 50), report.p(Row.trueRTT.2, 50)))
         }
         let single = report.p(Row.apiCreate, 50)
-        for name in report.order where name.hasPrefix("burst of") && name.hasSuffix("create answered") {
+        for name in report.order where single > 0 && name.hasPrefix("burst of") && name.hasSuffix("create answered") {
             let p95 = report.p(name, 95)
             line("\(name): p95 / single create p50", ratio(p95, single), target: "≤ 3", met: ratio(p95, single) <= 3)
         }
