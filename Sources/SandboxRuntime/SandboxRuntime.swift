@@ -190,7 +190,17 @@ public actor SandboxRuntime {
             }
             refillPool(snapshot)
         }
-        return try await createLimiter.run { try await self.createAdmitted(spec, image: image) }
+        return try await createLimiter.run {
+            do {
+                return try await self.createAdmitted(spec, image: image, agentTimeout: spec.coldBoot ? nil : .seconds(12))
+            } catch let error as OmniRunError where error.code == .timeout && !spec.coldBoot {
+                // Rarely (2 in ~300 restores under heavy load) a restored guest's agent
+                // never answers; the cause is not found yet. A restore is cheap: one more.
+                self.logger.warning(
+                    "a restored machine did not answer; restoring another", metadata: ["template": "\(image.template)"])
+                return try await self.createAdmitted(spec, image: image, agentTimeout: nil)
+            }
+        }
     }
 
     /// Gives a pooled machine its sandbox identity, lazily: the create is answered at
@@ -241,7 +251,7 @@ public actor SandboxRuntime {
                 envFileVars: spec.envFileVars))
     }
 
-    private func createAdmitted(_ spec: SandboxSpec, image: MachineImage) async throws -> Sandbox {
+    private func createAdmitted(_ spec: SandboxSpec, image: MachineImage, agentTimeout: Duration?) async throws -> Sandbox {
         let id = spec.id ?? SandboxID.random()
         guard sandboxes[id] == nil else { throw OmniRunError(.alreadyExists, "sandbox \(id) exists") }
         let options = MachineOptions(name: id.rawValue, directory: configuration.dataDirectory + "/sandboxes/\(id)")
@@ -257,7 +267,7 @@ public actor SandboxRuntime {
         do {
             let agent = try await GuestAgentClient.connect(
                 socketPath: machine.agentSocketPath, name: "sandbox \(id)",
-                timeout: spec.coldBoot ? .seconds(120) : configuration.agentTimeout, logger: logger,
+                timeout: spec.coldBoot ? .seconds(120) : agentTimeout ?? configuration.agentTimeout, logger: logger,
                 giveUpIf: { await machine.state.isTerminal ? "\(await machine.state)" : nil })
             let agentReady = ContinuousClock.now
             try await Self.initialize(agent, id: id, spec: spec)
