@@ -22,6 +22,8 @@ public enum AgentAPI {
     public static let versionHeader = "x-omnirun-agent-api"
     /// Name of the virtio-serial port the agent serves on.
     public static let portName = "omnirun.0"
+    /// The line the agent writes to the console once it is parked after `prepareSnapshot`.
+    public static let snapshotParkedMarker = "omnirun-agent: parked for a snapshot"
     /// Content type of newline-delimited JSON event streams.
     public static let eventStreamContentType = "application/x-ndjson"
 

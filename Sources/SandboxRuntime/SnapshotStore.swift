@@ -80,8 +80,16 @@ actor SnapshotStore {
             }
             try await agent.prepareSnapshot()
             await agent.close()
-            // Let the agent see the host leave, so each restore starts a fresh connection.
-            try await Task.sleep(for: .milliseconds(400))
+            // Wait until the agent has seen the host leave and is parked (it says so on
+            // the console), so each restore starts a fresh connection.
+            let parkedBy = ContinuousClock.now + .seconds(30)
+            while !(await machine.consoleTail(maxBytes: 4096)).contains(AgentAPI.snapshotParkedMarker) {
+                guard ContinuousClock.now < parkedBy else {
+                    throw OmniRunError(.timeout, "the agent of template \(image.template) did not park for its snapshot")
+                }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            try await Task.sleep(for: .milliseconds(100))
             let snapshot = try await machine.snapshot(into: dir)
             let data = try JSONEncoder().encode(snapshot)
             try data.write(to: URL(fileURLWithPath: dir + "/snapshot.json.tmp"))

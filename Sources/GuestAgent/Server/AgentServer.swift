@@ -5,6 +5,7 @@ import NIOCore
 import NIOHTTP1
 import NIOHTTP2
 import NIOPosix
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -52,7 +53,10 @@ struct AgentServer: Sendable {
             }
             // Park until a host attaches: the port signals SIGIO when it does. This is
             // also where a template's snapshot is taken, so every restored agent wakes
-            // from here the moment its host connects.
+            // from here the moment its host connects. The host waits for this line on
+            // the console before it saves the machine: a snapshot taken while the old
+            // connection was still being torn down made some restores deaf.
+            if SnapshotHandshake.take() { SnapshotHandshake.announceParked() }
             let attached = (try? await waiter.runIfActive { omr_wait_for_host(fd, 1000) }) ?? 0
             if attached != 1 {
                 close(fd)
@@ -129,5 +133,24 @@ extension StringProtocol {
         var s = Substring(self)
         while let last = s.last, last == "\n" || last == "\r" || last == " " { s = s.dropLast() }
         return String(s)
+    }
+}
+
+/// `prepareSnapshot` sets it; the server loop announces on the console that it is
+/// parked (no connection, bridge threads gone) so the host can save the machine.
+enum SnapshotHandshake {
+    private static let requested = Atomic<Bool>(false)
+    static let marker = AgentAPI.snapshotParkedMarker
+
+    static func request() { requested.store(true, ordering: .releasing) }
+
+    static func take() -> Bool { requested.exchange(false, ordering: .acquiringAndReleasing) }
+
+    static func announceParked() {
+        let fd = open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        let line = Array((marker + "\n").utf8)
+        _ = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
     }
 }

@@ -71,6 +71,7 @@ struct Router: Sendable {
         case (.POST, P.prepareSnapshot):
             _ = try await exchange.readBody()
             sync()
+            SnapshotHandshake.request()
             try await exchange.respondEmpty()
         case (.POST, P.shutdown):
             _ = try await exchange.readBody()

@@ -36,7 +36,7 @@ struct APIBench {
     var serverPID: Int32? { server?.processIdentifier }
 
     mutating func start() async throws {
-        dataDirectory = parentDirectory + "/bench-server-\(getpid())-\(warmPool)"
+        dataDirectory = parentDirectory + "/srv\(warmPool)-" + String(UInt16.random(in: 0...UInt16.max), radix: 16)
         try? FileManager.default.removeItem(atPath: dataDirectory)
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
         let port = 20000 + Int(getpid() % 20000) + min(warmPool, 999)
