@@ -15,6 +15,7 @@ import time
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from helperlib import exit_with_parent
 
 
 class Capture:
@@ -33,20 +34,6 @@ class Capture:
             f.write(envelope.original_content or envelope.content)
         os.rename(name + ".tmp", name)
         return "250 Message accepted for delivery"
-
-
-def exit_with_parent():
-    """Ends this helper when the test process that started it goes away."""
-    import os
-    import threading
-    parent = os.getppid()
-
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(0)
-
-    threading.Thread(target=watch, daemon=True).start()
 
 
 def main():
