@@ -133,6 +133,9 @@ let package = Package(
         .testTarget(name: "AgentProtocolTests", dependencies: ["AgentProtocol"], swiftSettings: swiftSettings),
         .testTarget(name: "BenchTests", dependencies: ["OmniRunCLI"], swiftSettings: swiftSettings),
         .testTarget(
+            name: "SandboxRuntimeTests", dependencies: ["SandboxRuntime", "OmniRunCore", "OmniRunError"],
+            swiftSettings: swiftSettings),
+        .testTarget(
             name: "StoreTests", dependencies: ["OmniRunStore", "OmniRunError"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ServerTests",

@@ -70,7 +70,8 @@ public actor SandboxRuntime {
         /// How long a refill waits after a create took a pooled machine, so that the
         /// new sandbox's first calls do not share the CPU with a restore.
         public var warmPoolRefillDelay: Duration = .milliseconds(300)
-        /// Commands run once in each template before its snapshot (warms the page cache).
+        /// Commands run once in a template before its snapshot (warms the page cache) when
+        /// its manifest names none (`WARMUP` in its template.env).
         public var warmUp: [String: [String]] = ["playground": ["python3 -c pass", "node -e 0"]]
 
         public init(dataDirectory: String) {
@@ -118,10 +119,25 @@ public actor SandboxRuntime {
     /// Builds (or finds) the template's snapshot.
     @discardableResult
     public func prepare(template: String) async throws -> MachineSnapshot {
-        let image = try catalog.image(for: template)
-        let snapshot = try await snapshots.snapshot(for: image, warmUp: configuration.warmUp[image.template] ?? [])
+        let built = try catalog.template(named: template)
+        let snapshot = try await snapshots.snapshot(for: built.image, setup: setup(of: built))
         refillPool(snapshot)
         return snapshot
+    }
+
+    /// What runs before a template's snapshot: its manifest's, or else the configured warm-up.
+    private func setup(of built: TemplateImage) -> TemplateSetup {
+        var setup = built.setup
+        if setup.warmUp.isEmpty { setup.warmUp = configuration.warmUp[built.image.template] ?? [] }
+        return setup
+    }
+
+    /// Whether a template's snapshot exists (`building` while this runtime takes it).
+    public func snapshotState(of template: String) async -> SnapshotState {
+        guard let built = try? catalog.template(named: template) else { return .missing }
+        let setup = setup(of: built)
+        if await snapshots.existing(for: built.image, setup: setup) != nil { return .ready }
+        return await snapshots.isBuilding(built.image, setup: setup) ? .building : .missing
     }
 
     /// Machines waiting in the warm pool for a template.
@@ -180,17 +196,18 @@ public actor SandboxRuntime {
     }
 
     public func create(_ spec: SandboxSpec) async throws -> Sandbox {
-        let image = try catalog.image(for: spec.template)
+        let built = try catalog.template(named: spec.template)
+        let image = built.image
         if !spec.coldBoot {
             // Build the snapshot outside the limiter: it may take a while and is shared.
-            let snapshot = try await snapshots.snapshot(for: image, warmUp: configuration.warmUp[image.template] ?? [])
+            let snapshot = try await snapshots.snapshot(for: image, setup: setup(of: built))
             if spec.id == nil, let entry = await pool.take(image.template) {
                 refillPool(snapshot, after: configuration.warmPoolRefillDelay)
                 return adopt(entry, spec: spec, image: image, started: ContinuousClock.now)
             }
             refillPool(snapshot)
         }
-        return try await createLimiter.run { try await self.createAdmitted(spec, image: image) }
+        return try await createLimiter.run { try await self.createAdmitted(spec, built: built) }
     }
 
     /// Gives a pooled machine its sandbox identity. The machine's CPUs are let go and
@@ -235,7 +252,8 @@ public actor SandboxRuntime {
                 envFileVars: spec.envFileVars))
     }
 
-    private func createAdmitted(_ spec: SandboxSpec, image: MachineImage) async throws -> Sandbox {
+    private func createAdmitted(_ spec: SandboxSpec, built: TemplateImage) async throws -> Sandbox {
+        let image = built.image
         let id = spec.id ?? SandboxID.random()
         guard sandboxes[id] == nil else { throw OmniRunError(.alreadyExists, "sandbox \(id) exists") }
         let options = MachineOptions(name: id.rawValue, directory: configuration.dataDirectory + "/sandboxes/\(id)")
@@ -244,7 +262,7 @@ public actor SandboxRuntime {
         if spec.coldBoot {
             machine = try await driver.boot(image: image, options: options, snapshotable: false)
         } else {
-            let snapshot = try await snapshots.snapshot(for: image, warmUp: configuration.warmUp[image.template] ?? [])
+            let snapshot = try await snapshots.snapshot(for: image, setup: setup(of: built))
             machine = try await driver.restore(snapshot: snapshot, options: options)
         }
         let machineReady = ContinuousClock.now
