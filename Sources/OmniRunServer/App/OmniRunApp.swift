@@ -42,6 +42,8 @@ public enum OmniRunApp {
         CommandController(service: service, configuration: configuration).register(on: router)
         FileController(service: service, signer: signer, configuration: configuration).register(on: router)
         PTYController(service: service, sessions: PTYSessions(), configuration: configuration).register(on: router)
+        let templates = TemplateService(runtime: runtime, builtIns: BuiltInTemplates.locate(), logger: logger)
+        TemplateController(service: templates).register(on: router)
 
         var app = Application(
             router: router,

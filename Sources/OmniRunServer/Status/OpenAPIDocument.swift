@@ -31,6 +31,8 @@ enum OpenAPIDocument {
             ]),
         Route(method: "get", path: "/sandboxes", summary: "List running sandboxes", query: ["limit", "next_token", "state", "metadata"]),
         Route(method: "get", path: "/sandboxes/history", summary: "Past sandboxes", query: ["limit", "before"]),
+        Route(method: "get", path: "/templates", summary: "Templates with their resources and build state"),
+        Route(method: "get", path: "/templates/{name}", summary: "One template"),
         Route(method: "get", path: "/sandboxes/{id}", summary: "Sandbox info"),
         Route(method: "delete", path: "/sandboxes/{id}", summary: "Kill a sandbox"),
         Route(
@@ -109,7 +111,7 @@ enum OpenAPIDocument {
         var paths: [String: [String: Any]] = [:]
         for route in routes {
             var parameters: [[String: Any]] = []
-            for name in ["id", "pid", "ctx", "exp"] where route.path.contains("{\(name)}") {
+            for name in ["id", "pid", "ctx", "exp", "name", "build"] where route.path.contains("{\(name)}") {
                 parameters.append(["name": name, "in": "path", "required": true, "schema": ["type": "string"]])
             }
             for name in route.query {
