@@ -12,19 +12,48 @@ public struct TemplateSetup: Sendable, Equatable {
     public var ready: String?
     /// How long `ready` may keep failing.
     public var readyTimeout: Duration
+    /// Who runs `start` and `ready`, where, and with what environment (a custom template's
+    /// USER, WORKDIR and ENV; root in `/` for the built-ins).
+    public var user: String
+    public var env: [String: String]
+    public var cwd: String?
 
-    public init(warmUp: [String] = [], start: String? = nil, ready: String? = nil, readyTimeout: Duration = .seconds(120)) {
+    public init(
+        warmUp: [String] = [], start: String? = nil, ready: String? = nil, readyTimeout: Duration = .seconds(120),
+        user: String = "root", env: [String: String] = [:], cwd: String? = nil
+    ) {
         self.warmUp = warmUp
         self.start = start
         self.ready = ready
         self.readyTimeout = readyTimeout
+        self.user = user
+        self.env = env
+        self.cwd = cwd
     }
 
     /// What a snapshot depends on beyond its image: a service started before it.
     /// Warm-up commands only fill caches, so they do not count.
     var snapshotKeyPart: String? {
         guard start != nil || ready != nil else { return nil }
-        return "start=\(start ?? "")|ready=\(ready ?? "")"
+        var part = "start=\(start ?? "")|ready=\(ready ?? "")"
+        if user != "root" || !env.isEmpty || cwd != nil {
+            part += "|user=\(user)|cwd=\(cwd ?? "")|env=" + env.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\u{0}")
+        }
+        return part
+    }
+}
+
+/// What a template's sandboxes start with besides their disk: environment, default
+/// user and working directory (a Dockerfile's ENV, USER and WORKDIR).
+public struct TemplateDefaults: Sendable, Equatable {
+    public var env: [String: String]
+    public var user: String?
+    public var workdir: String?
+
+    public init(env: [String: String] = [:], user: String? = nil, workdir: String? = nil) {
+        self.env = env
+        self.user = user
+        self.workdir = workdir
     }
 }
 
@@ -33,6 +62,14 @@ public struct TemplateImage: Sendable {
     public var image: MachineImage
     public var setup: TemplateSetup
     public var description: String?
+    public var defaults: TemplateDefaults
+
+    public init(image: MachineImage, setup: TemplateSetup, description: String?, defaults: TemplateDefaults = .init()) {
+        self.image = image
+        self.setup = setup
+        self.description = description
+        self.defaults = defaults
+    }
 }
 
 /// The guest images built by `scripts/build-image.sh`: one manifest per template
@@ -113,8 +150,39 @@ public struct ImageCatalog: Sendable {
             vcpus: manifest.vcpus ?? 1, memoryMB: manifest.memoryMB ?? 256, diskMB: manifest.diskMB, key: manifest.key)
         let setup = TemplateSetup(
             warmUp: manifest.warmUp.map { [$0] } ?? [], start: manifest.start, ready: manifest.ready,
-            readyTimeout: .seconds(manifest.readyTimeout ?? 120))
-        return TemplateImage(image: image, setup: setup, description: manifest.description)
+            readyTimeout: .seconds(manifest.readyTimeout ?? 120), user: manifest.startUser ?? "root", env: manifest.env ?? [:],
+            cwd: manifest.workdir)
+        return TemplateImage(
+            image: image, setup: setup, description: manifest.description,
+            defaults: TemplateDefaults(env: manifest.env ?? [:], user: manifest.user, workdir: manifest.workdir))
+    }
+
+    /// Writes a template's manifest into `directory` in one rename (custom templates:
+    /// the new version is what the next create finds; running sandboxes keep theirs).
+    public static func publish(_ template: TemplateImage, into directory: String) throws {
+        let image = template.image
+        let manifest = Manifest(
+            template: image.template, kernel: image.kernel, initrd: image.initrd, rootfs: image.rootfs, vcpus: image.vcpus,
+            memoryMB: image.memoryMB, diskMB: image.diskMB, key: image.key, description: template.description,
+            warmUp: template.setup.warmUp.isEmpty ? nil : template.setup.warmUp.joined(separator: " && "),
+            start: template.setup.start, ready: template.setup.ready,
+            readyTimeout: Int(template.setup.readyTimeout.components.seconds), startUser: template.setup.user,
+            env: template.defaults.env.isEmpty ? nil : template.defaults.env, user: template.defaults.user,
+            workdir: template.defaults.workdir)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let path = directory + "/\(image.template).json"
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        try encoder.encode(manifest).write(to: URL(fileURLWithPath: path + ".tmp"))
+        guard rename(path + ".tmp", path) == 0 else {
+            throw OmniRunError(.internalError, "cannot publish \(path): errno \(errno)")
+        }
+    }
+
+    /// Removes a published manifest (the template's files stay for sandboxes still running).
+    public static func unpublish(_ name: String, from directory: String) {
+        guard isValidName(name) else { return }
+        try? FileManager.default.removeItem(atPath: directory + "/\(name).json")
     }
 
     /// Whether a template's manifest exists (the files it names are not checked).
@@ -156,6 +224,11 @@ public struct ImageCatalog: Sendable {
         var start: String?
         var ready: String?
         var readyTimeout: Int?
+        /// Custom templates: who runs start/ready, ENV, USER and WORKDIR.
+        var startUser: String? = nil
+        var env: [String: String]? = nil
+        var user: String? = nil
+        var workdir: String? = nil
     }
 }
 

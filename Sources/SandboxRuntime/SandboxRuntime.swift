@@ -92,6 +92,8 @@ public actor SandboxRuntime {
     private let snapshots: SnapshotStore
     private let logger: Logger
     private var sandboxes: [SandboxID: Sandbox] = [:]
+    /// Template build machines (`SandboxRuntime+BuildMachines.swift`).
+    var buildMachines: [String: any MachineInstance] = [:]
     private var failures: [SandboxID: MachineExit] = [:]
     private var exitHandlers: [@Sendable (SandboxID, MachineExit) async -> Void] = []
     private let createLimiter: AsyncLimiter
@@ -123,6 +125,13 @@ public actor SandboxRuntime {
         let snapshot = try await snapshots.snapshot(for: built.image, setup: setup(of: built))
         refillPool(snapshot)
         return snapshot
+    }
+
+    /// Takes the snapshot of a template that is not in the catalog yet (a custom template's
+    /// new version: it is published only once its snapshot exists).
+    @discardableResult
+    public func prepare(_ template: TemplateImage) async throws -> MachineSnapshot {
+        try await snapshots.snapshot(for: template.image, setup: setup(of: template))
     }
 
     /// What runs before a template's snapshot: its manifest's, or else the configured warm-up.
@@ -203,7 +212,7 @@ public actor SandboxRuntime {
             let snapshot = try await snapshots.snapshot(for: image, setup: setup(of: built))
             if spec.id == nil, let entry = await pool.take(image.template) {
                 refillPool(snapshot, after: configuration.warmPoolRefillDelay)
-                return adopt(entry, spec: spec, image: image, started: ContinuousClock.now)
+                return adopt(entry, spec: spec, built: built, started: ContinuousClock.now)
             }
             refillPool(snapshot)
         }
@@ -214,15 +223,16 @@ public actor SandboxRuntime {
     /// the identity call is sent without waiting for it: every later call to this
     /// agent waits for it (`admit(after:)`), so a create is answered while the guest
     /// takes its identity, and a burst of creates does not queue behind the guests.
-    private func adopt(_ entry: WarmPool.Entry, spec: SandboxSpec, image: MachineImage, started: ContinuousClock.Instant)
+    private func adopt(_ entry: WarmPool.Entry, spec: SandboxSpec, built: TemplateImage, started: ContinuousClock.Instant)
         -> Sandbox
     {
+        let image = built.image
         let sandbox = Sandbox(id: entry.id, template: image.template, machine: entry.machine, agent: entry.agent)
         let logger = self.logger
         let identity = Task {
             try await entry.machine.continueCPUs()
             entry.machine.setPriority(0)
-            try await Self.initialize(entry.agent, id: entry.id, spec: spec)
+            try await Self.initialize(entry.agent, id: entry.id, spec: spec, defaults: built.defaults)
             logger.info(
                 "sandbox created from the warm pool",
                 metadata: ["sandbox": "\(entry.id)", "template": "\(image.template)", "init": "\(ContinuousClock.now - started)"])
@@ -243,13 +253,16 @@ public actor SandboxRuntime {
         return sandbox
     }
 
-    private static func initialize(_ agent: GuestAgentClient, id: SandboxID, spec: SandboxSpec) async throws {
+    /// The sandbox's identity, with its template's ENV (under the caller's), USER and WORKDIR.
+    private static func initialize(
+        _ agent: GuestAgentClient, id: SandboxID, spec: SandboxSpec, defaults: TemplateDefaults
+    ) async throws {
         _ = try await agent.initialize(
             InitRequest(
-                sandboxID: id.rawValue, hostname: id.hostname, env: spec.env,
+                sandboxID: id.rawValue, hostname: id.hostname, env: defaults.env.merging(spec.env) { _, given in given },
                 unixTimeNanos: Int64(Date().timeIntervalSince1970 * 1_000_000_000), entropy: hostEntropy(),
-                defaultUser: spec.defaultUser, envFile: spec.envFileVars == nil ? nil : spec.envFilePath,
-                envFileVars: spec.envFileVars))
+                defaultUser: defaults.user ?? spec.defaultUser, envFile: spec.envFileVars == nil ? nil : spec.envFilePath,
+                envFileVars: spec.envFileVars, defaultCwd: defaults.workdir))
     }
 
     private func createAdmitted(_ spec: SandboxSpec, built: TemplateImage) async throws -> Sandbox {
@@ -272,7 +285,7 @@ public actor SandboxRuntime {
                 timeout: spec.coldBoot ? .seconds(120) : configuration.agentTimeout, logger: logger,
                 giveUpIf: { await machine.state.isTerminal ? "\(await machine.state)" : nil })
             let agentReady = ContinuousClock.now
-            try await Self.initialize(agent, id: id, spec: spec)
+            try await Self.initialize(agent, id: id, spec: spec, defaults: built.defaults)
             let sandbox = Sandbox(id: id, template: image.template, machine: machine, agent: agent)
             sandboxes[id] = sandbox
             watch(sandbox)
@@ -317,6 +330,11 @@ public actor SandboxRuntime {
 
     /// Removes machine folders (and kills their VMMs) that belong to no known sandbox.
     public func removeOrphans(keeping: Set<SandboxID>) async {
+        let builds = configuration.dataDirectory + "/builds"
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: builds)) ?? [] where buildMachines[entry] == nil {
+            for pid in Self.processes(using: "\(builds)/\(entry)/agent.sock") { kill(pid, SIGKILL) }
+            try? FileManager.default.removeItem(atPath: "\(builds)/\(entry)")
+        }
         let root = configuration.dataDirectory + "/sandboxes"
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
         for entry in entries {
@@ -374,9 +392,11 @@ public actor SandboxRuntime {
         await pool.drain()
     }
 
-    /// Destroys every sandbox and every pooled machine.
+    /// Destroys every sandbox, every pooled machine and every build machine.
     public func destroyAll() async {
         await pool.drain()
         for id in Array(sandboxes.keys) { await destroy(id) }
+        for machine in buildMachines.values { await machine.destroy() }
+        buildMachines.removeAll()
     }
 }

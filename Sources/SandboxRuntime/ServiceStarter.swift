@@ -5,7 +5,8 @@ import Logging
 import OmniRunError
 
 /// Brings up a template's service before its snapshot is taken: the start command
-/// runs in the background (as root), then the ready check is retried until it exits
+/// runs in the background (as root for built-ins; a custom template's user), then the
+/// ready check is retried until it exits
 /// 0, so that every sandbox restored from the snapshot finds the service up.
 struct ServiceStarter {
     let agent: GuestAgentClient
@@ -19,7 +20,8 @@ struct ServiceStarter {
         let started = ContinuousClock.now
         var startPID: Int32?
         if let command = setup.start {
-            startPID = try await agent.startDetached(ProcessStartRequest(shell: command, user: "root", tag: Self.startTag))
+            startPID = try await agent.startDetached(
+                ProcessStartRequest(shell: command, env: setup.env, cwd: setup.cwd, user: setup.user, tag: Self.startTag))
             logger.info("template start command launched", metadata: ["template": "\(template)", "command": "\(command)"])
         }
         guard let ready = setup.ready else {
@@ -35,7 +37,8 @@ struct ServiceStarter {
         var attempts = 0
         while true {
             attempts += 1
-            let result = try await agent.run(ProcessStartRequest(shell: ready, user: "root", timeoutMillis: 60_000))
+            let result = try await agent.run(
+                ProcessStartRequest(shell: ready, env: setup.env, cwd: setup.cwd, user: setup.user, timeoutMillis: 60_000))
             if result.exitCode == 0 {
                 logger.info(
                     "template ready check passed",
