@@ -87,6 +87,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Custom templates: Dockerfile parsing and builds in build machines.
+        .target(
+            name: "TemplateBuilder",
+            dependencies: [
+                "SandboxRuntime", "OmniRunCore", "OmniRunError", "AgentClient", "AgentProtocol",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The store: one query layer over SQLite (embedded) and PostgreSQL.
         .target(
             name: "OmniRunStore",
@@ -103,6 +114,7 @@ let package = Package(
             name: "OmniRunServer",
             dependencies: [
                 "OmniRunCore", "OmniRunError", "OmniRunStore", "SandboxRuntime", "AgentClient", "AgentProtocol",
+                "TemplateBuilder",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -133,6 +145,8 @@ let package = Package(
         .testTarget(name: "AgentProtocolTests", dependencies: ["AgentProtocol"], swiftSettings: swiftSettings),
         .testTarget(name: "BenchTests", dependencies: ["OmniRunCLI"], swiftSettings: swiftSettings),
         .testTarget(
+            name: "TemplateBuilderTests", dependencies: ["TemplateBuilder", "OmniRunError"], swiftSettings: swiftSettings),
+        .testTarget(
             name: "SandboxRuntimeTests", dependencies: ["SandboxRuntime", "OmniRunCore", "OmniRunError"],
             swiftSettings: swiftSettings),
         .testTarget(
@@ -140,8 +154,10 @@ let package = Package(
         .testTarget(
             name: "ServerTests",
             dependencies: [
-                "TestSupport", "OmniRunServer", "OmniRunStore", "SandboxRuntime", "OmniRunCore",
+                "TestSupport", "OmniRunServer", "OmniRunStore", "SandboxRuntime", "OmniRunCore", "QEMUDriver", "AgentClient",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
