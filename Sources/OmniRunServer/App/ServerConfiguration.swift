@@ -29,6 +29,8 @@ public struct ServerConfiguration: Sendable {
     public var maxTextFile: Int = 32 << 20
     /// Longest a foreground command may run (`timeout` field; SDK default 60 s).
     public var maxCommandTimeoutSeconds: Int64 = 3600
+    /// Largest build context (the tar of `POST /templates`).
+    public var maxBuildContext: Int = 512 << 20
 
     public init(dataDirectory: String) {
         self.dataDirectory = dataDirectory
