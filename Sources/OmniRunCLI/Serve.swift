@@ -95,17 +95,19 @@ extension OmniRun {
                     Glibc.exit(0)
                 }
             }
-            // Pooled machines never outlive the server (sandboxes do, on purpose).
+            // Pooled and build machines never outlive the server (sandboxes do, on purpose).
             do {
                 try await app.runService()
             } catch is CancellationError {
                 // A signal ended the service group: a normal shutdown.
             } catch {
                 await sandboxes.drainPool()
+                await sandboxes.destroyBuildMachines()
                 await database.close()
                 throw error
             }
             await sandboxes.drainPool()
+            await sandboxes.destroyBuildMachines()
             await database.close()
         }
     }

@@ -14,4 +14,11 @@ extension SandboxRuntime {
     public func releaseBuildMachine(_ name: String) {
         buildMachines[name] = nil
     }
+
+    /// Stops every build machine (a server shutting down; their builds fail).
+    public func destroyBuildMachines() async {
+        let machines = Array(buildMachines.values)
+        buildMachines.removeAll()
+        for machine in machines { await machine.destroy() }
+    }
 }

@@ -396,7 +396,6 @@ public actor SandboxRuntime {
     public func destroyAll() async {
         await pool.drain()
         for id in Array(sandboxes.keys) { await destroy(id) }
-        for machine in buildMachines.values { await machine.destroy() }
-        buildMachines.removeAll()
+        await destroyBuildMachines()
     }
 }

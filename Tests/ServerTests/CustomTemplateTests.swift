@@ -261,6 +261,38 @@ struct CustomTemplateTests {
         #expect(try await client.get("/templates/\(name)").status == 404)
     }
 
+    @Test func aBuildCutShortByACrashFailsAndLeavesNoMachine() async throws {
+        let server = try await TestServer.start(name: "template-crash")
+        do {
+            let client = server.client()
+            let name = "crash-\(UUID().uuidString.prefix(6).lowercased())"
+            let started = try await client.multipart(
+                "/templates", fields: [("dockerfile", "FROM playground\nRUN echo running && sleep 120\n"), ("settings", #"{"name":"\#(name)"}"#)])
+            let build = started.object["buildID"] as? String ?? ""
+            #expect(started.status == 202, "\(started.text)")
+            // Wait until the step runs in its build machine, then crash the server.
+            let deadline = Date().addingTimeInterval(120)
+            while Date() < deadline {
+                let logs = try await client.get("/templates/\(name)/builds/\(build)").object["logs"] as? [String] ?? []
+                if logs.contains("  running") { break }
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            #expect(!hostProcesses(matching: server.dataDirectory + "/builds/").isEmpty)
+            server.crash()
+            try await server.restart()
+            let after = try await client.get("/templates/\(name)/builds/\(build)")
+            #expect(after.object["status"] as? String == "failed")
+            #expect((after.object["error"] as? String ?? "").contains("interrupted"), "\(after.text)")
+            #expect(hostProcesses(matching: server.dataDirectory + "/builds/").isEmpty)
+            #expect(try await client.post("/sandboxes", ["template": name]).status == 409)
+            #expect(try await client.delete("/templates/\(name)").status == 204)
+        } catch {
+            await server.shutdown()
+            throw error
+        }
+        await server.shutdown()
+    }
+
     /// Runs `omnirun` and waits for it without holding a thread.
     static func runCLI(_ arguments: [String]) async throws -> (Int32, String) {
         let process = Process()

@@ -96,6 +96,8 @@ actor TemplateBuilds {
 
     private func ended(_ build: String) {
         tasks[build] = nil
+        // Its followers keep what they hold; later readers get the log from its file.
+        logs[build] = nil
     }
 
     /// A build's log: live while it runs, else from its file.
