@@ -4,11 +4,15 @@ SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
 export PATH := /opt/swift/usr/bin:$(PATH)
 AGENT := .build/agent/omnirun-agent
 TEMPLATE ?= playground
+# Every built-in template (images/templates/*); `make templates` builds them all.
+TEMPLATES ?= all
+# Light templates that `make test` builds and tests besides playground (~1 min each when new).
+TEST_TEMPLATES ?= javascript php
 CMD ?= python3 -c 'import platform; print("hello from", platform.node())'
 # Passed to the recipe through the environment, so any quoting in CMD survives.
 export CMD
 
-.PHONY: deps agent image build release run serve exec prepare test test-unit bench clean
+.PHONY: deps agent image templates test-images build release run serve exec prepare test test-all bench clean
 PORT ?= 8080
 
 deps:            ## Debian packages the product needs (idempotent)
@@ -19,14 +23,20 @@ agent:           ## the guest agent: release, static Swift stdlib, stripped
 	mkdir -p $(dir $(AGENT))
 	strip -o $(AGENT).tmp .build/release/omnirun-agent && mv $(AGENT).tmp $(AGENT)
 
-image: deps agent ## kernel, root filesystem and initramfs (cached by input hash)
+image: deps agent ## kernel, root filesystem and initramfs of TEMPLATE (cached by input hash)
 	scripts/build-image.sh --template $(TEMPLATE) --agent $(AGENT)
+
+templates: deps agent ## every built-in template's image (heavy ones take minutes the first time; cached)
+	scripts/build-templates.sh --agent $(AGENT) $(TEMPLATES)
+
+test-images: deps agent ## the images `make test` needs: playground and TEST_TEMPLATES
+	scripts/build-templates.sh --agent $(AGENT) playground $(TEST_TEMPLATES)
 
 release:         ## the host binary, optimised
 	$(SWIFT) build -c release --static-swift-stdlib --product omnirun
 
 run: image release ## install, build the guest image, start the server (prints its URL and key)
-	.build/release/omnirun serve --port $(PORT)
+	.build/release/omnirun serve --port $(PORT) --prepare all
 
 serve: run
 
@@ -36,8 +46,11 @@ exec: image release ## create a sandbox, run CMD in it, print its output, destro
 prepare: image release ## boot the template once and save its snapshot
 	.build/release/omnirun prepare --template $(TEMPLATE)
 
-test: image      ## the whole suite, real VMs included (what CI runs)
+test: test-images ## the whole suite, real VMs included (what CI runs)
 	scripts/test.sh
+
+test-all: templates ## every template built, and every template's test required
+	OMNIRUN_TEST_TEMPLATES=all scripts/test.sh
 
 bench: image release ## the benchmark suite side by side (RUNS=100 default; FULL=1 for the spec's 1,000)
 	.build/release/omnirun bench --template $(TEMPLATE) --runs $${RUNS:-100} $${FULL:+--full} --json .build/bench.json

@@ -89,6 +89,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Custom templates: Dockerfile parsing and builds in build machines.
+        .target(
+            name: "TemplateBuilder",
+            dependencies: [
+                "SandboxRuntime", "OmniRunCore", "OmniRunError", "AgentClient", "AgentProtocol",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The store: one query layer over SQLite (embedded) and PostgreSQL.
         .target(
             name: "OmniRunStore",
@@ -131,7 +142,7 @@ let package = Package(
             name: "OmniRunServer",
             dependencies: [
                 "OmniRunCore", "OmniRunError", "OmniRunStore", "SandboxRuntime", "AgentClient", "AgentProtocol",
-                "SMTPClient", "LLMUpstreams",
+                "SMTPClient", "LLMUpstreams", "TemplateBuilder",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -166,13 +177,20 @@ let package = Package(
         .testTarget(name: "AgentProtocolTests", dependencies: ["AgentProtocol"], swiftSettings: swiftSettings),
         .testTarget(name: "BenchTests", dependencies: ["OmniRunCLI"], swiftSettings: swiftSettings),
         .testTarget(
+            name: "TemplateBuilderTests", dependencies: ["TemplateBuilder", "OmniRunError"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SandboxRuntimeTests", dependencies: ["SandboxRuntime", "OmniRunCore", "OmniRunError"],
+            swiftSettings: swiftSettings),
+        .testTarget(
             name: "StoreTests", dependencies: ["OmniRunStore", "OmniRunError"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ServerTests",
             dependencies: [
-                "TestSupport", "OmniRunServer", "OmniRunStore", "SandboxRuntime", "OmniRunCore", "SMTPClient", "LLMUpstreams",
+                "TestSupport", "OmniRunServer", "OmniRunStore", "SandboxRuntime", "OmniRunCore", "SMTPClient", "LLMUpstreams", "QEMUDriver", "AgentClient",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

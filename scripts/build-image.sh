@@ -6,9 +6,13 @@
 # Steps: build-kernel.sh, build-rootfs.sh NAME, build-initramfs.sh PATH (only with --agent).
 # Manifest: $CACHE/images/<template>.json, one line:
 #   {"template":"playground","kernel":"/abs/vmlinuz","initrd":"/abs/<key>.cpio"|null,
-#    "rootfs":"/abs/<template>-<key>.ext4","vcpus":1,"memoryMB":256,"diskMB":1536,"key":"<16 hex>"}
-# key is a hash of the kernel, rootfs and initramfs keys and the VM sizes. Prints the manifest
-# path as the last stdout line.
+#    "rootfs":"/abs/<template>-<key>.ext4","vcpus":1,"memoryMB":256,"diskMB":1536,"key":"<16 hex>",
+#    "description":"…","warmUp":"…"|null,"start":"…"|null,"ready":"…"|null,"readyTimeout":120}
+# key is a hash of the kernel, rootfs and initramfs keys and the VM sizes. description, warmUp,
+# start, ready and readyTimeout come from template.env (DESCRIPTION, WARMUP, START, READY,
+# READY_TIMEOUT; inherited through FROM): the runtime runs WARMUP, then START in the background
+# and READY until it passes, before it takes the template's snapshot. Prints the manifest path
+# as the last stdout line.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -18,7 +22,7 @@ while (($#)); do
   case "$1" in
     --template) template="${2:?--template needs a name}"; shift 2 ;;
     --agent) agent="${2:?--agent needs a path}"; shift 2 ;;
-    -h | --help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
     *) omni_die "unknown argument '$1' (usage: build-image.sh [--template NAME] [--agent PATH])" ;;
   esac
 done
@@ -42,13 +46,28 @@ json_str() { # JSON string literal (paths and names here need only \ and " escap
   local s="${1//\\/\\\\}"
   printf '"%s"' "${s//\"/\\\"}"
 }
+json_opt() { # JSON string literal, or null for an empty value
+  if [[ -n "$1" ]]; then json_str "$1"; else printf null; fi
+}
+
+description=$(omni_template_var "$template" DESCRIPTION)
+warm_up=$(omni_template_var "$template" WARMUP)
+start_cmd=$(omni_template_var "$template" START)
+ready_cmd=$(omni_template_var "$template" READY)
+ready_timeout=$(omni_template_var "$template" READY_TIMEOUT)
+ready_timeout=${ready_timeout:-120}
+[[ "$ready_timeout" =~ ^[0-9]+$ ]] || omni_die "template '$template': READY_TIMEOUT must be a number of seconds"
+for v in description warm_up start_cmd ready_cmd; do
+  [[ "${!v}" != *[$'\x01'-$'\x1f']* ]] || omni_die "template '$template': ${v^^} has a control character"
+done
 
 key=$(printf '%s\n' "kernel $(basename "$kernel_dir")" "rootfs $(basename "$rootfs")" \
   "initrd $(basename "${initrd:-none}")" "vcpus $vcpus" "memory_mb $memory_mb" "disk_mb $disk_mb" | omni_hash_stdin)
-manifest=$(printf '{"template":%s,"kernel":%s,"initrd":%s,"rootfs":%s,"vcpus":%d,"memoryMB":%d,"diskMB":%d,"key":%s}' \
+manifest=$(printf '{"template":%s,"kernel":%s,"initrd":%s,"rootfs":%s,"vcpus":%d,"memoryMB":%d,"diskMB":%d,"key":%s,"description":%s,"warmUp":%s,"start":%s,"ready":%s,"readyTimeout":%d}' \
   "$(json_str "$template")" "$(json_str "$kernel_dir/vmlinuz")" \
   "$( [[ -n "$initrd" ]] && json_str "$initrd" || echo null)" "$(json_str "$rootfs")" \
-  "$vcpus" "$memory_mb" "$disk_mb" "$(json_str "$key")")
+  "$vcpus" "$memory_mb" "$disk_mb" "$(json_str "$key")" "$(json_opt "$description")" \
+  "$(json_opt "$warm_up")" "$(json_opt "$start_cmd")" "$(json_opt "$ready_cmd")" "$ready_timeout")
 
 outdir="$OMNI_CACHE/images"
 out="$outdir/$template.json"

@@ -128,10 +128,13 @@ public struct InitRequest: Codable, Sendable {
     /// and sourced into every process's environment.
     public var envFile: String?
     public var envFileVars: [String: String]?
+    /// Working directory of processes that name none (a template's WORKDIR); else the user's home.
+    public var defaultCwd: String?
 
     public init(
         sandboxID: String, hostname: String, env: [String: String], unixTimeNanos: Int64,
-        entropy: String, defaultUser: String, envFile: String? = nil, envFileVars: [String: String]? = nil
+        entropy: String, defaultUser: String, envFile: String? = nil, envFileVars: [String: String]? = nil,
+        defaultCwd: String? = nil
     ) {
         self.sandboxID = sandboxID
         self.hostname = hostname
@@ -141,6 +144,7 @@ public struct InitRequest: Codable, Sendable {
         self.defaultUser = defaultUser
         self.envFile = envFile
         self.envFileVars = envFileVars
+        self.defaultCwd = defaultCwd
     }
 }
 

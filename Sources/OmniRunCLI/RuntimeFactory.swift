@@ -36,9 +36,12 @@ enum RuntimeFactory {
         }
         qemu.accelerator = choice
         let driver = try QEMUDriver(configuration: qemu, logger: logger)
-        let catalog = ImageCatalog(cacheDirectory: options.cacheDir ?? ImageCatalog.defaultCacheDirectory)
-        var configuration = SandboxRuntime.Configuration(
-            dataDirectory: options.dataDir ?? SandboxRuntime.Configuration.defaultDataDirectory)
+        let dataDirectory = options.dataDir ?? SandboxRuntime.Configuration.defaultDataDirectory
+        // Custom templates' manifests (written by the server's template builds) beside the built-ins'.
+        let catalog = ImageCatalog(
+            cacheDirectory: options.cacheDir ?? ImageCatalog.defaultCacheDirectory,
+            extraManifestDirectories: [dataDirectory + "/templates/manifests"])
+        var configuration = SandboxRuntime.Configuration(dataDirectory: dataDirectory)
         configuration.warmPoolSize = warmPool ?? Int(env["OMNIRUN_WARM_POOL"] ?? "") ?? 0
         if let ms = env["OMNIRUN_POOL_REFILL_DELAY_MS"].flatMap({ Int($0) }) { configuration.warmPoolRefillDelay = .milliseconds(ms) }
         if let dir = env["OMNIRUN_SNAPSHOT_DIR"], !dir.isEmpty { configuration.snapshotDirectory = dir }

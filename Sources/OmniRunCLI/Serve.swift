@@ -34,7 +34,7 @@ extension OmniRun {
         @Option(help: "Restored machines kept ready per template ($OMNIRUN_WARM_POOL, default 1; 0 disables).")
         var warmPool: Int?
 
-        @Option(help: "Templates whose snapshots are built before the server starts.")
+        @Option(help: "Templates whose snapshots are built before the server starts (`all`: every built template).")
         var prepare: [String] = ["playground"]
 
         func run() async throws {
@@ -58,9 +58,20 @@ extension OmniRun {
             logger.logLevel = Logger.Level(rawValue: runtime.logLevel == "warning" ? "info" : runtime.logLevel) ?? .info
             let pool = warmPool ?? env["OMNIRUN_WARM_POOL"].flatMap { Int($0) } ?? 1
             let sandboxes = try RuntimeFactory.makeRuntime(self.runtime, warmPool: pool)
-            for template in prepare {
+            for template in prepare where template != "all" {
                 say("[omnirun] preparing the \(template) snapshot (first time: boots the template once)…")
                 try await sandboxes.prepare(template: template)
+            }
+            if prepare.contains("all") {
+                // Every built template; one that fails is reported and left for its first create.
+                for template in sandboxes.catalog.templates() where !prepare.contains(template) {
+                    say("[omnirun] preparing the \(template) snapshot (first time: boots the template once)…")
+                    do {
+                        try await sandboxes.prepare(template: template)
+                    } catch {
+                        say("[omnirun] the \(template) snapshot failed: \(error)")
+                    }
+                }
             }
             let database = try await Store.open(url: configuration.resolvedDatabaseURL, logger: logger)
             let baseURL = configuration.baseURL
@@ -86,17 +97,19 @@ extension OmniRun {
                     Glibc.exit(0)
                 }
             }
-            // Pooled machines never outlive the server (sandboxes do, on purpose).
+            // Pooled and build machines never outlive the server (sandboxes do, on purpose).
             do {
                 try await app.runService()
             } catch is CancellationError {
                 // A signal ended the service group: a normal shutdown.
             } catch {
                 await sandboxes.drainPool()
+                await sandboxes.destroyBuildMachines()
                 await database.close()
                 throw error
             }
             await sandboxes.drainPool()
+            await sandboxes.destroyBuildMachines()
             await database.close()
         }
     }

@@ -112,6 +112,39 @@ public enum Migrations {
                 "CREATE INDEX llm_usage_account ON llm_usage(account_id, created_at)",
             ]
         ),
+        (
+            3,
+            [
+                // Custom templates and their builds.
+                """
+                CREATE TABLE templates (
+                    name TEXT PRIMARY KEY,
+                    account_id TEXT NOT NULL REFERENCES accounts(id),
+                    status TEXT NOT NULL,
+                    description TEXT,
+                    cpu_count BIGINT NOT NULL,
+                    memory_mb BIGINT NOT NULL,
+                    disk_mb BIGINT NOT NULL,
+                    latest_build TEXT NOT NULL,
+                    published BIGINT NOT NULL,
+                    created_at BIGINT NOT NULL,
+                    updated_at BIGINT NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE template_builds (
+                    id TEXT PRIMARY KEY,
+                    template TEXT NOT NULL,
+                    account_id TEXT NOT NULL REFERENCES accounts(id),
+                    status TEXT NOT NULL,
+                    error TEXT,
+                    created_at BIGINT NOT NULL,
+                    finished_at BIGINT
+                )
+                """,
+                "CREATE INDEX template_builds_template ON template_builds(template)",
+            ]
+        ),
     ]
 
     /// Applies what is missing, in one transaction. Servers (and test suites) starting at

@@ -46,7 +46,8 @@ public struct QEMUDriver: MachineDriver {
         let fm = FileManager.default
         try fm.createDirectory(atPath: options.directory, withIntermediateDirectories: true)
         let disk = options.directory + "/disk.qcow2"
-        try await createOverlay(backing: image.rootfs, backingFormat: "raw", at: disk)
+        // A template build boots from a qcow2 layer; built images are raw.
+        try await createOverlay(backing: image.rootfs, backingFormat: image.rootfs.hasSuffix(".qcow2") ? "qcow2" : "raw", at: disk)
         var memoryFile: String? = nil
         if snapshotable {
             let path = options.directory + "/memory.raw"

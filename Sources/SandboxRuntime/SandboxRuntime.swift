@@ -70,7 +70,8 @@ public actor SandboxRuntime {
         /// How long a refill waits after a create took a pooled machine, so that the
         /// new sandbox's first calls do not share the CPU with a restore.
         public var warmPoolRefillDelay: Duration = .milliseconds(300)
-        /// Commands run once in each template before its snapshot (warms the page cache).
+        /// Commands run once in a template before its snapshot (warms the page cache) when
+        /// its manifest names none (`WARMUP` in its template.env).
         public var warmUp: [String: [String]] = ["playground": ["python3 -c pass", "node -e 0"]]
 
         public init(dataDirectory: String) {
@@ -91,6 +92,8 @@ public actor SandboxRuntime {
     private let snapshots: SnapshotStore
     private let logger: Logger
     private var sandboxes: [SandboxID: Sandbox] = [:]
+    /// Template build machines (`SandboxRuntime+BuildMachines.swift`).
+    var buildMachines: [String: any MachineInstance] = [:]
     private var failures: [SandboxID: MachineExit] = [:]
     private var exitHandlers: [@Sendable (SandboxID, MachineExit) async -> Void] = []
     private let createLimiter: AsyncLimiter
@@ -118,10 +121,32 @@ public actor SandboxRuntime {
     /// Builds (or finds) the template's snapshot.
     @discardableResult
     public func prepare(template: String) async throws -> MachineSnapshot {
-        let image = try catalog.image(for: template)
-        let snapshot = try await snapshots.snapshot(for: image, warmUp: configuration.warmUp[image.template] ?? [])
+        let built = try catalog.template(named: template)
+        let snapshot = try await snapshots.snapshot(for: built.image, setup: setup(of: built))
         refillPool(snapshot)
         return snapshot
+    }
+
+    /// Takes the snapshot of a template that is not in the catalog yet (a custom template's
+    /// new version: it is published only once its snapshot exists).
+    @discardableResult
+    public func prepare(_ template: TemplateImage) async throws -> MachineSnapshot {
+        try await snapshots.snapshot(for: template.image, setup: setup(of: template))
+    }
+
+    /// What runs before a template's snapshot: its manifest's, or else the configured warm-up.
+    private func setup(of built: TemplateImage) -> TemplateSetup {
+        var setup = built.setup
+        if setup.warmUp.isEmpty { setup.warmUp = configuration.warmUp[built.image.template] ?? [] }
+        return setup
+    }
+
+    /// Whether a template's snapshot exists (`building` while this runtime takes it).
+    public func snapshotState(of template: String) async -> SnapshotState {
+        guard let built = try? catalog.template(named: template) else { return .missing }
+        let setup = setup(of: built)
+        if await snapshots.existing(for: built.image, setup: setup) != nil { return .ready }
+        return await snapshots.isBuilding(built.image, setup: setup) ? .building : .missing
     }
 
     /// Machines waiting in the warm pool for a template.
@@ -180,25 +205,26 @@ public actor SandboxRuntime {
     }
 
     public func create(_ spec: SandboxSpec) async throws -> Sandbox {
-        let image = try catalog.image(for: spec.template)
+        let built = try catalog.template(named: spec.template)
+        let image = built.image
         if !spec.coldBoot {
             // Build the snapshot outside the limiter: it may take a while and is shared.
-            let snapshot = try await snapshots.snapshot(for: image, warmUp: configuration.warmUp[image.template] ?? [])
+            let snapshot = try await snapshots.snapshot(for: image, setup: setup(of: built))
             if spec.id == nil, let entry = await pool.take(image.template) {
                 refillPool(snapshot, after: configuration.warmPoolRefillDelay)
-                return adopt(entry, spec: spec, image: image, started: ContinuousClock.now)
+                return adopt(entry, spec: spec, built: built, started: ContinuousClock.now)
             }
             refillPool(snapshot)
         }
         return try await createLimiter.run {
             do {
-                return try await self.createAdmitted(spec, image: image, agentTimeout: spec.coldBoot ? nil : .seconds(12))
+                return try await self.createAdmitted(spec, built: built, agentTimeout: spec.coldBoot ? nil : .seconds(12))
             } catch let error as OmniRunError where error.code == .timeout && !spec.coldBoot {
                 // Rarely (2 in ~300 restores under heavy load) a restored guest's agent
                 // never answers; the cause is not found yet. A restore is cheap: one more.
                 self.logger.warning(
                     "a restored machine did not answer; restoring another", metadata: ["template": "\(image.template)"])
-                return try await self.createAdmitted(spec, image: image, agentTimeout: nil)
+                return try await self.createAdmitted(spec, built: built, agentTimeout: nil)
             }
         }
     }
@@ -208,16 +234,17 @@ public actor SandboxRuntime {
     /// call reaches its agent (`admit(after:)`), which waits for it. A burst of creates
     /// therefore does not compete with the guests it wakes, and nothing of the user's
     /// runs before the identity is in place.
-    private func adopt(_ entry: WarmPool.Entry, spec: SandboxSpec, image: MachineImage, started: ContinuousClock.Instant)
+    private func adopt(_ entry: WarmPool.Entry, spec: SandboxSpec, built: TemplateImage, started: ContinuousClock.Instant)
         -> Sandbox
     {
+        let image = built.image
         let sandbox = Sandbox(id: entry.id, template: image.template, machine: entry.machine, agent: entry.agent)
         let logger = self.logger
         entry.agent.admit { [weak self] in
             do {
                 try await entry.machine.continueCPUs()
                 entry.machine.setPriority(0)
-                try await Self.initialize(entry.agent, id: entry.id, spec: spec)
+                try await Self.initialize(entry.agent, id: entry.id, spec: spec, defaults: built.defaults)
             } catch {
                 // Destroyed before it had its identity: nothing went wrong.
                 if await self?.sandbox(entry.id) != nil {
@@ -242,16 +269,20 @@ public actor SandboxRuntime {
         return sandbox
     }
 
-    private static func initialize(_ agent: GuestAgentClient, id: SandboxID, spec: SandboxSpec) async throws {
+    /// The sandbox's identity, with its template's ENV (under the caller's), USER and WORKDIR.
+    private static func initialize(
+        _ agent: GuestAgentClient, id: SandboxID, spec: SandboxSpec, defaults: TemplateDefaults
+    ) async throws {
         _ = try await agent.initialize(
             InitRequest(
-                sandboxID: id.rawValue, hostname: id.hostname, env: spec.env,
+                sandboxID: id.rawValue, hostname: id.hostname, env: defaults.env.merging(spec.env) { _, given in given },
                 unixTimeNanos: Int64(Date().timeIntervalSince1970 * 1_000_000_000), entropy: hostEntropy(),
-                defaultUser: spec.defaultUser, envFile: spec.envFileVars == nil ? nil : spec.envFilePath,
-                envFileVars: spec.envFileVars))
+                defaultUser: defaults.user ?? spec.defaultUser, envFile: spec.envFileVars == nil ? nil : spec.envFilePath,
+                envFileVars: spec.envFileVars, defaultCwd: defaults.workdir))
     }
 
-    private func createAdmitted(_ spec: SandboxSpec, image: MachineImage, agentTimeout: Duration?) async throws -> Sandbox {
+    private func createAdmitted(_ spec: SandboxSpec, built: TemplateImage, agentTimeout: Duration?) async throws -> Sandbox {
+        let image = built.image
         let id = spec.id ?? SandboxID.random()
         guard sandboxes[id] == nil else { throw OmniRunError(.alreadyExists, "sandbox \(id) exists") }
         let options = MachineOptions(name: id.rawValue, directory: configuration.dataDirectory + "/sandboxes/\(id)")
@@ -260,7 +291,7 @@ public actor SandboxRuntime {
         if spec.coldBoot {
             machine = try await driver.boot(image: image, options: options, snapshotable: false)
         } else {
-            let snapshot = try await snapshots.snapshot(for: image, warmUp: configuration.warmUp[image.template] ?? [])
+            let snapshot = try await snapshots.snapshot(for: image, setup: setup(of: built))
             machine = try await driver.restore(snapshot: snapshot, options: options)
         }
         let machineReady = ContinuousClock.now
@@ -270,7 +301,7 @@ public actor SandboxRuntime {
                 timeout: spec.coldBoot ? .seconds(120) : agentTimeout ?? configuration.agentTimeout, logger: logger,
                 giveUpIf: { await machine.state.isTerminal ? "\(await machine.state)" : nil })
             let agentReady = ContinuousClock.now
-            try await Self.initialize(agent, id: id, spec: spec)
+            try await Self.initialize(agent, id: id, spec: spec, defaults: built.defaults)
             let sandbox = Sandbox(id: id, template: image.template, machine: machine, agent: agent)
             sandboxes[id] = sandbox
             watch(sandbox)
@@ -317,6 +348,11 @@ public actor SandboxRuntime {
 
     /// Removes machine folders (and kills their VMMs) that belong to no known sandbox.
     public func removeOrphans(keeping: Set<SandboxID>) async {
+        let builds = configuration.dataDirectory + "/builds"
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: builds)) ?? [] where buildMachines[entry] == nil {
+            for pid in Self.processes(using: "\(builds)/\(entry)/agent.sock") { kill(pid, SIGKILL) }
+            try? FileManager.default.removeItem(atPath: "\(builds)/\(entry)")
+        }
         let root = configuration.dataDirectory + "/sandboxes"
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
         for entry in entries {
@@ -374,9 +410,10 @@ public actor SandboxRuntime {
         await pool.drain()
     }
 
-    /// Destroys every sandbox and every pooled machine.
+    /// Destroys every sandbox, every pooled machine and every build machine.
     public func destroyAll() async {
         await pool.drain()
         for id in Array(sandboxes.keys) { await destroy(id) }
+        await destroyBuildMachines()
     }
 }

@@ -20,21 +20,33 @@ actor SnapshotStore {
         self.logger = logger
     }
 
-    static func key(for image: MachineImage, driver: any MachineDriver) -> String {
-        stableHash(["snapshot-v1", image.key, "\(image.memoryMB)", "\(image.vcpus)", "agent-api-\(AgentAPI.version)",
-            driver.snapshotCompatibilityKey].joined(separator: "|"))
+    static func key(for image: MachineImage, setup: TemplateSetup, driver: any MachineDriver) -> String {
+        var parts = [
+            "snapshot-v1", image.key, "\(image.memoryMB)", "\(image.vcpus)", "agent-api-\(AgentAPI.version)",
+            driver.snapshotCompatibilityKey,
+        ]
+        if let service = setup.snapshotKeyPart { parts.append(service) }
+        return stableHash(parts.joined(separator: "|"))
     }
 
-    func existing(for image: MachineImage) -> MachineSnapshot? {
-        let dir = directory + "/\(image.template)-\(Self.key(for: image, driver: driver))"
-        return Self.load(dir)
+    private func folder(for image: MachineImage, setup: TemplateSetup) -> String {
+        directory + "/\(image.template)-\(Self.key(for: image, setup: setup, driver: driver))"
     }
 
-    func snapshot(for image: MachineImage, warmUp: [String]) async throws -> MachineSnapshot {
-        let dir = directory + "/\(image.template)-\(Self.key(for: image, driver: driver))"
+    func existing(for image: MachineImage, setup: TemplateSetup) -> MachineSnapshot? {
+        Self.load(folder(for: image, setup: setup))
+    }
+
+    /// Whether a snapshot is being taken by this process right now.
+    func isBuilding(_ image: MachineImage, setup: TemplateSetup) -> Bool {
+        building[folder(for: image, setup: setup)] != nil
+    }
+
+    func snapshot(for image: MachineImage, setup: TemplateSetup) async throws -> MachineSnapshot {
+        let dir = folder(for: image, setup: setup)
         if let ready = Self.load(dir) { return ready }
         if let task = building[dir] { return try await task.value }
-        let task = Task { try await self.build(image: image, into: dir, warmUp: warmUp) }
+        let task = Task { try await self.build(image: image, into: dir, setup: setup) }
         building[dir] = task
         defer { building[dir] = nil }
         return try await task.value
@@ -50,7 +62,7 @@ actor SnapshotStore {
         return snapshot
     }
 
-    private func build(image: MachineImage, into dir: String, warmUp: [String]) async throws -> MachineSnapshot {
+    private func build(image: MachineImage, into dir: String, setup: TemplateSetup) async throws -> MachineSnapshot {
         let fm = FileManager.default
         try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
         // Other processes (parallel test runs, a second server) may build the same one.
@@ -72,12 +84,18 @@ actor SnapshotStore {
                 logger: logger, giveUpIf: { await machine.state.isTerminal ? "\(await machine.state)" : nil })
             let bootTime = ContinuousClock.now - started
             // Warm the page cache with what every sandbox runs first.
-            for command in ["true"] + warmUp {
-                let result = try await agent.run(ProcessStartRequest(shell: command, user: "root", timeoutMillis: 120_000))
+            for command in ["true"] + setup.warmUp {
+                let result = try await agent.run(ProcessStartRequest(shell: command, user: "root", timeoutMillis: 300_000))
                 if result.exitCode != 0 {
-                    logger.warning("template warm-up command failed", metadata: ["command": "\(command)", "exit": "\(result.exitCode)"])
+                    logger.warning(
+                        "template warm-up command failed",
+                        metadata: [
+                            "template": "\(image.template)", "command": "\(command)", "exit": "\(result.exitCode)",
+                            "stderr": "\(result.stderrText.suffix(500))",
+                        ])
                 }
             }
+            try await ServiceStarter(agent: agent, template: image.template, logger: logger).start(setup)
             try await agent.prepareSnapshot()
             await agent.close()
             // Wait until the agent has seen the host leave and is parked (it says so on
@@ -104,6 +122,11 @@ actor SnapshotStore {
             let console = await machine.consoleTail(maxBytes: 2000)
             await machine.destroy()
             try? fm.removeItem(atPath: dir)
+            // A template's own failure (its start command, a ready check that never
+            // passes) keeps its code and message; the console is for the rest.
+            if let error = error as? OmniRunError, error.message.hasPrefix("template \(image.template):") {
+                throw error
+            }
             throw OmniRunError(
                 .machineFailed, "building the \(image.template) snapshot failed: \(error)\n--- console ---\n\(console)")
         }

@@ -55,6 +55,27 @@ public struct HTTPTestClient: Sendable {
         return Reply(status: http.statusCode, headers: fields, body: data)
     }
 
+    /// A `multipart/form-data` POST: text fields and files (name, file name, bytes).
+    public func multipart(
+        _ path: String, fields: [(String, String)], files: [(name: String, filename: String, data: Data)] = [],
+        timeout: TimeInterval = 120
+    ) async throws -> Reply {
+        let boundary = "omnirun-test-\(UUID().uuidString)"
+        var body = Data()
+        for (name, value) in fields {
+            body += Data("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(name)\"\r\n\r\n\(value)\r\n".utf8)
+        }
+        for file in files {
+            body += Data(
+                "--\(boundary)\r\nContent-Disposition: form-data; name=\"\(file.name)\"; filename=\"\(file.filename)\"\r\nContent-Type: application/octet-stream\r\n\r\n".utf8)
+            body += file.data
+            body += Data("\r\n".utf8)
+        }
+        body += Data("--\(boundary)--\r\n".utf8)
+        return try await request(
+            "POST", path, body: body, contentType: "multipart/form-data; boundary=\(boundary)", timeout: timeout)
+    }
+
     public func get(_ path: String) async throws -> Reply { try await request("GET", path) }
     public func post(_ path: String, _ json: Any? = nil) async throws -> Reply { try await request("POST", path, json: json ?? [:]) }
     public func delete(_ path: String) async throws -> Reply { try await request("DELETE", path) }

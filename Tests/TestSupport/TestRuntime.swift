@@ -70,3 +70,41 @@ public func hostProcesses(matching needle: String) -> [Int32] {
         return String(decoding: data, as: UTF8.self).contains(needle)
     }
 }
+
+/// Which built-in templates' tests run. Heavy templates are built only on request
+/// (`make templates`), so by default a template's test runs when its image is built;
+/// `OMNIRUN_TEST_TEMPLATES=all` (or a comma-separated list) makes the tests of those
+/// templates run and fail if the image is missing.
+public enum TemplateTestGate {
+    public static var requested: Set<String> {
+        let value = ProcessInfo.processInfo.environment["OMNIRUN_TEST_TEMPLATES"] ?? ""
+        return Set(value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+    }
+
+    public static func isRequested(_ template: String) -> Bool {
+        requested.contains("all") || requested.contains(template)
+    }
+
+    public static func isBuilt(_ template: String) -> Bool {
+        ImageCatalog(cacheDirectory: ImageCatalog.defaultCacheDirectory).isBuilt(template)
+    }
+
+    /// For `.enabled(if:)`: the template's image is built, or its test was asked for.
+    public static func shouldTest(_ template: String) -> Bool {
+        isRequested(template) || isBuilt(template)
+    }
+
+    /// A sandbox of the template for the duration of `body`, with a clear failure when
+    /// the image is missing.
+    public static func withSandbox<T: Sendable>(_ template: String, _ body: (Sandbox) async throws -> T) async throws -> T {
+        guard isBuilt(template) else {
+            throw TestSetupError("template \(template) is not built: run `make image TEMPLATE=\(template)` (or `make templates`)")
+        }
+        return try await TestRuntime.withSandbox(SandboxSpec(template: template)) { sandbox in
+            // Compilers keep a template's machine busy for a while: let the suite's other
+            // machines (tests with tight timing) have the CPU first.
+            sandbox.machine.setPriority(10)
+            return try await body(sandbox)
+        }
+    }
+}

@@ -124,7 +124,9 @@ public final class TestServer: @unchecked Sendable {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
-        for pid in hostProcesses(matching: dataDirectory + "/sandboxes/") { kill(pid, SIGKILL) }
+        for pid in hostProcesses(matching: dataDirectory + "/sandboxes/") + hostProcesses(matching: dataDirectory + "/builds/") {
+            kill(pid, SIGKILL)
+        }
         try? await Task.sleep(for: .milliseconds(300))
         try? FileManager.default.removeItem(atPath: dataDirectory)
     }

@@ -14,6 +14,7 @@ actor SandboxIdentity {
         var defaultUser: String
         var env: [String: String]
         var envFileVars: [String: String]
+        var defaultCwd: String? = nil
     }
 
     private var settings = Settings(sandboxID: nil, defaultUser: "user", env: [:], envFileVars: [:])
@@ -55,6 +56,7 @@ actor SandboxIdentity {
         settings.defaultUser = request.defaultUser
         settings.env = request.env
         settings.envFileVars = request.envFileVars ?? [:]
+        settings.defaultCwd = request.defaultCwd
         if let path = request.envFile, let vars = request.envFileVars {
             try writeEnvFile(path: path, vars: vars, owner: request.defaultUser)
         }

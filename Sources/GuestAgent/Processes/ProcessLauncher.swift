@@ -35,14 +35,14 @@ struct ProcessLauncher: Sendable {
         var env: [String: String] = [
             "PATH": "\(user.home)/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "HOME": user.home, "USER": user.name, "LOGNAME": user.name, "SHELL": user.shell,
-            "LANG": "C.UTF-8", "PWD": request.cwd ?? user.home,
+            "LANG": "C.UTF-8",
         ]
         if let id = settings.sandboxID { env["OMNIRUN_SANDBOX_ID"] = id }
         for (key, value) in settings.env { env[key] = value }
         for (key, value) in settings.envFileVars { env[key] = value }
         if request.pty != nil { env["TERM"] = "xterm-256color" }
         for (key, value) in request.env { env[key] = value }
-        let cwd = request.cwd ?? user.home
+        let cwd = request.cwd ?? settings.defaultCwd ?? user.home
         env["PWD"] = cwd
 
         let executable = try resolveExecutable(argv[0], path: env["PATH"] ?? "/usr/bin:/bin")

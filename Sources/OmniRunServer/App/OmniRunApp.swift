@@ -8,6 +8,7 @@ import OmniRunError
 import OmniRunStore
 import SandboxRuntime
 import ServiceLifecycle
+import TemplateBuilder
 
 /// Builds the control plane: store, services, routes.
 public enum OmniRunApp {
@@ -70,6 +71,9 @@ public enum OmniRunApp {
             .register(on: router)
         VaultController(vault: vault).register(on: router)
         LLMController(proxy: proxy).register(on: router)
+        let templates = try await makeTemplateService(runtime: runtime, database: database, logger: logger)
+        await service.setTemplateAccess { name, account in try await templates.checkAccess(name, account: account) }
+        TemplateController(service: templates, configuration: configuration).register(on: router)
         // Sandboxes reach the LLM proxy through their host gateway, answered by this router.
         await gateway.setResponder(router.buildResponder())
         await service.recover()
@@ -84,6 +88,32 @@ public enum OmniRunApp {
             ReaperService(service: service, interval: configuration.reaperInterval),
             OutboundService(upstreams: upstreams, gateway: gateway))
         return (app, bootstrap)
+    }
+
+    /// Templates: the built-in catalogue and users' templates. Custom templates live under
+    /// `<data>/templates` (manifests, flattened images, build logs, uploads); build layers in
+    /// `<cache>/template-layers`, shared by the servers of this machine (keys are per account).
+    static func makeTemplateService(runtime: SandboxRuntime, database: any SQLDatabase, logger: Logger) async throws
+        -> TemplateService
+    {
+        let data = runtime.configuration.dataDirectory + "/templates"
+        let builder = TemplateBuilder(
+            runtime: runtime,
+            configuration: .init(layerDirectory: runtime.catalog.cacheDirectory + "/template-layers", templateDirectory: data),
+            logger: logger)
+        if !runtime.catalog.extraManifestDirectories.contains(builder.configuration.manifestDirectory) {
+            logger.warning(
+                "the image catalog does not read custom template manifests; custom templates cannot be used",
+                metadata: ["directory": "\(builder.configuration.manifestDirectory)"])
+        }
+        let repository = TemplateRepository(database: database)
+        try await repository.failInterrupted(at: nowMillis())
+        let builds = TemplateBuilds(
+            repository: repository, builder: builder, runtime: runtime, builtIns: BuiltInTemplates.locate(),
+            directory: data, logger: logger)
+        return TemplateService(
+            runtime: runtime, builtIns: BuiltInTemplates.locate(), repository: repository, builds: builds,
+            uploadDirectory: data + "/uploads", logger: logger)
     }
 
     /// The first start creates the owner account and its key (shown once, kept in

@@ -40,6 +40,8 @@ public struct ServerConfiguration: Sendable {
     /// `OMNIRUN_MASTER_KEY_FILE`: the key that wraps every vault's data key (default `<data>/master.key`).
     public var masterKeyPath: String?
     public var signIn = SignInSettings()
+    /// Largest build context (the tar of `POST /templates`).
+    public var maxBuildContext: Int = 512 << 20
 
     public init(dataDirectory: String) {
         self.dataDirectory = dataDirectory

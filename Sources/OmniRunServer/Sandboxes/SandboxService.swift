@@ -33,6 +33,8 @@ actor SandboxService {
     /// Last activity per sandbox, flushed to the store now and then.
     private var activity: [SandboxID: Int64] = [:]
     private var recordCache: [SandboxID: SandboxRecord] = [:]
+    /// Refuses templates the account may not use (another account's custom template).
+    private var templateAccess: (@Sendable (String, AccountRecord) async throws -> Void)?
 
     init(
         runtime: SandboxRuntime, repository: SandboxRepository, accounts: AccountRepository, gateway: SandboxGateway,
@@ -46,9 +48,14 @@ actor SandboxService {
         self.logger = logger
     }
 
+    func setTemplateAccess(_ check: @escaping @Sendable (String, AccountRecord) async throws -> Void) {
+        templateAccess = check
+    }
+
     // MARK: create, find, list, kill
 
     func create(_ request: CreateSandboxRequest, account: AccountRecord) async throws -> SandboxRecord {
+        try await templateAccess?(request.template, account)
         let image = try runtime.catalog.image(for: request.template)
         // Admission: the account's limit and the node's, counting creates in flight.
         let running = try await repository.countRunning(accountID: account.id)

@@ -31,6 +31,13 @@ enum OpenAPIDocument {
             ]),
         Route(method: "get", path: "/sandboxes", summary: "List running sandboxes", query: ["limit", "next_token", "state", "metadata"]),
         Route(method: "get", path: "/sandboxes/history", summary: "Past sandboxes", query: ["limit", "before"]),
+        Route(method: "get", path: "/templates", summary: "Templates with their resources and build state"),
+        Route(method: "post", path: "/templates", summary: "Build a template (multipart: dockerfile, settings JSON, context tar)"),
+        Route(method: "get", path: "/templates/{name}", summary: "One template"),
+        Route(method: "delete", path: "/templates/{name}", summary: "Delete one of your templates"),
+        Route(
+            method: "get", path: "/templates/{name}/builds/{build}",
+            summary: "A build: JSON with its log, or its log as server-sent events (Accept: text/event-stream)"),
         Route(method: "get", path: "/sandboxes/{id}", summary: "Sandbox info"),
         Route(method: "delete", path: "/sandboxes/{id}", summary: "Kill a sandbox"),
         Route(
@@ -109,7 +116,7 @@ enum OpenAPIDocument {
         var paths: [String: [String: Any]] = [:]
         for route in routes {
             var parameters: [[String: Any]] = []
-            for name in ["id", "pid", "ctx", "exp", "tokenID", "key"] where route.path.contains("{\(name)}") {
+            for name in ["id", "pid", "ctx", "exp", "tokenID", "key", "name", "build"] where route.path.contains("{\(name)}") {
                 parameters.append(["name": name, "in": "path", "required": true, "schema": ["type": "string"]])
             }
             for name in route.query {
