@@ -179,7 +179,7 @@ let package = Package(
         .testTarget(
             name: "TemplateBuilderTests", dependencies: ["TemplateBuilder", "OmniRunError"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "SandboxRuntimeTests", dependencies: ["SandboxRuntime", "OmniRunCore", "OmniRunError"],
+            name: "SandboxRuntimeTests", dependencies: ["SandboxRuntime", "AgentClient", "OmniRunCore", "OmniRunError"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "StoreTests", dependencies: ["OmniRunStore", "OmniRunError"], swiftSettings: swiftSettings),

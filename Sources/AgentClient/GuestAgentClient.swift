@@ -37,9 +37,19 @@ public final class GuestAgentClient: Sendable {
     public static func connect(
         socketPath: String, name: String, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         timeout: Duration = .seconds(10), logger: Logger = Logger(label: "omnirun.agent-client"),
+        starvedFor: (@Sendable () async -> Duration)? = nil,
         giveUpIf: @escaping @Sendable () async -> String? = { nil }
     ) async throws -> GuestAgentClient {
-        let deadline = ContinuousClock.now + timeout
+        // `timeout` counts the guest's own chances to run: time the machine spent
+        // waiting for a host CPU (`starvedFor`) is added, up to four times `timeout`.
+        // On an overloaded host a restore can take many seconds of wall clock without
+        // anything being wrong with the guest.
+        let started = ContinuousClock.now
+        var deadline = started + timeout
+        func extend() async {
+            guard let starvedFor else { return }
+            deadline = started + timeout + min(await starvedFor(), timeout * 3)
+        }
         var lastError: (any Error)? = nil
         while ContinuousClock.now < deadline {
             if let reason = await giveUpIf() {
@@ -59,15 +69,22 @@ public final class GuestAgentClient: Sendable {
             // late, and dropping the connection only makes it start over. But not for
             // ever: a guest that missed the port's open event (the host connected while
             // a restore was loading the device state) only hears of a new connection.
+            // An attempt spent mostly waiting for a host CPU gave the guest no real
+            // chance and does not count: on an overloaded host, dropping connections
+            // the guest is still setting up made it start over again and again.
             var attempts = 0
             while ContinuousClock.now < deadline, connection.isActive, attempts < 3 {
-                attempts += 1
                 let remaining = deadline - ContinuousClock.now
+                let attemptTimeout = min(max(remaining, .milliseconds(50)), .seconds(3))
+                let starvedAtStart = await starvedFor?() ?? .zero
                 do {
-                    _ = try await client.health(timeout: min(max(remaining, .milliseconds(50)), .seconds(3)))
+                    _ = try await client.health(timeout: attemptTimeout)
                     return client
                 } catch {
                     lastError = error
+                    let starved = (await starvedFor?() ?? .zero) - starvedAtStart
+                    if starved < attemptTimeout / 2 { attempts += 1 }
+                    await extend()
                     if let reason = await giveUpIf() {
                         await connection.close()
                         throw OmniRunError(.machineFailed, "\(name) stopped before its agent answered: \(reason)")
@@ -76,9 +93,10 @@ public final class GuestAgentClient: Sendable {
             }
             await connection.close()
             try await Task.sleep(for: .milliseconds(50))
+            await extend()
         }
         throw OmniRunError(
-            .timeout, "the agent of \(name) did not answer within \(timeout)",
+            .timeout, "the agent of \(name) did not answer within \(deadline - started)",
             cause: lastError.map { OmniRunError(.unavailable, "\($0)") })
     }
 

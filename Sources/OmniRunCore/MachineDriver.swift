@@ -107,4 +107,16 @@ public protocol MachineInstance: AnyObject, Sendable {
     func stopCPUs() async throws
     /// Lets frozen CPUs run again.
     func continueCPUs() async throws
+    /// What the VMM says about a machine that stopped answering (run state, CPU
+    /// registers), for error reports; empty when it cannot say.
+    func diagnostics() async -> String
+
+    /// How long the machine's busiest thread has waited for a host CPU since it
+    /// started: an overloaded host's doing, not the guest's.
+    func starvation() -> Duration
+}
+
+extension MachineInstance {
+    public func diagnostics() async -> String { "" }
+    public func starvation() -> Duration { .zero }
 }

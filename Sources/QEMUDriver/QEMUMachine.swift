@@ -257,6 +257,40 @@ extension QEMUMachine {
         try await qmp().execute("stop")
     }
 
+    /// The longest run-queue wait of any of QEMU's threads (`/proc/PID/task/*/schedstat`,
+    /// second field, in nanoseconds). The vCPU thread is what matters; taking the
+    /// maximum never adds up waits of threads that waited at the same time.
+    public func starvation() -> Duration {
+        let tasks = "/proc/\(processID)/task"
+        guard let threads = try? FileManager.default.contentsOfDirectory(atPath: tasks) else { return .zero }
+        var longest: Int64 = 0
+        for thread in threads {
+            guard let text = try? String(contentsOfFile: "\(tasks)/\(thread)/schedstat", encoding: .utf8) else { continue }
+            let fields = text.split(separator: " ")
+            if fields.count >= 2, let waited = Int64(fields[1].trimmingCharacters(in: .whitespacesAndNewlines)) {
+                longest = max(longest, waited)
+            }
+        }
+        return .nanoseconds(longest)
+    }
+
+    /// The run state, and the first lines of each vCPU's registers (`RIP`, `HLT=`):
+    /// enough to tell a guest halted waiting for an interrupt from one spinning.
+    public func diagnostics() async -> String {
+        guard let qmp = try? await qmp() else { return "QMP unreachable" }
+        var lines: [String] = []
+        if let status = try? await qmp.execute("query-status") { lines.append(String(decoding: status, as: UTF8.self)) }
+        for command in ["info registers -a", "info lapic"] {
+            let arguments = #"{"command-line":"\#(command)"}"#
+            if let reply = try? await qmp.execute("human-monitor-command", arguments: arguments) {
+                let text = String(decoding: reply, as: UTF8.self)
+                    .replacingOccurrences(of: "\\r\\n", with: "\n").replacingOccurrences(of: "\\n", with: "\n")
+                lines.append(command + ":\n" + text.split(separator: "\n").prefix(24).joined(separator: "\n"))
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
     public func continueCPUs() async throws {
         try await qmp().execute("cont")
     }

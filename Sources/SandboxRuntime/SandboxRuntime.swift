@@ -188,8 +188,10 @@ public actor SandboxRuntime {
                     // Waiting machines yield the CPU to sandboxes in use.
                     machine.setPriority(10)
                     do {
+                        let starvedBefore = machine.starvation()
                         let agent = try await GuestAgentClient.connect(
                             socketPath: machine.agentSocketPath, name: "sandbox \(id)", timeout: timeout, logger: logger,
+                            starvedFor: { machine.starvation() - starvedBefore },
                             giveUpIf: { await machine.state.isTerminal ? "\(await machine.state)" : nil })
                         try await WarmPool.exercise(agent)
                         // Waiting machines use no CPU at all.
@@ -296,9 +298,11 @@ public actor SandboxRuntime {
         }
         let machineReady = ContinuousClock.now
         do {
+            let starvedBefore = machine.starvation()
             let agent = try await GuestAgentClient.connect(
                 socketPath: machine.agentSocketPath, name: "sandbox \(id)",
                 timeout: spec.coldBoot ? .seconds(120) : agentTimeout ?? configuration.agentTimeout, logger: logger,
+                starvedFor: { machine.starvation() - starvedBefore },
                 giveUpIf: { await machine.state.isTerminal ? "\(await machine.state)" : nil })
             let agentReady = ContinuousClock.now
             try await Self.initialize(agent, id: id, spec: spec, defaults: built.defaults)
@@ -314,8 +318,10 @@ public actor SandboxRuntime {
             return sandbox
         } catch {
             let console = await machine.consoleTail(maxBytes: 6000)
+            let diagnostics = await machine.diagnostics()
             await machine.destroy()
-            logger.error("sandbox failed to start", metadata: ["sandbox": "\(id)", "error": "\(error)"])
+            logger.error(
+                "sandbox failed to start", metadata: ["sandbox": "\(id)", "error": "\(error)", "machine": "\(diagnostics)"])
             if let error = error as? OmniRunError, error.code == .timeout {
                 throw OmniRunError(.timeout, "sandbox \(id) did not come up: \(error.message)\n--- console ---\n\(console)")
             }
