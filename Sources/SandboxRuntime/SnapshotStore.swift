@@ -81,7 +81,7 @@ actor SnapshotStore {
         do {
             let agent = try await GuestAgentClient.connect(
                 socketPath: machine.agentSocketPath, name: "template \(image.template)", timeout: .seconds(120),
-                logger: logger, giveUpIf: { await machine.state.isTerminal ? "\(await machine.state)" : nil })
+                logger: logger, starvedFor: { machine.starvation() }, giveUpIf: { await machine.state.isTerminal ? "\(await machine.state)" : nil })
             let bootTime = ContinuousClock.now - started
             // Warm the page cache with what every sandbox runs first.
             for command in ["true"] + setup.warmUp {

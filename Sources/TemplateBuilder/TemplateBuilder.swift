@@ -193,7 +193,7 @@ public actor TemplateBuilder {
         do {
             let agent = try await GuestAgentClient.connect(
                 socketPath: machine.agentSocketPath, name: "template build \(request.settings.name)", timeout: .seconds(120),
-                logger: logger, giveUpIf: { await machine.state.isTerminal ? "\(await machine.state)" : nil })
+                logger: logger, starvedFor: { machine.starvation() }, giveUpIf: { await machine.state.isTerminal ? "\(await machine.state)" : nil })
             defer { Task { await agent.close() } }
             try await execute(step, agent: agent, contextPath: request.contextPath, log: log)
             try await agent.prepareSnapshot()  // sync: the disk holds everything the step wrote
