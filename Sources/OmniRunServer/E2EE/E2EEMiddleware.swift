@@ -104,11 +104,11 @@ struct E2EEMiddleware: RouterMiddleware {
         guard object.count == 1 else {
             throw OmniRunError(.invalidArgument, "an e2ee request body holds only \"_encrypted\" (no plaintext fields beside it)")
         }
-        do {
-            return try JSONDecoder().decode(Wrapper.self, from: data)._encrypted
-        } catch let error as DecodingError {
-            throw OmniRunError(.invalidArgument, "malformed e2ee envelope: \(APIError.describe(error))")
+        guard let envelope = try? JSONDecoder().decode(Wrapper.self, from: data)._encrypted else {
+            throw OmniRunError(
+                .invalidArgument, "malformed e2ee envelope: \"_encrypted\" must be {alg, nonce, ciphertext, aad?}, all strings")
         }
+        return envelope
     }
 
     /// Seals a 2xx JSON answer; anything else passes as it is.
