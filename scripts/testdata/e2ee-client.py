@@ -123,6 +123,9 @@ def create(client, template, e2ee=True):
     if e2ee:
         body.update({"e2ee": True, "clientPublicKey": spki(private_key.public_key())})
     status, _, answer = client.json("POST", "/sandboxes", body)
+    if status in (500, 502, 503, 504):
+        # As the SDK does: one immediate retry of a 5xx (a busy machine may miss a restore).
+        status, _, answer = client.json("POST", "/sandboxes", body)
     if status != 201:
         raise SystemExit(json.dumps({"ok": False, "step": "create", "status": status, "body": answer}))
     return private_key, answer
