@@ -5,6 +5,7 @@
 #   postgres_stop DIR
 #   schemathesis_install -> the schemathesis CLI from PyPI (only if missing)
 #   openai_install       -> the official `openai` Python package from PyPI (the LLM proxy tests' client)
+#   cryptography_install -> Python's `cryptography` from PyPI (the e2ee tests' independent client)
 # Source this file; the functions install Debian's postgresql if it is missing.
 
 postgres_bin() {
@@ -42,6 +43,14 @@ openai_install() {
     echo "[test] installing openai (PyPI)"
     python3 -m pip install -q openai >/dev/null 2>&1 \
       || python3 -m pip install -q --break-system-packages openai >/dev/null
+  fi
+}
+
+cryptography_install() {
+  if ! python3 -c 'from cryptography.hazmat.primitives.ciphers.aead import AESGCM' >/dev/null 2>&1; then
+    echo "[test] installing cryptography (PyPI)"
+    python3 -m pip install -q cryptography >/dev/null 2>&1 \
+      || python3 -m pip install -q --break-system-packages cryptography >/dev/null
   fi
 }
 

@@ -19,6 +19,7 @@ pgdir="/tmp/omnirun-test-postgres-$$"
 trap 'postgres_stop "$pgdir"' EXIT
 postgres_start "$pgdir"
 openai_install
+cryptography_install
 echo "[test] running (real QEMU microVMs, a real PostgreSQL; parallel)"
 status=0
 swift test --skip-build --skip 'TemplateTests\.' 2>&1 | tee .build/test-output.log || status=$?

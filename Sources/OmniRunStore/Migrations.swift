@@ -145,6 +145,20 @@ public enum Migrations {
                 "CREATE INDEX template_builds_template ON template_builds(template)",
             ]
         ),
+        (
+            4,
+            [
+                // End-to-end encrypted transport: each e2ee sandbox's channel key, sealed under
+                // a key derived from the server's master key (never stored in the clear).
+                """
+                CREATE TABLE sandbox_e2ee_keys (
+                    sandbox_id TEXT PRIMARY KEY,
+                    sealed_key TEXT NOT NULL,
+                    created_at BIGINT NOT NULL
+                )
+                """
+            ]
+        ),
     ]
 
     /// Applies what is missing, in one transaction. Servers (and test suites) starting at

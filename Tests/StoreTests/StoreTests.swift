@@ -122,3 +122,20 @@ struct AccountStoreTests {
         #expect(try await accounts.find(id: account.id)?.spendMicrocents == 50 * 123_457)
     }
 }
+
+@Suite("Store: e2ee keys")
+struct E2EEKeyStoreTests {
+    @Test(arguments: StoreBackends.urls)
+    func sealedKeysAreStoredListedAndDeleted(url: String) async throws {
+        let database = try await Store.open(url: url, logger: Logger(label: "test"))
+        defer { Task { await database.close() } }
+        let keys = E2EEKeyRepository(database: database)
+        let id = "sb_e2ee\(UUID().uuidString.prefix(8).lowercased())"
+        try await keys.insert(sandboxID: id, sealedKey: "v1:c2VhbGVk", at: 7)
+        // One key per sandbox.
+        await #expect(throws: OmniRunError.self) { try await keys.insert(sandboxID: id, sealedKey: "v1:b3RoZXI=", at: 8) }
+        #expect(try await keys.all().contains { $0.sandboxID == id && $0.sealedKey == "v1:c2VhbGVk" })
+        try await keys.delete(sandboxID: id)
+        #expect(try await !keys.all().contains { $0.sandboxID == id })
+    }
+}

@@ -57,13 +57,17 @@ public enum OmniRunApp {
             runtime: runtime, repository: SandboxRepository(database: database), accounts: accounts, gateway: gateway,
             configuration: configuration, logger: logger)
         await runtime.onUnexpectedExit { id, exit in await service.machineStopped(id, exit: exit) }
+        // End-to-end encrypted transport: channel keys sealed under the master key.
+        let e2ee = E2EESessions(repository: E2EEKeyRepository(database: database), masterKey: masterKey, logger: logger)
+        await service.onEnded { id in await e2ee.remove(id) }
 
         let router = Router(context: AppRequestContext.self)
         router.add(middleware: ErrorMiddleware())
         router.add(middleware: AuthMiddleware(accounts: accounts, signer: signer))
         router.add(middleware: OwnershipMiddleware(service: service))
+        router.add(middleware: E2EEMiddleware(sessions: e2ee, maxJSONBody: configuration.maxJSONBody))
         StatusController(service: service, configuration: configuration).register(on: router)
-        SandboxController(service: service, vault: vault, configuration: configuration).register(on: router)
+        SandboxController(service: service, vault: vault, e2ee: e2ee, configuration: configuration).register(on: router)
         CommandController(service: service, configuration: configuration).register(on: router)
         FileController(service: service, signer: signer, configuration: configuration).register(on: router)
         PTYController(service: service, sessions: PTYSessions(), configuration: configuration).register(on: router)
@@ -77,6 +81,7 @@ public enum OmniRunApp {
         // Sandboxes reach the LLM proxy through their host gateway, answered by this router.
         await gateway.setResponder(router.buildResponder())
         await service.recover()
+        try await e2ee.load(running: Set(try await SandboxRepository(database: database).running().map(\.id)))
 
         var app = Application(
             router: router,

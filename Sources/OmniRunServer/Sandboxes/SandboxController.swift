@@ -8,6 +8,7 @@ import OmniRunStore
 struct SandboxController {
     let service: SandboxService
     let vault: VaultService
+    let e2ee: E2EESessions
     let configuration: ServerConfiguration
 
     struct CreateBody: Decodable {
@@ -76,8 +77,15 @@ struct SandboxController {
         if body.secure == true || body.maskRequestHost != nil {
             throw OmniRunError(.notImplemented, "secure mode is not available on this server yet")
         }
-        if body.e2ee == true || body.clientPublicKey != nil {
-            throw OmniRunError(.notImplemented, "end-to-end encryption is not available on this server yet")
+        // E2EE (§12): the handshake before the sandbox exists, so a bad key costs nothing.
+        var handshake: (channel: E2EEChannel, serverPublicKey: String)? = nil
+        if body.e2ee == true {
+            guard let clientKey = body.clientPublicKey, !clientKey.isEmpty else {
+                throw OmniRunError(.invalidArgument, "e2ee: true needs clientPublicKey (base64 DER SPKI of an ECDH P-256 key)")
+            }
+            handshake = try E2EEChannel.accept(clientPublicKey: clientKey)
+        } else if body.clientPublicKey != nil {
+            throw OmniRunError(.invalidArgument, "clientPublicKey is only used with e2ee: true")
         }
         if body.autoPause == true { throw OmniRunError(.notImplemented, "auto-pause is not available on this server yet") }
         let timeout = body.timeout ?? 300
@@ -100,7 +108,18 @@ struct SandboxController {
                 template: template, timeoutSeconds: timeout, env: env, metadata: metadata, vaultInject: body.vaultInject == true,
                 memoryMB: body.memoryMB, vaultVariables: vaultVariables),
             account: account)
-        return JSON.response(SandboxInfo(record), status: .created)
+        var info = SandboxInfo(record)
+        if let handshake {
+            do {
+                try await e2ee.register(record.id, channel: handshake.channel)
+            } catch {
+                // Never leave an e2ee sandbox running that has no key (it would be unreachable).
+                try? await service.kill(record.id, account: account)
+                throw OmniRunError(.unavailable, "the sandbox's e2ee key could not be stored; retry the create")
+            }
+            info.serverPublicKey = handshake.serverPublicKey
+        }
+        return JSON.response(info, status: .created)
     }
 
     static func isEnvName(_ name: String) -> Bool {

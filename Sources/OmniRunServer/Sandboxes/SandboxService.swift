@@ -35,6 +35,7 @@ actor SandboxService {
     private var recordCache: [SandboxID: SandboxRecord] = [:]
     /// Refuses templates the account may not use (another account's custom template).
     private var templateAccess: (@Sendable (String, AccountRecord) async throws -> Void)?
+    private var endedHandlers: [@Sendable (String) async -> Void] = []
 
     init(
         runtime: SandboxRuntime, repository: SandboxRepository, accounts: AccountRepository, gateway: SandboxGateway,
@@ -50,6 +51,11 @@ actor SandboxService {
 
     func setTemplateAccess(_ check: @escaping @Sendable (String, AccountRecord) async throws -> Void) {
         templateAccess = check
+    }
+
+    /// Called with a sandbox's id once it has ended (killed, timed out, idle, died).
+    func onEnded(_ handler: @escaping @Sendable (String) async -> Void) {
+        endedHandlers.append(handler)
     }
 
     // MARK: create, find, list, kill
@@ -176,6 +182,7 @@ actor SandboxService {
         activity[sandboxID] = nil
         await gateway.stop(sandboxID)
         await runtime.destroy(sandboxID)
+        for handler in endedHandlers { await handler(record.id) }
         logger.info("sandbox ended", metadata: ["sandbox": "\(record.id)", "reason": "\(reason)"])
     }
 
@@ -185,6 +192,7 @@ actor SandboxService {
         recordCache[id] = nil
         activity[id] = nil
         try? await repository.markEnded(id: id.rawValue, reason: "failed: \(exit)", at: nowMillis())
+        for handler in endedHandlers { await handler(id.rawValue) }
     }
 
     func runningCount() async -> Int { await runtime.running.count }

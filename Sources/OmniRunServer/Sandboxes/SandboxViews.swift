@@ -11,6 +11,8 @@ struct SandboxInfo: Encodable {
     var cpuCount: Int
     var memoryMB: Int
     var name: String?
+    /// Only in the answer to an e2ee create (§12): the server's P-256 key, base64 DER SPKI.
+    var serverPublicKey: String?
 
     init(_ record: SandboxRecord) {
         sandboxID = record.id

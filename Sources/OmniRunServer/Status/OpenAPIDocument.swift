@@ -27,6 +27,8 @@ enum OpenAPIDocument {
                 "properties": [
                     "template": ["type": "string"], "timeout": ["type": "integer", "minimum": 0, "maximum": 2_592_000],
                     "envVars": stringMap, "metadata": stringMap, "memoryMB": ["type": "integer"],
+                    // §12: with e2ee, later bodies and JSON answers travel as {"_encrypted": envelope}.
+                    "e2ee": ["type": "boolean"], "clientPublicKey": ["type": "string"],
                 ],
             ]),
         Route(method: "get", path: "/sandboxes", summary: "List running sandboxes", query: ["limit", "next_token", "state", "metadata"]),
