@@ -35,6 +35,8 @@ actor SandboxService {
     private var recordCache: [SandboxID: SandboxRecord] = [:]
     /// Refuses templates the account may not use (another account's custom template).
     private var templateAccess: (@Sendable (String, AccountRecord) async throws -> Void)?
+    /// Told when a sandbox ends, whatever the cause (its exposures stop).
+    private var endObservers: [@Sendable (SandboxID) async -> Void] = []
 
     init(
         runtime: SandboxRuntime, repository: SandboxRepository, accounts: AccountRepository, gateway: SandboxGateway,
@@ -46,6 +48,10 @@ actor SandboxService {
         self.gateway = gateway
         self.configuration = configuration
         self.logger = logger
+    }
+
+    func onEnded(_ observer: @escaping @Sendable (SandboxID) async -> Void) {
+        endObservers.append(observer)
     }
 
     func setTemplateAccess(_ check: @escaping @Sendable (String, AccountRecord) async throws -> Void) {
@@ -123,6 +129,14 @@ actor SandboxService {
         return record
     }
 
+    /// A sandbox of this account, running or ended (what an ended one left can be read).
+    func anyRecord(_ id: String, account: AccountRecord) async throws -> SandboxRecord {
+        guard SandboxID(id) != nil, let stored = try await repository.find(id: id), stored.accountID == account.id else {
+            throw notFound(id)
+        }
+        return stored
+    }
+
     /// The live sandbox behind a record; touching it counts as activity.
     func sandbox(_ id: String, account: AccountRecord?) async throws -> Sandbox {
         let record = try await record(id, account: account)
@@ -176,6 +190,7 @@ actor SandboxService {
         activity[sandboxID] = nil
         await gateway.stop(sandboxID)
         await runtime.destroy(sandboxID)
+        for observer in endObservers { await observer(sandboxID) }
         logger.info("sandbox ended", metadata: ["sandbox": "\(record.id)", "reason": "\(reason)"])
     }
 
@@ -185,6 +200,7 @@ actor SandboxService {
         recordCache[id] = nil
         activity[id] = nil
         try? await repository.markEnded(id: id.rawValue, reason: "failed: \(exit)", at: nowMillis())
+        for observer in endObservers { await observer(id) }
     }
 
     func runningCount() async -> Int { await runtime.running.count }

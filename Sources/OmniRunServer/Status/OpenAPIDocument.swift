@@ -27,6 +27,7 @@ enum OpenAPIDocument {
                 "properties": [
                     "template": ["type": "string"], "timeout": ["type": "integer", "minimum": 0, "maximum": 2_592_000],
                     "envVars": stringMap, "metadata": stringMap, "memoryMB": ["type": "integer"],
+                    "secure": ["type": "boolean"], "maskRequestHost": ["type": "string"],
                 ],
             ]),
         Route(method: "get", path: "/sandboxes", summary: "List running sandboxes", query: ["limit", "next_token", "state", "metadata"]),
@@ -110,7 +111,7 @@ enum OpenAPIDocument {
             path: path.replacingOccurrences(of: ":id", with: "{id}").replacingOccurrences(of: ":ctx", with: "{ctx}")
                 .replacingOccurrences(of: ":exp", with: "{exp}"),
             summary: "\(feature) (501 until available)")
-    } + accountRoutes
+    } + accountRoutes + networkingRoutes
 
     static let json: [UInt8] = {
         var paths: [String: [String: Any]] = [:]
