@@ -38,8 +38,8 @@ extension OmniRun {
         @Option(name: .customLong("file-mib"), help: "MiB uploaded and downloaded for the file throughput (0 skips it).")
         var fileMiB: Int = 100
 
-        @Option(help: "Phases to run, comma-separated: side (side by side), files, preview, burst, density.")
-        var phases: String = "side,files,preview,burst,density"
+        @Option(help: "Phases to run, comma-separated: side (side by side), files, burst, density; preview (opt-in).")
+        var phases: String = "side,files,burst,density"
 
         @Option(help: "Write the results as JSON to this file.")
         var json: String?
