@@ -11,7 +11,7 @@ ST=$(command -v schemathesis || command -v st)
 data="${OMNIRUN_TEST_DATA_DIR:-$HOME/.cache/omnirun/test-data}/servers/fuzz-$$"
 rm -rf "$data"; mkdir -p "$data"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-OMNIRUN_SNAPSHOT_DIR="${OMNIRUN_TEST_SNAPSHOT_DIR:-$HOME/.cache/omnirun/test-snapshots}" \
+OMNIRUN_PREVIEW_PORT=0 OMNIRUN_SNAPSHOT_DIR="${OMNIRUN_TEST_SNAPSHOT_DIR:-$HOME/.cache/omnirun/test-snapshots}" \
   .build/debug/omnirun serve --data-dir "$data" --port "$port" --warm-pool 0 --log-level warning >"$data/server.log" 2>&1 &
 server=$!
 cleanup() {
@@ -31,6 +31,6 @@ echo "[fuzz] schemathesis $($ST --version 2>/dev/null | head -1) against http://
   --header "X-API-Key: $key" \
   --checks not_a_server_error \
   --max-examples "${FUZZ_EXAMPLES:-6}" \
-  --exclude-path-regex '(pause|resume|network-policy|metrics|contexts|exposures|desktop|/watch|/stream|/mfa/)' \
+  --exclude-path-regex '(pause|resume|network-policy|metrics|contexts|desktop|/watch|/stream|/mfa/)' \
   --request-timeout 60 \
   --no-color

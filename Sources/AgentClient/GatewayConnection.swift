@@ -66,6 +66,9 @@ public actor BytePipe {
         return chunk
     }
 
+    /// Everything sent into the pipe, in order, until it is finished.
+    public nonisolated var chunks: Chunks { Chunks(pipe: self) }
+
     public struct Chunks: AsyncSequence, Sendable {
         public typealias Element = ByteBuffer
         let pipe: BytePipe

@@ -156,7 +156,44 @@ public enum Migrations {
                     sealed_key TEXT NOT NULL,
                     created_at BIGINT NOT NULL
                 )
+                """,
+            ]
+        ),
+        (
+            6,
+            [
+                // Exposures: managed preview URLs of a sandbox's ports.
                 """
+                CREATE TABLE exposures (
+                    id TEXT PRIMARY KEY,
+                    sandbox_id TEXT NOT NULL,
+                    account_id TEXT NOT NULL REFERENCES accounts(id),
+                    port BIGINT NOT NULL,
+                    hostname TEXT NOT NULL UNIQUE,
+                    visibility TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    open_path TEXT NOT NULL,
+                    preserve_host BIGINT NOT NULL,
+                    created_at BIGINT NOT NULL,
+                    expires_at BIGINT NOT NULL,
+                    revoked_at BIGINT,
+                    sandbox_stopped_at BIGINT,
+                    last_accessed_at BIGINT,
+                    created_by TEXT
+                )
+                """,
+                "CREATE INDEX exposures_sandbox ON exposures(sandbox_id, created_at)",
+                // A sandbox's network settings: secure mode's traffic token (hash only), the
+                // Host its proxied traffic carries, internet access and its egress policy.
+                """
+                CREATE TABLE sandbox_network (
+                    sandbox_id TEXT PRIMARY KEY,
+                    traffic_token_hash TEXT,
+                    mask_request_host TEXT,
+                    internet BIGINT NOT NULL,
+                    policy TEXT
+                )
+                """,
             ]
         ),
     ]

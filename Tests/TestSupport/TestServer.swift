@@ -13,6 +13,8 @@ public final class TestServer: @unchecked Sendable {
     public let environment: [String: String]
     public let logLevel: String
     public var baseURL: String { "http://127.0.0.1:\(port)" }
+    /// The preview gateway's port (each server gets a free one).
+    public var previewPort: Int { Int(environment["OMNIRUN_PREVIEW_PORT"] ?? "") ?? 0 }
 
     public static var packageRoot: String {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
@@ -41,6 +43,7 @@ public final class TestServer: @unchecked Sendable {
         var env = ProcessInfo.processInfo.environment
         env["OMNIRUN_SNAPSHOT_DIR"] = TestRuntime.snapshotDirectory
         env["OMNIRUN_EXIT_WITH_PARENT"] = "1"
+        env["OMNIRUN_PREVIEW_PORT"] = "\(try freePort())"
         for (key, value) in environment { env[key] = value }
         let process = try launch(dataDirectory: dataDirectory, port: port, environment: env, logLevel: logLevel)
         let server = TestServer(dataDirectory: dataDirectory, port: port, process: process, environment: env, logLevel: logLevel)

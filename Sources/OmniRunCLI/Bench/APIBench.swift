@@ -15,6 +15,8 @@ struct APIBench {
     let parentDirectory: String
     private(set) var baseURL = ""
     private(set) var key = ""
+    /// The server's preview gateway port.
+    private(set) var previewPort = 0
     private var server: Process?
     private var dataDirectory = ""
     /// One client with room for a burst's connections at once.
@@ -46,6 +48,8 @@ struct APIBench {
         var env = Foundation.ProcessInfo.processInfo.environment
         env["OMNIRUN_SNAPSHOT_DIR"] = snapshotDirectory
         env["OMNIRUN_EXIT_WITH_PARENT"] = "1"
+        previewPort = port + 20000
+        env["OMNIRUN_PREVIEW_PORT"] = "\(previewPort)"
         // Limits raised for the run (bursts).
         env["OMNIRUN_CONCURRENT_LIMIT"] = "1000"
         env["OMNIRUN_MAX_SANDBOXES"] = "1000"

@@ -38,7 +38,7 @@ extension OmniRun {
         @Option(name: .customLong("file-mib"), help: "MiB uploaded and downloaded for the file throughput (0 skips it).")
         var fileMiB: Int = 100
 
-        @Option(help: "Phases to run, comma-separated: side (side by side), files, burst, density.")
+        @Option(help: "Phases to run, comma-separated: side (side by side), files, burst, density; preview (opt-in).")
         var phases: String = "side,files,burst,density"
 
         @Option(help: "Write the results as JSON to this file.")
@@ -51,7 +51,7 @@ extension OmniRun {
             RuntimeFactory.bootstrapLogging(runtime.logLevel)
             let runs = full ? 1000 : self.runs
             let phases = Set(self.phases.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
-            let unknown = phases.subtracting(["side", "files", "burst", "density"])
+            let unknown = phases.subtracting(["side", "files", "preview", "burst", "density"])
             guard unknown.isEmpty else { throw ValidationError("unknown phases: \(unknown.sorted().joined(separator: ", "))") }
             let runtime = try RuntimeFactory.makeRuntime(self.runtime, warmPool: 0)
             let pooled = try RuntimeFactory.makeRuntime(self.runtime, warmPool: 1)
@@ -140,6 +140,13 @@ extension OmniRun {
                     for value in try await apiPool.commandRoundTrips(runs, command: "true") { report.add(Row.apiTrue, value) }
                 }
                 if fileMiB > 0, phases.contains("files") { try await measureFiles(apiPool, into: &report) }
+                if phases.contains("preview") {
+                    let preview = try await apiPool.previewRoundTrips(runs)
+                    for value in preview.gatewayFresh { report.add(Row.previewFresh, value) }
+                    for value in preview.gatewayKeptAlive { report.add(Row.previewKept, value) }
+                    for value in preview.inGuestFresh { report.add(Row.inGuestFresh, value) }
+                    for value in preview.inGuestKeptAlive { report.add(Row.inGuestKept, value) }
+                }
             }
             await pooled.destroyAll()
             if !noAPI, burst > 0, phases.contains("burst") {
@@ -304,9 +311,14 @@ enum Row {
         "`python3 -c pass` round trip (running sandbox, agent)", "`python3 -c pass` spawn→exit as the agent saw it",
         "`python3 -c pass` in a shell loop inside the guest (per run)"
     )
+    static let previewFresh = "preview: small answer through the gateway (new connection)"
+    static let previewKept = "preview: small answer through the gateway (kept-alive connection)"
+    static let inGuestFresh = "preview: same request inside the guest (new connection)"
+    static let inGuestKept = "preview: same request inside the guest (kept-alive connection)"
     static let order = [
         cold, restore, restoreFirst, poolReady, poolFirst, container, apiRestoreFirst, apiRestoreTotal, apiCreate, apiFirst,
-        apiTotal, apiTrue, trueRTT.0, trueRTT.1, trueRTT.2, pythonRTT.0, pythonRTT.1, pythonRTT.2,
+        apiTotal, apiTrue, trueRTT.0, trueRTT.1, trueRTT.2, pythonRTT.0, pythonRTT.1, pythonRTT.2, previewFresh, previewKept,
+        inGuestFresh, inGuestKept,
     ]
 }
 

@@ -59,7 +59,24 @@ public enum OmniRunApp {
         await runtime.onUnexpectedExit { id, exit in await service.machineStopped(id, exit: exit) }
         // End-to-end encrypted transport: channel keys sealed under the master key.
         let e2ee = E2EESessions(repository: E2EEKeyRepository(database: database), masterKey: masterKey, logger: logger)
-        await service.onEnded { id in await e2ee.remove(id) }
+        await service.onEnded { id in await e2ee.remove(id.rawValue) }
+        // Exposures and the preview gateway (bound now, so that URLs name its real port).
+        var listener: PreviewGateway.Listener?
+        if configuration.preview.port >= 0 {
+            do {
+                listener = try await PreviewGateway.bind(host: configuration.host, port: configuration.preview.port, logger: logger)
+            } catch where !configuration.preview.portIsExplicit {
+                logger.warning("the default preview port is taken; using a free one", metadata: ["error": "\(error)"])
+                listener = try await PreviewGateway.bind(host: configuration.host, port: 0, logger: logger)
+            }
+        }
+        let boundPort = listener?.channel.localAddress?.port ?? configuration.preview.port
+        let exposureKey = try await settings.valueOrInsert("exposure-token-key", Data(randomBytes(32)).base64EncodedString())
+        let exposures = ExposureService(
+            repository: ExposureRepository(database: database), network: SandboxNetworkRepository(database: database),
+            sandboxes: service, settings: configuration.preview, publicPort: configuration.preview.publicPort ?? boundPort,
+            tokenKey: SymmetricKey(data: Data(base64Encoded: exposureKey) ?? Data(randomBytes(32))), logger: logger)
+        await service.onEnded { id in await exposures.sandboxStopped(id.rawValue) }
 
         let router = Router(context: AppRequestContext.self)
         router.add(middleware: ErrorMiddleware())
@@ -67,7 +84,8 @@ public enum OmniRunApp {
         router.add(middleware: OwnershipMiddleware(service: service))
         router.add(middleware: E2EEMiddleware(sessions: e2ee, maxJSONBody: configuration.maxJSONBody))
         StatusController(service: service, configuration: configuration).register(on: router)
-        SandboxController(service: service, vault: vault, e2ee: e2ee, configuration: configuration).register(on: router)
+        SandboxController(service: service, vault: vault, e2ee: e2ee, exposures: exposures, configuration: configuration).register(on: router)
+        ExposureController(service: exposures, settings: configuration.preview).register(on: router)
         CommandController(service: service, configuration: configuration).register(on: router)
         FileController(service: service, signer: signer, configuration: configuration).register(on: router)
         PTYController(service: service, sessions: PTYSessions(), configuration: configuration).register(on: router)
@@ -92,6 +110,9 @@ public enum OmniRunApp {
         app.addServices(
             ReaperService(service: service, interval: configuration.reaperInterval),
             OutboundService(upstreams: upstreams, gateway: gateway))
+        if let listener {
+            app.addServices(PreviewGateway.start(listener: listener, exposures: exposures, logger: logger))
+        }
         return (app, bootstrap)
     }
 

@@ -8,6 +8,7 @@ extension ServerConfiguration {
     /// (and the LLM configuration file). Each variable is documented where it is used.
     public mutating func applyAccountEnvironment(_ env: [String: String]) throws {
         llm = try LLMConfiguration.load(dataDirectory: dataDirectory, environment: env)
+        try preview.apply(env)
         if let path = env["OMNIRUN_MASTER_KEY_FILE"], !path.isEmpty { masterKeyPath = path }
         if let sender = env["OMNIRUN_MAIL_FROM"], !sender.isEmpty { mailSender = sender }
         smtp = try Self.smtp(env, sender: mailSender)

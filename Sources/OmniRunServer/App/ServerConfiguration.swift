@@ -1,4 +1,5 @@
 import Foundation
+import OmniRunError
 import LLMUpstreams
 import SMTPClient
 
@@ -42,6 +43,8 @@ public struct ServerConfiguration: Sendable {
     public var signIn = SignInSettings()
     /// Largest build context (the tar of `POST /templates`).
     public var maxBuildContext: Int = 512 << 20
+    /// The preview gateway (exposures and `{sandboxID}-{port}.{domain}`); see `PreviewSettings`.
+    public var preview = PreviewSettings()
 
     public init(dataDirectory: String) {
         self.dataDirectory = dataDirectory
@@ -57,5 +60,57 @@ public struct ServerConfiguration: Sendable {
 
     public var baseURL: String {
         publicURL ?? "http://\(host == "0.0.0.0" ? "127.0.0.1" : host):\(port)"
+    }
+}
+
+/// Where the preview gateway listens and the URLs it hands out.
+public struct PreviewSettings: Sendable {
+    /// `OMNIRUN_PREVIEW_DOMAIN`: hosts are `{name}.{domain}`. The default `localhost` needs no
+    /// DNS on one box: browsers and curl resolve every `*.localhost` to loopback.
+    public var domain = "localhost"
+    /// `OMNIRUN_PREVIEW_PORT`: the gateway's port (0: a free port; -1: no gateway). When it
+    /// is not set and 8081 is taken, a free port is used (and named in the URLs).
+    public var port = 8081
+    public var portIsExplicit = false
+    /// `OMNIRUN_PREVIEW_PUBLIC_PORT`: the port in handed-out URLs when a proxy in front listens
+    /// elsewhere (80 or 443 are left out of URLs); default: `port`.
+    public var publicPort: Int?
+    /// `OMNIRUN_PREVIEW_SCHEME`: `http` (default) or `https` when a proxy in front terminates TLS.
+    public var scheme = "http"
+    /// Default and largest lifetime of an exposure, in seconds.
+    public var defaultTTLSeconds: Int64 = 3600
+    public var maxTTLSeconds: Int64 = 7 * 24 * 3600
+    /// Live exposures per sandbox.
+    public var maxExposuresPerSandbox = 32
+
+    public init() {}
+
+    public mutating func apply(_ env: [String: String]) throws {
+        if let domain = env["OMNIRUN_PREVIEW_DOMAIN"], !domain.isEmpty {
+            let lowered = domain.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "."))
+            guard !lowered.isEmpty, lowered.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }) else {
+                throw OmniRunError(.invalidArgument, "OMNIRUN_PREVIEW_DOMAIN must be a DNS name")
+            }
+            self.domain = lowered
+        }
+        if let text = env["OMNIRUN_PREVIEW_PORT"], !text.isEmpty {
+            guard let port = Int(text), port >= -1, port <= 65535 else {
+                throw OmniRunError(.invalidArgument, "OMNIRUN_PREVIEW_PORT must be a port, 0 (any) or -1 (off)")
+            }
+            self.port = port
+            portIsExplicit = true
+        }
+        if let text = env["OMNIRUN_PREVIEW_PUBLIC_PORT"], !text.isEmpty {
+            guard let port = Int(text), port > 0, port <= 65535 else {
+                throw OmniRunError(.invalidArgument, "OMNIRUN_PREVIEW_PUBLIC_PORT must be a port")
+            }
+            publicPort = port
+        }
+        if let scheme = env["OMNIRUN_PREVIEW_SCHEME"], !scheme.isEmpty {
+            guard scheme == "http" || scheme == "https" else {
+                throw OmniRunError(.invalidArgument, "OMNIRUN_PREVIEW_SCHEME must be http or https")
+            }
+            self.scheme = scheme
+        }
     }
 }

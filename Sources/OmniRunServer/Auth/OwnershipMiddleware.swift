@@ -16,6 +16,10 @@ struct OwnershipMiddleware: RouterMiddleware {
             if let signed = context.signedSandboxID {
                 guard signed == id else { throw OmniRunError(.forbidden, "the signed URL is for another sandbox") }
                 _ = try await service.record(id, account: nil)
+            } else if parts.count >= 3, parts[2] == "exposures", request.method == .get {
+                // What an ended sandbox's exposures became (`sandbox_stopped`) stays readable.
+                let record = try await service.anyRecord(id, account: try context.requireAccount())
+                guard record.state == "running" else { return try await next(request, context) }
             } else {
                 _ = try await service.record(id, account: try context.requireAccount())
             }

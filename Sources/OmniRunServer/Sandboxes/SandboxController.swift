@@ -9,6 +9,7 @@ struct SandboxController {
     let service: SandboxService
     let vault: VaultService
     let e2ee: E2EESessions
+    let exposures: ExposureService
     let configuration: ServerConfiguration
 
     struct CreateBody: Decodable {
@@ -56,11 +57,6 @@ struct SandboxController {
         (.post, "/sandboxes/:id/contexts/:ctx/stream-execute", "code contexts"),
         (.post, "/sandboxes/:id/contexts/:ctx/restart", "code contexts"),
         (.delete, "/sandboxes/:id/contexts/:ctx", "code contexts"),
-        (.post, "/sandboxes/:id/exposures", "exposures"),
-        (.get, "/sandboxes/:id/exposures", "exposures"),
-        (.get, "/sandboxes/:id/exposures/:exp", "exposures"),
-        (.delete, "/sandboxes/:id/exposures/:exp", "exposures"),
-        (.post, "/sandboxes/:id/exposures/:exp/refresh", "exposures"),
         (.get, "/sandboxes/:id/desktop/screenshot", "desktop"),
         (.get, "/sandboxes/:id/desktop/screen", "desktop"),
         (.get, "/sandboxes/:id/desktop/stream", "desktop"),
@@ -74,9 +70,7 @@ struct SandboxController {
         if body.internet == true || body.network != nil || body.sniProxy == true || body.allowDomains != nil {
             throw OmniRunError(.notImplemented, "internet access and network policies are not available on this server yet")
         }
-        if body.secure == true || body.maskRequestHost != nil {
-            throw OmniRunError(.notImplemented, "secure mode is not available on this server yet")
-        }
+        let mask = try Self.validateMask(body.maskRequestHost)
         // E2EE (§12): the handshake before the sandbox exists, so a bad key costs nothing.
         var handshake: (channel: E2EEChannel, serverPublicKey: String)? = nil
         if body.e2ee == true {
@@ -119,7 +113,29 @@ struct SandboxController {
             }
             info.serverPublicKey = handshake.serverPublicKey
         }
-        return JSON.response(info, status: .created)
+        // Secure mode: a traffic token the preview gateway asks for (only its hash is kept).
+        let trafficToken = body.secure == true ? randomBytes(32).map { String(format: "%02x", $0) }.joined() : nil
+        do {
+            try await exposures.register(
+                SandboxNetworkRecord(
+                    sandboxID: record.id, trafficTokenHash: trafficToken.map(PreviewAccess.sha256Hex), maskRequestHost: mask,
+                    internet: false, policy: nil))
+        } catch {
+            try? await service.kill(record.id, account: account)
+            throw error
+        }
+        return JSON.response(CreatedSandbox(info: info, trafficToken: trafficToken), status: .created)
+    }
+
+    /// `maskRequestHost`: a Host value (`${PORT}` allowed), no spaces or line breaks.
+    static func validateMask(_ value: String?) throws -> String? {
+        guard let value, !value.isEmpty else { return nil }
+        guard value.count <= 255,
+            value.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7f && $0 != "/" && $0 != "@" })
+        else {
+            throw OmniRunError(.invalidArgument, "maskRequestHost must be a host name, optionally with a port or ${PORT}")
+        }
+        return value
     }
 
     static func isEnvName(_ name: String) -> Bool {

@@ -35,7 +35,8 @@ actor SandboxService {
     private var recordCache: [SandboxID: SandboxRecord] = [:]
     /// Refuses templates the account may not use (another account's custom template).
     private var templateAccess: (@Sendable (String, AccountRecord) async throws -> Void)?
-    private var endedHandlers: [@Sendable (String) async -> Void] = []
+    /// Told when a sandbox ends, whatever the cause (its exposures stop).
+    private var endObservers: [@Sendable (SandboxID) async -> Void] = []
 
     init(
         runtime: SandboxRuntime, repository: SandboxRepository, accounts: AccountRepository, gateway: SandboxGateway,
@@ -49,13 +50,13 @@ actor SandboxService {
         self.logger = logger
     }
 
-    func setTemplateAccess(_ check: @escaping @Sendable (String, AccountRecord) async throws -> Void) {
-        templateAccess = check
+    /// Called with a sandbox's id once it has ended (killed, timed out, idle, died).
+    func onEnded(_ observer: @escaping @Sendable (SandboxID) async -> Void) {
+        endObservers.append(observer)
     }
 
-    /// Called with a sandbox's id once it has ended (killed, timed out, idle, died).
-    func onEnded(_ handler: @escaping @Sendable (String) async -> Void) {
-        endedHandlers.append(handler)
+    func setTemplateAccess(_ check: @escaping @Sendable (String, AccountRecord) async throws -> Void) {
+        templateAccess = check
     }
 
     // MARK: create, find, list, kill
@@ -129,6 +130,14 @@ actor SandboxService {
         return record
     }
 
+    /// A sandbox of this account, running or ended (what an ended one left can be read).
+    func anyRecord(_ id: String, account: AccountRecord) async throws -> SandboxRecord {
+        guard SandboxID(id) != nil, let stored = try await repository.find(id: id), stored.accountID == account.id else {
+            throw notFound(id)
+        }
+        return stored
+    }
+
     /// The live sandbox behind a record; touching it counts as activity.
     func sandbox(_ id: String, account: AccountRecord?) async throws -> Sandbox {
         let record = try await record(id, account: account)
@@ -182,7 +191,7 @@ actor SandboxService {
         activity[sandboxID] = nil
         await gateway.stop(sandboxID)
         await runtime.destroy(sandboxID)
-        for handler in endedHandlers { await handler(record.id) }
+        for observer in endObservers { await observer(sandboxID) }
         logger.info("sandbox ended", metadata: ["sandbox": "\(record.id)", "reason": "\(reason)"])
     }
 
@@ -192,7 +201,7 @@ actor SandboxService {
         recordCache[id] = nil
         activity[id] = nil
         try? await repository.markEnded(id: id.rawValue, reason: "failed: \(exit)", at: nowMillis())
-        for handler in endedHandlers { await handler(id.rawValue) }
+        for observer in endObservers { await observer(id) }
     }
 
     func runningCount() async -> Int { await runtime.running.count }

@@ -27,6 +27,19 @@ struct SandboxInfo: Encodable {
     }
 }
 
+/// The answer of `POST /sandboxes`: the sandbox, and secure mode's traffic token (shown once).
+struct CreatedSandbox: Encodable {
+    var info: SandboxInfo
+    var trafficToken: String?
+
+    func encode(to encoder: any Encoder) throws {
+        try info.encode(to: encoder)
+        enum Keys: String, CodingKey { case trafficToken }
+        var container = encoder.container(keyedBy: Keys.self)
+        try container.encodeIfPresent(trafficToken, forKey: .trafficToken)
+    }
+}
+
 /// `GET /sandboxes/history` items: how each past sandbox lived and ended.
 struct HistoryItem: Encodable {
     var sandboxID: String

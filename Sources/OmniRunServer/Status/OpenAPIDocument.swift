@@ -29,6 +29,7 @@ enum OpenAPIDocument {
                     "envVars": stringMap, "metadata": stringMap, "memoryMB": ["type": "integer"],
                     // §12: with e2ee, later bodies and JSON answers travel as {"_encrypted": envelope}.
                     "e2ee": ["type": "boolean"], "clientPublicKey": ["type": "string"],
+                    "secure": ["type": "boolean"], "maskRequestHost": ["type": "string"],
                 ],
             ]),
         Route(method: "get", path: "/sandboxes", summary: "List running sandboxes", query: ["limit", "next_token", "state", "metadata"]),
@@ -112,7 +113,7 @@ enum OpenAPIDocument {
             path: path.replacingOccurrences(of: ":id", with: "{id}").replacingOccurrences(of: ":ctx", with: "{ctx}")
                 .replacingOccurrences(of: ":exp", with: "{exp}"),
             summary: "\(feature) (501 until available)")
-    } + accountRoutes
+    } + accountRoutes + networkingRoutes
 
     static let json: [UInt8] = {
         var paths: [String: [String: Any]] = [:]

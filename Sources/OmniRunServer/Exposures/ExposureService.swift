@@ -1,0 +1,242 @@
+import AgentClient
+import Crypto
+import Foundation
+import Logging
+import NIOCore
+import OmniRunCore
+import OmniRunError
+import OmniRunStore
+import SandboxRuntime
+
+/// What `POST /sandboxes/{id}/exposures` asks for (wire protocol §10).
+struct ExposureRequest: Sendable {
+    var port: Int
+    var visibility: String
+    var ttlSeconds: Int64?
+    var slug: String?
+    var openPath: String
+    var preserveHost: Bool
+}
+
+/// Exposures (managed preview URLs) and the sandboxes' network settings that the preview
+/// gateway applies: secure mode's traffic token and the Host their traffic carries.
+actor ExposureService {
+    let repository: ExposureRepository
+    let network: SandboxNetworkRepository
+    let sandboxes: SandboxService
+    let settings: PreviewSettings
+    /// The gateway's port as clients reach it (in URLs).
+    let publicPort: Int
+    private let tokenKey: SymmetricKey
+    private let logger: Logger
+    private var networkCache: [String: SandboxNetworkRecord] = [:]
+    /// When each exposure's last access was written (at most every few seconds).
+    private var accessWritten: [String: Int64] = [:]
+    /// Ports seen accepting connections lately, by "sandbox:port" (see `checkListening`).
+    private var listeningSeen: [String: Int64] = [:]
+
+    init(
+        repository: ExposureRepository, network: SandboxNetworkRepository, sandboxes: SandboxService, settings: PreviewSettings,
+        publicPort: Int, tokenKey: SymmetricKey, logger: Logger
+    ) {
+        self.repository = repository
+        self.network = network
+        self.sandboxes = sandboxes
+        self.settings = settings
+        self.publicPort = publicPort
+        self.tokenKey = tokenKey
+        self.logger = logger
+    }
+
+    // MARK: sandbox network settings
+
+    func register(_ record: SandboxNetworkRecord) async throws {
+        try await network.insert(record)
+        networkCache[record.sandboxID] = record
+    }
+
+    func networkSettings(_ sandboxID: String) async -> SandboxNetworkRecord? {
+        if let cached = networkCache[sandboxID] { return cached }
+        guard let stored = try? await network.find(sandboxID: sandboxID) else { return nil }
+        networkCache[sandboxID] = stored
+        return stored
+    }
+
+    /// Called when a sandbox ends: its exposures turn `sandbox_stopped`.
+    func sandboxStopped(_ sandboxID: String) async {
+        networkCache[sandboxID] = nil
+        do {
+            try await repository.sandboxStopped(sandboxID: sandboxID, at: nowMillis())
+        } catch {
+            logger.warning("exposures not marked stopped", metadata: ["sandbox": "\(sandboxID)", "error": "\(error)"])
+        }
+    }
+
+    // MARK: exposures
+
+    func create(_ request: ExposureRequest, sandboxID: String, account: AccountRecord) async throws -> ExposureRecord {
+        let sandbox = try await sandboxes.sandbox(sandboxID, account: account)
+        let live = try await repository.list(sandboxID: sandboxID).filter { effectiveStatus($0) == "pending" || effectiveStatus($0) == "ready" }
+        guard live.count < settings.maxExposuresPerSandbox else {
+            throw OmniRunError(.limitReached, "a sandbox may have at most \(settings.maxExposuresPerSandbox) live exposures")
+        }
+        let ttl = request.ttlSeconds ?? settings.defaultTTLSeconds
+        let now = nowMillis()
+        let label = (request.slug ?? Self.randomWords()) + "-" + randomHex(4)
+        var record = ExposureRecord(
+            id: randomID("exp_"), sandboxID: sandboxID, accountID: account.id, port: request.port,
+            hostname: label + "." + settings.domain, visibility: request.visibility, status: "pending",
+            openPath: request.openPath, preserveHost: request.preserveHost, createdAt: now, expiresAt: now + ttl * 1000,
+            createdBy: account.email)
+        if await Self.listening(sandbox, port: request.port) { record.status = "ready" }
+        try await repository.insert(record)
+        logger.info(
+            "exposure created",
+            metadata: ["sandbox": "\(sandboxID)", "exposure": "\(record.id)", "port": "\(request.port)", "status": "\(record.status)"])
+        return record
+    }
+
+    func list(sandboxID: String) async throws -> [ExposureRecord] {
+        var result: [ExposureRecord] = []
+        for record in try await repository.list(sandboxID: sandboxID) { result.append(await current(record)) }
+        return result
+    }
+
+    func get(_ id: String, sandboxID: String) async throws -> ExposureRecord {
+        var record = await current(try await find(id, sandboxID: sandboxID))
+        // `pending` until something listens on the port (the CLI polls for `ready`).
+        if record.status == "pending", let sandbox = try? await sandboxes.sandbox(sandboxID, account: nil),
+            await Self.listening(sandbox, port: record.port)
+        {
+            if try await repository.setStatus(id: id, status: "ready", at: nowMillis()) { record.status = "ready" }
+        }
+        return record
+    }
+
+    func refresh(_ id: String, sandboxID: String, ttlSeconds: Int64?) async throws -> ExposureRecord {
+        let record = await current(try await find(id, sandboxID: sandboxID))
+        guard record.status != "revoked", record.status != "sandbox_stopped" else {
+            throw OmniRunError(.conflict, "exposure \(id) is \(record.status) and cannot be refreshed")
+        }
+        let expiresAt = nowMillis() + (ttlSeconds ?? settings.defaultTTLSeconds) * 1000
+        let status = record.status == "expired" ? "ready" : record.status
+        try await repository.refresh(id: id, expiresAt: expiresAt, status: status)
+        return try await get(id, sandboxID: sandboxID)
+    }
+
+    func revoke(_ id: String, sandboxID: String) async throws {
+        let record = await current(try await find(id, sandboxID: sandboxID))
+        if record.isLive { try await repository.setStatus(id: id, status: "revoked", at: nowMillis()) }
+    }
+
+    private func find(_ id: String, sandboxID: String) async throws -> ExposureRecord {
+        guard let record = try await repository.find(id: id), record.sandboxID == sandboxID else {
+            throw OmniRunError(.notFound, "exposure \(id) not found")
+        }
+        return record
+    }
+
+    private func effectiveStatus(_ record: ExposureRecord) -> String {
+        record.isLive && record.expiresAt <= nowMillis() ? "expired" : record.status
+    }
+
+    /// The record with its status brought up to date (expiry, the sandbox's end), persisted.
+    func current(_ record: ExposureRecord) async -> ExposureRecord {
+        guard record.isLive else { return record }
+        var record = record
+        let now = nowMillis()
+        if (try? await sandboxes.record(record.sandboxID, account: nil)) == nil {
+            try? await repository.sandboxStopped(sandboxID: record.sandboxID, at: now)
+            record.status = "sandbox_stopped"
+            record.sandboxStoppedAt = now
+        } else if record.expiresAt <= now {
+            _ = try? await repository.setStatus(id: record.id, status: "expired", at: now)
+            record.status = "expired"
+        }
+        return record
+    }
+
+    // MARK: URLs and tokens
+
+    /// The token of a private exposure: derived from its id under the server's key, so it
+    /// is never stored and every `get` can hand out the same `accessUrl`.
+    func accessToken(_ exposureID: String) -> String {
+        let mac = HMAC<SHA256>.authenticationCode(for: Data("exposure:\(exposureID)".utf8), using: tokenKey)
+        return mac.map { String(format: "%02x", $0) }.joined()
+    }
+
+    var origin: String {
+        let defaultPort = settings.scheme == "https" ? 443 : 80
+        return "\(settings.scheme)://%@" + (publicPort == defaultPort ? "" : ":\(publicPort)")
+    }
+
+    func url(_ record: ExposureRecord) -> String {
+        origin.replacingOccurrences(of: "%@", with: record.hostname) + record.openPath
+    }
+
+    func accessURL(_ record: ExposureRecord) -> String? {
+        guard record.visibility == "private" else { return nil }
+        let base = url(record)
+        return base + (base.contains("?") ? "&" : "?") + "\(PreviewAccess.queryToken)=\(accessToken(record.id))"
+    }
+
+    /// Notes a request through the gateway: sandbox activity, and the exposure's last access.
+    func accessed(sandboxID: SandboxID, exposureID: String?) async {
+        await sandboxes.touch(sandboxID)
+        guard let exposureID else { return }
+        let now = nowMillis()
+        if let written = accessWritten[exposureID], now - written < 5000 { return }
+        accessWritten[exposureID] = now
+        try? await repository.touch(id: exposureID, at: now)
+    }
+
+    /// Whether the gateway may open a tunnel to `port`: the agent answers a refused port only
+    /// once the request body has ended, which a client's open connection never does, so a
+    /// port not seen listening in the last 30 s is checked first (a refusal costs one round trip).
+    func checkListening(_ sandbox: Sandbox, port: Int) async -> Bool {
+        let key = "\(sandbox.id):\(port)"
+        let now = nowMillis()
+        if let seen = listeningSeen[key], now - seen < 30_000 { return true }
+        guard await Self.listening(sandbox, port: port) else { return false }
+        if listeningSeen.count > 4096 { listeningSeen.removeAll() }
+        listeningSeen[key] = nowMillis()
+        return true
+    }
+
+    // MARK: helpers
+
+    /// Whether something accepts connections on `port` in the guest (through the agent).
+    static func listening(_ sandbox: Sandbox, port: Int) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                do {
+                    try await sandbox.agent.tunnel(port: port, upstream: [ByteBuffer]().asyncSequence) { _ in }
+                    return true
+                } catch {
+                    return false
+                }
+            }
+            // A connection still open after a moment was accepted (refusals come back at once).
+            group.addTask {
+                try? await Task.sleep(for: .seconds(2))
+                return true
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+    }
+
+    static let adjectives = [
+        "brisk", "calm", "bright", "clever", "eager", "gentle", "happy", "jolly", "keen", "lively", "merry", "nimble",
+        "proud", "quiet", "swift", "witty",
+    ]
+    static let nouns = [
+        "lotus", "river", "falcon", "maple", "comet", "harbor", "meadow", "otter", "pebble", "quartz", "cedar", "ember",
+        "willow", "tiger", "orbit", "breeze",
+    ]
+
+    static func randomWords() -> String {
+        "\(adjectives.randomElement()!)-\(nouns.randomElement()!)"
+    }
+}

@@ -1,0 +1,161 @@
+import AgentClient
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import OmniRunError
+import ServiceLifecycle
+
+/// The preview gateway: an HTTP/1.1 listener that routes each connection by its Host to a
+/// port of a sandbox, through the agent's tunnel (the sandbox needs no network device).
+/// Request heads are checked and rewritten one by one (kept-alive connections included);
+/// bodies, answers and upgraded connections (WebSocket) stream through unparsed, with
+/// back-pressure both ways.
+final class PreviewGateway: Service, Sendable {
+    typealias Connection = NIOAsyncChannel<ByteBuffer, ByteBuffer>
+    typealias Listener = NIOAsyncChannel<Connection, Never>
+
+    private let listener: Listener
+    private let exposures: ExposureService
+    private let logger: Logger
+    /// The port it listens on (the configured one, or the one the system chose).
+    let port: Int
+
+    private init(listener: Listener, exposures: ExposureService, logger: Logger) {
+        self.listener = listener
+        self.exposures = exposures
+        self.logger = logger
+        self.port = listener.channel.localAddress?.port ?? 0
+    }
+
+    /// Binds at once, so that the URLs handed out name the real port.
+    static func bind(host: String, port: Int, logger: Logger) async throws -> Listener {
+        do {
+            return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .serverChannelOption(.backlog, value: 256)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.allowRemoteHalfClosure, value: true)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .bind(host: host, port: port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try Connection(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+                    }
+                }
+        } catch {
+            throw OmniRunError(.unavailable, "the preview gateway cannot listen on \(host):\(port): \(error)")
+        }
+    }
+
+    static func start(listener: Listener, exposures: ExposureService, logger: Logger) -> PreviewGateway {
+        PreviewGateway(listener: listener, exposures: exposures, logger: logger)
+    }
+
+    func run() async throws {
+        logger.info("preview gateway listening", metadata: ["port": "\(port)"])
+        try await cancelWhenGracefulShutdown {
+            try await self.listener.executeThenClose { connections in
+                try await withThrowingDiscardingTaskGroup { group in
+                    for try await connection in connections {
+                        group.addTask { await self.serve(connection) }
+                    }
+                }
+            }
+        }
+    }
+
+    private enum Part: Sendable {
+        case client
+        case sandbox
+    }
+
+    /// One client connection: the first request decides the route; later ones must keep to it.
+    func serve(_ connection: Connection) async {
+        let exposures = self.exposures
+        let logger = self.logger
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                let upstream = BytePipe()
+                let (targets, targetSink) = AsyncStream<PreviewTarget>.makeStream()
+                let answered = NIOLockedValueBox(false)
+                try await withThrowingTaskGroup(of: Part.self) { group in
+                    group.addTask {
+                        defer { targetSink.finish() }
+                        var framer = RequestFramer()
+                        var target: PreviewTarget?
+                        do {
+                            reading: for try await chunk in inbound {
+                                for event in try framer.feed(chunk) {
+                                    switch event {
+                                    case .head(let head):
+                                        if let current = target {
+                                            // A later request of a kept-alive connection: same host, same credentials.
+                                            guard current.policy.admits(head) else { break reading }
+                                            try await upstream.send(current.policy.rewrite(head).serialized)
+                                            await exposures.accessed(sandboxID: current.sandbox.id, exposureID: current.exposureID)
+                                            continue
+                                        }
+                                        switch await exposures.resolve(head) {
+                                        case .reply(let answer):
+                                            try await outbound.write(answer)
+                                            break reading
+                                        case .forward(let chosen):
+                                            target = chosen
+                                            try await upstream.send(chosen.policy.rewrite(head).serialized)
+                                            await exposures.accessed(sandboxID: chosen.sandbox.id, exposureID: chosen.exposureID)
+                                            targetSink.yield(chosen)
+                                        }
+                                    case .body(let bytes):
+                                        try await upstream.send(bytes)
+                                    }
+                                }
+                            }
+                        } catch let error as OmniRunError where target == nil {
+                            let status = error.code == .payloadTooLarge ? (431, "Request Header Fields Too Large") : (400, "Bad Request")
+                            if case .reply(let answer) = PreviewDecision.error(
+                                status.0, status.1, code: error.code.rawValue, message: error.message)
+                            {
+                                try? await outbound.write(answer)
+                            }
+                        } catch is CancellationError {
+                        } catch {
+                            logger.debug("preview request stream ended", metadata: ["error": "\(error)"])
+                        }
+                        await upstream.finish()
+                        return .client
+                    }
+                    group.addTask {
+                        for await target in targets {
+                            do {
+                                try await target.sandbox.agent.tunnel(port: target.port, upstream: upstream.chunks) {
+                                    data in
+                                    answered.withLockedValue { $0 = true }
+                                    try await outbound.write(data)
+                                }
+                            } catch {
+                                if !answered.withLockedValue({ $0 }),
+                                    case .reply(let answer) = PreviewDecision.error(
+                                        502, "Bad Gateway", code: "unavailable",
+                                        message: "nothing answers on port \(target.port) of sandbox \(target.sandbox.id)")
+                                {
+                                    try? await outbound.write(answer)
+                                }
+                            }
+                            break
+                        }
+                        return .sandbox
+                    }
+                    // The sandbox's side ending (or no route) ends the connection; the client's
+                    // side ending (a half-close) leaves the answer to finish.
+                    while let part = try await group.next() {
+                        if part == .sandbox {
+                            group.cancelAll()
+                            await upstream.finish()
+                        }
+                    }
+                }
+            }
+        } catch {
+            logger.debug("preview connection ended", metadata: ["error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,231 @@
+import Crypto
+import Foundation
+import NIOCore
+import OmniRunCore
+import OmniRunStore
+import SandboxRuntime
+
+/// The names of the credentials the preview gateway reads.
+enum PreviewAccess {
+    /// Secure mode's header (the public SDK's name for it).
+    static let trafficTokenHeader = "e2b-traffic-access-token"
+    /// A private exposure's token: in the query of `accessUrl` (once; it becomes a cookie),
+    /// as a cookie, or as this header.
+    static let queryToken = "omnirun_token"
+    static let cookie = "omnirun_preview"
+    static let tokenHeader = "x-omnirun-exposure-token"
+
+    static func sha256Hex(_ text: String) -> String {
+        SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Compares two secrets in time independent of where they differ.
+    static func same(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8)
+        let y = Array(b.utf8)
+        guard x.count == y.count else { return false }
+        var difference: UInt8 = 0
+        for index in x.indices { difference |= x[index] ^ y[index] }
+        return difference == 0
+    }
+
+    /// The value of one cookie in the `Cookie` fields of a head.
+    static func cookieValue(_ name: String, in head: RequestHead) -> String? {
+        for field in head.values("cookie") {
+            for pair in field.split(separator: ";") {
+                let parts = pair.split(separator: "=", maxSplits: 1)
+                if parts.count == 2, parts[0].trimmingCharacters(in: .whitespaces) == name {
+                    return parts[1].trimmingCharacters(in: .whitespaces)
+                }
+            }
+        }
+        return nil
+    }
+
+    /// The target with one query parameter removed, and that parameter's value.
+    static func takeQuery(_ name: String, from target: String) -> (target: String, value: String?) {
+        guard let mark = target.firstIndex(of: "?") else { return (target, nil) }
+        let path = String(target[..<mark])
+        var value: String?
+        let kept = target[target.index(after: mark)...].split(separator: "&").filter { pair in
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            if parts.first.map(String.init) == name {
+                value = parts.count > 1 ? String(parts[1]) : ""
+                return false
+            }
+            return true
+        }
+        return (kept.isEmpty ? path : path + "?" + kept.joined(separator: "&"), value)
+    }
+}
+
+/// Where a connection's requests go once its first request was admitted.
+struct PreviewTarget: Sendable {
+    let sandbox: Sandbox
+    let port: Int
+    let exposureID: String?
+    let policy: PreviewPolicy
+}
+
+/// What every request of a connection must carry, and how its head is changed for the sandbox.
+struct PreviewPolicy: Sendable {
+    /// The Host (without port) the connection was admitted for.
+    let hostName: String
+    /// SHA-256 of secure mode's traffic token, when the sandbox is secure.
+    let trafficTokenHash: String?
+    /// A private exposure's token.
+    let exposureToken: String?
+    /// The Host the sandbox sees; nil keeps the client's.
+    let hostOverride: String?
+    let scheme: String
+
+    /// Whether a request may pass (every request of a kept-alive connection is checked).
+    func admits(_ head: RequestHead) -> Bool {
+        guard head.hostName == hostName else { return false }
+        if let trafficTokenHash {
+            guard let token = head.value(PreviewAccess.trafficTokenHeader),
+                PreviewAccess.same(PreviewAccess.sha256Hex(token), trafficTokenHash)
+            else { return false }
+        }
+        if let exposureToken {
+            let offered = head.value(PreviewAccess.tokenHeader) ?? PreviewAccess.cookieValue(PreviewAccess.cookie, in: head)
+                ?? PreviewAccess.takeQuery(PreviewAccess.queryToken, from: head.target).value
+            guard let offered, PreviewAccess.same(offered, exposureToken) else { return false }
+        }
+        return true
+    }
+
+    /// The head as the sandbox sees it: the gateway's credentials removed, the Host set.
+    func rewrite(_ head: RequestHead) -> RequestHead {
+        var head = head
+        head.remove(PreviewAccess.trafficTokenHeader)
+        head.remove(PreviewAccess.tokenHeader)
+        if exposureToken != nil {
+            head.target = PreviewAccess.takeQuery(PreviewAccess.queryToken, from: head.target).target
+        }
+        let cookies = head.values("cookie").flatMap { $0.split(separator: ";") }.map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.hasPrefix(PreviewAccess.cookie + "=") && !$0.isEmpty }
+        head.remove("cookie")
+        if !cookies.isEmpty { head.fields.append(("Cookie", cookies.joined(separator: "; "))) }
+        if let hostOverride, let original = head.value("host") {
+            head.set("Host", hostOverride)
+            head.set("X-Forwarded-Host", original)
+        }
+        head.set("X-Forwarded-Proto", scheme)
+        return head
+    }
+}
+
+/// What the gateway does with a connection's first request.
+enum PreviewDecision: Sendable {
+    case forward(PreviewTarget)
+    /// An answer of the gateway's own (an error, or the redirect that turns a private
+    /// exposure's query token into a cookie); the connection then closes.
+    case reply(ByteBuffer)
+
+    static func error(_ status: Int, _ reason: String, code: String, message: String) -> PreviewDecision {
+        let body = (try? JSONEncoder().encode(["error": code, "message": message])) ?? Data("{}".utf8)
+        var text = "HTTP/1.1 \(status) \(reason)\r\nContent-Type: application/json; charset=utf-8\r\n"
+        text += "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n"
+        var buffer = ByteBuffer(string: text)
+        buffer.writeBytes(body)
+        return .reply(buffer)
+    }
+
+    static func redirect(to location: String, cookie: String) -> PreviewDecision {
+        var text = "HTTP/1.1 302 Found\r\nLocation: \(location)\r\n"
+        text += "Set-Cookie: \(PreviewAccess.cookie)=\(cookie); Path=/; HttpOnly; SameSite=Lax\r\n"
+        text += "Content-Length: 0\r\nConnection: close\r\n\r\n"
+        return .reply(ByteBuffer(string: text))
+    }
+}
+
+extension ExposureService {
+    /// Routes a connection's first request by its Host: an exposure's own hostname, or
+    /// `{sandboxID}-{port}.{domain}`; then checks secure mode and private tokens.
+    func resolve(_ head: RequestHead) async -> PreviewDecision {
+        guard let host = head.hostName else {
+            return .error(400, "Bad Request", code: "invalid_argument", message: "the request has no Host header")
+        }
+        let suffix = "." + settings.domain
+        guard host.hasSuffix(suffix), host.count > suffix.count else {
+            return .error(404, "Not Found", code: "not_found", message: "no preview answers for host \(host)")
+        }
+        let label = String(host.dropLast(suffix.count))
+        var exposure: ExposureRecord?
+        let sandboxID: SandboxID
+        let port: Int
+        if let found = try? await repository.find(hostname: host) {
+            let record = await current(found)
+            switch record.status {
+            case "revoked":
+                return .error(404, "Not Found", code: "revoked", message: "exposure \(record.id) was revoked")
+            case "expired":
+                return .error(410, "Gone", code: "expired", message: "exposure \(record.id) expired")
+            case "sandbox_stopped":
+                return .error(
+                    502, "Bad Gateway", code: "sandbox_stopped", message: "the sandbox of exposure \(record.id) has stopped")
+            default: break
+            }
+            guard let id = SandboxID(record.sandboxID) else {
+                return .error(404, "Not Found", code: "not_found", message: "no preview answers for host \(host)")
+            }
+            exposure = record
+            sandboxID = id
+            port = record.port
+        } else if let dash = label.lastIndex(of: "-"), let id = SandboxID(String(label[..<dash])),
+            let number = Int(label[label.index(after: dash)...]), (1...65535).contains(number)
+        {
+            sandboxID = id
+            port = number
+        } else {
+            return .error(404, "Not Found", code: "not_found", message: "no preview answers for host \(host)")
+        }
+        guard let sandbox = try? await sandboxes.sandbox(sandboxID.rawValue, account: nil) else {
+            if exposure != nil {
+                await sandboxStopped(sandboxID.rawValue)
+                return .error(502, "Bad Gateway", code: "sandbox_stopped", message: "sandbox \(sandboxID) has stopped")
+            }
+            return .error(404, "Not Found", code: "not_found", message: "sandbox \(sandboxID) not found")
+        }
+        let sandboxNetwork = await networkSettings(sandboxID.rawValue)
+        let hostOverride: String? =
+            if let mask = sandboxNetwork?.maskRequestHost {
+                mask.replacingOccurrences(of: "${PORT}", with: "\(port)")
+            } else if let exposure, !exposure.preserveHost {
+                "localhost:\(port)"
+            } else {
+                nil
+            }
+        let policy = PreviewPolicy(
+            hostName: host, trafficTokenHash: sandboxNetwork?.trafficTokenHash,
+            exposureToken: exposure.flatMap { $0.visibility == "private" ? accessToken($0.id) : nil }, hostOverride: hostOverride,
+            scheme: self.settings.scheme)
+        let target = PreviewTarget(sandbox: sandbox, port: port, exposureID: exposure?.id, policy: policy)
+        if let hash = policy.trafficTokenHash {
+            guard let token = head.value(PreviewAccess.trafficTokenHeader),
+                PreviewAccess.same(PreviewAccess.sha256Hex(token), hash)
+            else {
+                return .error(
+                    403, "Forbidden", code: "forbidden",
+                    message: "sandbox \(sandboxID) is in secure mode: send its traffic token in the \(PreviewAccess.trafficTokenHeader) header")
+            }
+        }
+        if let token = policy.exposureToken {
+            // The token of `accessUrl` is swapped for a cookie, and the URL cleaned.
+            let (cleaned, offered) = PreviewAccess.takeQuery(PreviewAccess.queryToken, from: head.target)
+            if let offered, PreviewAccess.same(offered, token) {
+                return .redirect(to: cleaned, cookie: token)
+            }
+            guard policy.admits(head) else {
+                return .error(
+                    401, "Unauthorized", code: "unauthorized",
+                    message: "this exposure is private: open its accessUrl, or send its token")
+            }
+        }
+        guard await checkListening(sandbox, port: port) else {
+            return .error(502, "Bad Gateway", code: "unavailable", message: "nothing answers on port \(port) of sandbox \(sandboxID)")
+        }
+        return .forward(target)
+    }
+}
