@@ -35,6 +35,8 @@ struct SandboxController {
         router.get("/sandboxes/:id", use: info)
         router.delete("/sandboxes/:id", use: kill)
         router.post("/sandboxes/:id/timeout", use: setTimeout)
+        router.post("/sandboxes/:id/pause", use: pause)
+        router.post("/sandboxes/:id/resume", use: resume)
         // Features that arrive with later work answer a clear 501, never a silent ignore.
         for (method, path, feature) in Self.notYet {
             router.on(RouterPath(path), method: method) { _, context -> Response in
@@ -45,10 +47,7 @@ struct SandboxController {
     }
 
     static let notYet: [(HTTPRequest.Method, String, String)] = [
-        (.post, "/sandboxes/:id/pause", "pause"),
-        (.post, "/sandboxes/:id/resume", "resume"),
         (.post, "/sandboxes/:id/network-policy", "network policy"),
-        (.get, "/sandboxes/:id/metrics", "metrics"),
         (.post, "/sandboxes/:id/contexts", "code contexts"),
         (.get, "/sandboxes/:id/contexts", "code contexts"),
         (.post, "/sandboxes/:id/contexts/:ctx/execute", "code contexts"),
@@ -79,7 +78,6 @@ struct SandboxController {
         if body.e2ee == true || body.clientPublicKey != nil {
             throw OmniRunError(.notImplemented, "end-to-end encryption is not available on this server yet")
         }
-        if body.autoPause == true { throw OmniRunError(.notImplemented, "auto-pause is not available on this server yet") }
         let timeout = body.timeout ?? 300
         guard timeout >= 0, timeout <= 30 * 24 * 3600 else {
             throw OmniRunError(.invalidArgument, "timeout must be between 0 (permanent) and 2592000 seconds")
@@ -98,7 +96,7 @@ struct SandboxController {
         let record = try await service.create(
             CreateSandboxRequest(
                 template: template, timeoutSeconds: timeout, env: env, metadata: metadata, vaultInject: body.vaultInject == true,
-                memoryMB: body.memoryMB, vaultVariables: vaultVariables),
+                memoryMB: body.memoryMB, autoPause: body.autoPause == true, vaultVariables: vaultVariables),
             account: account)
         return JSON.response(SandboxInfo(record), status: .created)
     }
@@ -117,7 +115,7 @@ struct SandboxController {
         var records = try await service.list(account: account)
         if let state = query["state"], !state.isEmpty {
             let states = Set(state.split(separator: ",").map { String($0) })
-            records = records.filter { states.contains($0.state == "running" ? "running" : "killed") }
+            records = records.filter { states.contains(SandboxInfo.wireState($0.state)) }
         }
         if let filter = query["metadata"], !filter.isEmpty {
             let pairs = filter.split(separator: ",").map { pair -> (String, String) in
@@ -187,5 +185,17 @@ struct SandboxController {
         guard let timeout = body.timeout else { throw OmniRunError(.invalidArgument, "timeout (seconds) is required") }
         try await service.setTimeout(try context.parameters.require("id"), seconds: timeout, account: account)
         return JSON.response(["status": "ok"])
+    }
+
+    /// `POST /sandboxes/{id}/pause` → `{"status": "paused"}` once the whole machine is saved.
+    @Sendable func pause(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let status = try await service.pause(try context.parameters.require("id"), account: try context.requireAccount())
+        return JSON.response(["status": status])
+    }
+
+    /// `POST /sandboxes/{id}/resume` → `{"status": "running"}` once the agent answers again.
+    @Sendable func resume(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let status = try await service.resume(try context.parameters.require("id"), account: try context.requireAccount())
+        return JSON.response(["status": status])
     }
 }

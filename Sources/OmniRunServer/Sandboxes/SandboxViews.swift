@@ -11,11 +11,22 @@ struct SandboxInfo: Encodable {
     var cpuCount: Int
     var memoryMB: Int
     var name: String?
+    var autoPause: Bool
+    /// While paused: since when, and the disk its saved state and its disk use.
+    var pausedAt: String?
+    var pausedDiskBytes: Int64?
+
+    static func wireState(_ state: String) -> String {
+        state == "running" || state == "paused" ? state : "killed"
+    }
 
     init(_ record: SandboxRecord) {
         sandboxID = record.id
         templateID = record.template
-        state = record.state == "running" ? "running" : "killed"
+        state = Self.wireState(record.state)
+        autoPause = record.autoPause
+        pausedAt = record.state == "paused" ? record.pausedAt.map(isoDate) : nil
+        pausedDiskBytes = record.state == "paused" ? record.pausedBytes : nil
         startedAt = isoDate(record.createdAt)
         endAt = record.endedAt.map(isoDate) ?? record.expiresAt.map(isoDate)
         metadata = record.metadata
