@@ -32,6 +32,10 @@ public enum AgentAPI {
         public static let initialize = "/v1/init"
         public static let prepareSnapshot = "/v1/snapshot/prepare"
         public static let shutdown = "/v1/shutdown"
+        /// GET: a `GuestMetrics`.
+        public static let metrics = "/v1/metrics"
+        /// POST a `ClockRequest`: sets the wall clock.
+        public static let clock = "/v1/clock"
 
         public static let processStart = "/v1/process/start"
         public static let processConnect = "/v1/process/connect"

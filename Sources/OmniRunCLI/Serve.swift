@@ -51,6 +51,13 @@ extension OmniRun {
             if let limit = env["OMNIRUN_CONCURRENT_LIMIT"].flatMap({ Int($0) }) { configuration.defaultConcurrentLimit = limit }
             if let limit = env["OMNIRUN_MAX_SANDBOXES"].flatMap({ Int($0) }) { configuration.maxSandboxes = limit }
             if let node = env["OMNIRUN_NODE_ID"], !node.isEmpty { configuration.nodeID = node }
+            configuration.webhookAllowLoopback = env["OMNIRUN_WEBHOOK_ALLOW_LOOPBACK"] == "1"
+            if let millis = env["OMNIRUN_WEBHOOK_RETRY_BASE_MS"].flatMap({ Int64($0) }), millis > 0 {
+                configuration.webhookRetryBase = .milliseconds(millis)
+            }
+            if let seconds = env["OMNIRUN_METRICS_INTERVAL"].flatMap({ Double($0) }), seconds >= 0 {
+                configuration.metricsInterval = seconds > 0 ? .milliseconds(Int64(max(seconds, 0.2) * 1000)) : nil
+            }
             // Sign-in mail, the vault's master key and the LLM proxy (OMNIRUN_SMTP_*, OMNIRUN_LLM_*, ...).
             try configuration.applyAccountEnvironment(env)
 

@@ -52,6 +52,33 @@ public struct MachineSnapshot: Sendable, Codable, Equatable {
     }
 }
 
+/// A machine saved whole by `MachineInstance.pause(into:)`: its memory and device
+/// state in one file, its own disk (an overlay on the template's) beside it. The
+/// machine's folder holds everything; `resume` brings the machine back from it.
+public struct PausedMachine: Sendable, Codable, Equatable {
+    public var image: MachineImage
+    public var directory: String
+    /// The migration stream: every non-zero page of guest memory and the device state.
+    public var stateFile: String
+    public var diskFile: String
+    public var accelerator: String
+    public var pausedAtMillis: Int64
+
+    public init(
+        image: MachineImage, directory: String, stateFile: String, diskFile: String, accelerator: String, pausedAtMillis: Int64
+    ) {
+        self.image = image
+        self.directory = directory
+        self.stateFile = stateFile
+        self.diskFile = diskFile
+        self.accelerator = accelerator
+        self.pausedAtMillis = pausedAtMillis
+    }
+
+    /// Where a paused machine describes itself inside its folder.
+    public static func manifestPath(in directory: String) -> String { directory + "/paused.json" }
+}
+
 /// Per-machine options for one boot or restore.
 public struct MachineOptions: Sendable {
     /// Name used in logs, paths and errors (the sandbox id).
@@ -73,6 +100,8 @@ public protocol MachineDriver: Sendable {
     func boot(image: MachineImage, options: MachineOptions, snapshotable: Bool) async throws -> any MachineInstance
     /// Starts a new machine from a snapshot (memory copy-on-write, fresh disk overlay).
     func restore(snapshot: MachineSnapshot, options: MachineOptions) async throws -> any MachineInstance
+    /// Brings a paused machine back exactly as it was saved (memory, devices, disk).
+    func resume(_ paused: PausedMachine, options: MachineOptions) async throws -> any MachineInstance
     /// Takes over a machine started by an earlier process of this server (after a
     /// restart). Fails if `pid` is not that machine's VMM.
     func attach(image: MachineImage, options: MachineOptions, pid: Int32) async throws -> any MachineInstance
@@ -95,6 +124,12 @@ public protocol MachineInstance: AnyObject, Sendable {
     var state: MachineState { get async }
     /// Saves memory, device state and disk into `directory` and stops the machine.
     func snapshot(into directory: String) async throws -> MachineSnapshot
+    /// Saves the whole machine (memory, device state; its disk stays in place) into
+    /// its own folder and stops its VMM; the folder is kept for `resume`.
+    func pause() async throws -> PausedMachine
+    /// Stops the VMM at once and keeps the machine's folder (a failed resume must not
+    /// lose the paused state).
+    func stopKeepingFiles() async
     /// Stops the machine and removes every file it owned. Idempotent.
     func destroy() async
     /// Resolves when the machine has stopped, for whatever reason.

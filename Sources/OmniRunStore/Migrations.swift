@@ -160,6 +160,62 @@ public enum Migrations {
             ]
         ),
         (
+            5,
+            [
+                // Pause and resume: `state` may be 'paused'; whether a timeout or idleness
+                // pauses instead of killing; when it was paused and what its saved state holds.
+                "ALTER TABLE sandboxes ADD COLUMN auto_pause BIGINT NOT NULL DEFAULT 0",
+                "ALTER TABLE sandboxes ADD COLUMN paused_at BIGINT",
+                "ALTER TABLE sandboxes ADD COLUMN paused_bytes BIGINT",
+                // Metrics of each sandbox, sampled from inside the guest and from its VMM,
+                // kept for the sandbox's life.
+                """
+                CREATE TABLE sandbox_metrics (
+                    sandbox_id TEXT NOT NULL,
+                    at BIGINT NOT NULL,
+                    cpu_used_pct DOUBLE PRECISION NOT NULL,
+                    cpu_count BIGINT NOT NULL,
+                    mem_used BIGINT NOT NULL,
+                    mem_total BIGINT NOT NULL,
+                    disk_used BIGINT NOT NULL,
+                    disk_total BIGINT NOT NULL,
+                    host_cpu_pct DOUBLE PRECISION NOT NULL,
+                    host_rss BIGINT NOT NULL,
+                    PRIMARY KEY (sandbox_id, at)
+                )
+                """,
+                // Webhooks (account level) and every delivery with its attempts.
+                """
+                CREATE TABLE webhooks (
+                    id TEXT PRIMARY KEY,
+                    account_id TEXT NOT NULL REFERENCES accounts(id),
+                    url TEXT NOT NULL,
+                    events TEXT NOT NULL,
+                    secret TEXT NOT NULL,
+                    created_at BIGINT NOT NULL
+                )
+                """,
+                "CREATE INDEX webhooks_account ON webhooks(account_id)",
+                """
+                CREATE TABLE webhook_deliveries (
+                    id TEXT PRIMARY KEY,
+                    webhook_id TEXT NOT NULL,
+                    event TEXT NOT NULL,
+                    sandbox_id TEXT,
+                    payload TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    attempts BIGINT NOT NULL,
+                    last_status BIGINT,
+                    last_error TEXT,
+                    created_at BIGINT NOT NULL,
+                    next_attempt_at BIGINT,
+                    delivered_at BIGINT
+                )
+                """,
+                "CREATE INDEX webhook_deliveries_due ON webhook_deliveries(status, next_attempt_at)",
+                "CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries(webhook_id, created_at)",
+            ]
+        ),
             6,
             [
                 // Exposures: managed preview URLs of a sandbox's ports.

@@ -52,7 +52,7 @@ public struct SandboxRecord: Sendable, Equatable {
     public var id: String
     public var accountID: String
     public var template: String
-    /// running | ended
+    /// running | paused | ended
     public var state: String
     public var createdAt: Int64
     public var endedAt: Int64?
@@ -69,12 +69,18 @@ public struct SandboxRecord: Sendable, Equatable {
     public var machineDirectory: String?
     public var machinePID: Int32?
     public var nodeID: String?
+    /// A timeout or idleness pauses the sandbox instead of killing it.
+    public var autoPause: Bool
+    public var pausedAt: Int64?
+    /// Disk used by the saved state and the disk of a paused sandbox.
+    public var pausedBytes: Int64?
 
     public init(
         id: String, accountID: String, template: String, state: String, createdAt: Int64, endedAt: Int64? = nil,
         endReason: String? = nil, timeoutSeconds: Int64, expiresAt: Int64?, lastActivityAt: Int64,
         metadata: [String: String], env: [String: String], vaultInject: Bool, cpuCount: Int, memoryMB: Int,
-        machineDirectory: String? = nil, machinePID: Int32? = nil, nodeID: String? = nil
+        machineDirectory: String? = nil, machinePID: Int32? = nil, nodeID: String? = nil, autoPause: Bool = false,
+        pausedAt: Int64? = nil, pausedBytes: Int64? = nil
     ) {
         self.id = id
         self.accountID = accountID
@@ -94,6 +100,9 @@ public struct SandboxRecord: Sendable, Equatable {
         self.machineDirectory = machineDirectory
         self.machinePID = machinePID
         self.nodeID = nodeID
+        self.autoPause = autoPause
+        self.pausedAt = pausedAt
+        self.pausedBytes = pausedBytes
     }
 }
 

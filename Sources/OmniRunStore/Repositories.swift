@@ -98,8 +98,9 @@ public struct SandboxRepository: Sendable {
         try await database.query(
             """
             INSERT INTO sandboxes (id, account_id, template, state, created_at, ended_at, end_reason, timeout_seconds,
-                expires_at, last_activity_at, metadata, env, vault_inject, cpu_count, memory_mb, machine_dir, machine_pid, node_id)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                expires_at, last_activity_at, metadata, env, vault_inject, cpu_count, memory_mb, machine_dir, machine_pid, node_id,
+                auto_pause)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
             [
                 .text(record.id), .text(record.accountID), .text(record.template), .text(record.state), .int(record.createdAt),
@@ -107,6 +108,7 @@ public struct SandboxRepository: Sendable {
                 .int(record.lastActivityAt), .text(JSONText.encode(record.metadata)), .text(JSONText.encode(record.env)),
                 SQLValue(record.vaultInject), SQLValue(record.cpuCount), SQLValue(record.memoryMB),
                 SQLValue(record.machineDirectory), SQLValue(record.machinePID.map { Int64($0) }), SQLValue(record.nodeID),
+                SQLValue(record.autoPause),
             ])
     }
 
@@ -121,6 +123,41 @@ public struct SandboxRepository: Sendable {
             ).map(Self.record)
         }
         return try await database.query("SELECT * FROM sandboxes WHERE state = 'running' ORDER BY created_at, id").map(Self.record)
+    }
+
+    /// Running and paused sandboxes (what lists show, what a restart recovers).
+    public func live(accountID: String? = nil) async throws -> [SandboxRecord] {
+        if let accountID {
+            return try await database.query(
+                "SELECT * FROM sandboxes WHERE state IN ('running', 'paused') AND account_id = ? ORDER BY created_at, id",
+                [.text(accountID)]
+            ).map(Self.record)
+        }
+        return try await database.query(
+            "SELECT * FROM sandboxes WHERE state IN ('running', 'paused') ORDER BY created_at, id"
+        ).map(Self.record)
+    }
+
+    /// Paused sandboxes and the disk their saved state and disks use.
+    public func pausedUsage() async throws -> (count: Int, bytes: Int64) {
+        // Summed here: PostgreSQL's SUM of a BIGINT is a NUMERIC.
+        let rows = try await database.query("SELECT paused_bytes FROM sandboxes WHERE state = 'paused'")
+        return (rows.count, rows.reduce(0) { $0 + ($1.optionalInt("paused_bytes") ?? 0) })
+    }
+
+    public func markPaused(id: String, at: Int64, bytes: Int64) async throws {
+        try await database.query(
+            "UPDATE sandboxes SET state = 'paused', paused_at = ?, paused_bytes = ?, machine_pid = NULL, expires_at = NULL WHERE id = ? AND state = 'running'",
+            [.int(at), .int(bytes), .text(id)])
+    }
+
+    public func markResumed(id: String, pid: Int32, expiresAt: Int64?, at: Int64) async throws {
+        try await database.query(
+            """
+            UPDATE sandboxes SET state = 'running', paused_at = NULL, paused_bytes = NULL, machine_pid = ?, expires_at = ?,
+                last_activity_at = ? WHERE id = ? AND state = 'paused'
+            """,
+            [.int(Int64(pid)), SQLValue(expiresAt), .int(at), .text(id)])
     }
 
     public func countRunning(accountID: String) async throws -> Int {
@@ -147,7 +184,7 @@ public struct SandboxRepository: Sendable {
 
     public func markEnded(id: String, reason: String, at: Int64) async throws {
         try await database.query(
-            "UPDATE sandboxes SET state = 'ended', end_reason = ?, ended_at = ? WHERE id = ? AND state = 'running'",
+            "UPDATE sandboxes SET state = 'ended', end_reason = ?, ended_at = ? WHERE id = ? AND state IN ('running', 'paused')",
             [.text(reason), .int(at), .text(id)])
     }
 
@@ -176,7 +213,8 @@ public struct SandboxRepository: Sendable {
             metadata: JSONText.decode(row.optionalString("metadata")), env: JSONText.decode(row.optionalString("env")),
             vaultInject: row.bool("vault_inject"), cpuCount: Int(row.optionalInt("cpu_count") ?? 1),
             memoryMB: Int(row.optionalInt("memory_mb") ?? 256), machineDirectory: row.optionalString("machine_dir"),
-            machinePID: row.optionalInt("machine_pid").map { Int32($0) }, nodeID: row.optionalString("node_id"))
+            machinePID: row.optionalInt("machine_pid").map { Int32($0) }, nodeID: row.optionalString("node_id"),
+            autoPause: row.bool("auto_pause"), pausedAt: row.optionalInt("paused_at"), pausedBytes: row.optionalInt("paused_bytes"))
     }
 }
 

@@ -60,6 +60,14 @@ public struct SpendRepository: Sendable {
         }
     }
 
+    /// Every account's LLM spend together, in millionths of a cent (summed here: a
+    /// PostgreSQL SUM of BIGINT is a NUMERIC).
+    public func totalSpendMicrocents() async throws -> Int64 {
+        try await database.query("SELECT llm_spend_microcents FROM accounts").reduce(0) {
+            $0 + ($1.optionalInt("llm_spend_microcents") ?? 0)
+        }
+    }
+
     /// The account's spend so far and its own cap (nil: the server default).
     public func spend(accountID: String) async throws -> (microcents: Int64, capCents: Int64?) {
         guard

@@ -14,6 +14,9 @@ struct QEMUCommandLine {
     /// Guest RAM lives in this file (shared for a snapshotable boot, private for a restore).
     var memoryFile: String?
     var shareMemory: Bool
+    /// Guest RAM in an anonymous backend named like the file one (a resumed machine:
+    /// its memory arrives in the migration stream, and the RAM block names must match).
+    var anonymousMemory: Bool = false
     /// `-incoming defer`: the device state is loaded from stdin (`fd:0`) over QMP.
     var incoming: Bool
     var seccomp: Bool
@@ -33,7 +36,7 @@ struct QEMUCommandLine {
 
     var arguments: [String] {
         var args: [String] = [
-            "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on" + (memoryFile != nil ? ",memory-backend=mem" : ""),
+            "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on" + (memoryFile != nil || anonymousMemory ? ",memory-backend=mem" : ""),
         ]
         switch accelerator {
         case .tcg: args += ["-accel", "tcg,thread=multi" + (tcgTranslationCacheMB.map { ",tb-size=\($0)" } ?? ""), "-cpu", tcgCPU]
@@ -56,6 +59,8 @@ struct QEMUCommandLine {
                 "-object",
                 "memory-backend-file,id=mem,size=\(memoryMB)M,mem-path=\(memoryFile),share=\(shareMemory ? "on" : "off")",
             ]
+        } else if anonymousMemory {
+            args += ["-object", "memory-backend-ram,id=mem,size=\(memoryMB)M"]
         }
         if incoming {
             args += ["-incoming", "defer"]

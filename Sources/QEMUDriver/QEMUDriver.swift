@@ -10,8 +10,8 @@ public struct QEMUDriver: MachineDriver {
     public let configuration: QEMUConfiguration
     public let accelerator: Accelerator
     public let tscKHz: Int?
-    private let group: any EventLoopGroup
-    private let logger: Logger
+    let group: any EventLoopGroup
+    let logger: Logger
 
     public init(
         configuration: QEMUConfiguration = .init(), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
@@ -120,7 +120,7 @@ public struct QEMUDriver: MachineDriver {
         return machine
     }
 
-    private func launch(
+    func launch(
         _ commandLine: QEMUCommandLine, options: MachineOptions, image: MachineImage, memoryFile: String?,
         stdin: FileHandle?
     ) throws -> QEMUMachine {

@@ -19,7 +19,7 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
     let accelerator: Accelerator
     let image: MachineImage
     let memoryFile: String?
-    private let logger: Logger
+    let logger: Logger
     private let group: any EventLoopGroup
 
     private struct Inner {
@@ -203,7 +203,7 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
             if ContinuousClock.now > deadline { throw OmniRunError(.timeout, "saving \(name) took over 60 s") }
             try await Task.sleep(for: .milliseconds(10))
         }
-        inner.withLockedValue { try? $0.lifecycle.transition(to: .stopping) }
+        markStopping()
         _ = try? await qmp.execute("quit")
         _ = await waitForExit()
         // Move the memory file and the disk beside the device state.
@@ -240,6 +240,26 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
             return false
         }
         if alreadyDone { return }
+        await killAndWait()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// Kills QEMU (if it still runs) and waits for it; the folder stays (a paused
+    /// machine's state and disk live there).
+    public func stopKeepingFiles() async {
+        markStopping()
+        await killAndWait()
+    }
+
+    func markStopping() {
+        inner.withLockedValue { inner in
+            if !inner.lifecycle.state.isTerminal, inner.lifecycle.state != .stopping {
+                try? inner.lifecycle.transition(to: .stopping)
+            }
+        }
+    }
+
+    private func killAndWait() async {
         if !hasExited {
             kill(processID, SIGKILL)
         }
@@ -248,7 +268,6 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
             if hasExited { break }
             try? await Task.sleep(for: .milliseconds(20))
         }
-        try? FileManager.default.removeItem(atPath: directory)
     }
 }
 

@@ -90,13 +90,13 @@ public actor SandboxRuntime {
     public nonisolated let catalog: ImageCatalog
     public nonisolated let configuration: Configuration
     private let snapshots: SnapshotStore
-    private let logger: Logger
-    private var sandboxes: [SandboxID: Sandbox] = [:]
+    let logger: Logger
+    var sandboxes: [SandboxID: Sandbox] = [:]
     /// Template build machines (`SandboxRuntime+BuildMachines.swift`).
     var buildMachines: [String: any MachineInstance] = [:]
-    private var failures: [SandboxID: MachineExit] = [:]
+    var failures: [SandboxID: MachineExit] = [:]
     private var exitHandlers: [@Sendable (SandboxID, MachineExit) async -> Void] = []
-    private let createLimiter: AsyncLimiter
+    let createLimiter: AsyncLimiter
     private let pool: WarmPool
 
     public init(driver: any MachineDriver, catalog: ImageCatalog, configuration: Configuration, logger: Logger) {
@@ -380,15 +380,17 @@ public actor SandboxRuntime {
         }
     }
 
-    private func watch(_ sandbox: Sandbox) {
+    func watch(_ sandbox: Sandbox) {
         Task { [weak self] in
             let exit = await sandbox.machine.waitForExit()
-            await self?.machineExited(sandbox.id, exit)
+            await self?.machineExited(sandbox, exit)
         }
     }
 
-    private func machineExited(_ id: SandboxID, _ exit: MachineExit) async {
-        guard let sandbox = sandboxes[id] else { return }
+    private func machineExited(_ stopped: Sandbox, _ exit: MachineExit) async {
+        // A paused sandbox's machine stops on purpose (and a resumed one is another machine).
+        let id = stopped.id
+        guard let sandbox = sandboxes[id], sandbox === stopped else { return }
         logger.warning("sandbox machine stopped", metadata: ["sandbox": "\(id)", "exit": "\(exit)"])
         await sandbox.agent.close()
         await sandbox.machine.destroy()

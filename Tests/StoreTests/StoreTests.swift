@@ -49,6 +49,25 @@ struct StoreTests {
         let ended = try await sandboxes.ended(accountID: account.id, limit: 10, before: nil)
         #expect(ended.first?.endReason == "timeout" && ended.first?.endedAt == 9)
 
+        // Paused: listed, not counted as running, its disk summed; resumed with a new expiry.
+        var pausable = record
+        pausable.id = "sb_p\(suffix.lowercased())"
+        pausable.autoPause = true
+        try await sandboxes.insert(pausable)
+        #expect(try await sandboxes.find(id: pausable.id)?.autoPause == true)
+        try await sandboxes.markPaused(id: pausable.id, at: 20, bytes: 4096)
+        let paused = try await sandboxes.find(id: pausable.id)
+        #expect(paused?.state == "paused" && paused?.pausedAt == 20 && paused?.pausedBytes == 4096 && paused?.machinePID == nil)
+        #expect(try await sandboxes.countRunning(accountID: account.id) == 0)
+        #expect(try await sandboxes.live(accountID: account.id).map(\.id) == [pausable.id])
+        #expect(try await sandboxes.pausedUsage().bytes >= 4096)
+        try await sandboxes.markResumed(id: pausable.id, pid: 77, expiresAt: 999, at: 30)
+        let resumed = try await sandboxes.find(id: pausable.id)
+        #expect(resumed?.state == "running" && resumed?.machinePID == 77 && resumed?.expiresAt == 999 && resumed?.pausedBytes == nil)
+        try await sandboxes.markPaused(id: pausable.id, at: 40, bytes: 1)
+        try await sandboxes.markEnded(id: pausable.id, reason: "killed", at: 50)
+        #expect(try await sandboxes.find(id: pausable.id)?.state == "ended")
+
         // A failed transaction leaves nothing behind.
         let other = AccountRecord(id: "acc2_\(suffix)", email: "b-\(suffix)@x.io", role: "user", concurrentLimit: 3, createdAt: 1)
         await #expect(throws: OmniRunError.self) {

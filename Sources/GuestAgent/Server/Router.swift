@@ -73,6 +73,13 @@ struct Router: Sendable {
             sync()
             SnapshotHandshake.request()
             try await exchange.respondEmpty()
+        case (.GET, P.metrics):
+            try await exchange.respond(GuestSampler.sample(bootMillis: bootMillis))
+        case (.POST, P.clock):
+            let request = try await exchange.decode(ClockRequest.self)
+            let rc = omr_set_clock(request.unixTimeNanos)
+            guard rc == 0 else { throw AgentFailure(status: 500, code: AgentErrorCode.failed, message: "setting the clock failed: errno \(rc)") }
+            try await exchange.respondEmpty()
         case (.POST, P.shutdown):
             _ = try await exchange.readBody()
             try await exchange.respondEmpty()

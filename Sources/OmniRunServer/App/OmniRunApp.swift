@@ -53,9 +53,18 @@ public enum OmniRunApp {
             "llm proxy", metadata: ["upstreams": "\(configuration.llm.upstreams.map(\.name))", "mail": "\(mailer.delivers ? "smtp" : "outbox")"])
 
         let gateway = SandboxGateway(logger: logger)
+        let serverMetrics = ServerMetrics()
+        let samples = MetricsRepository(database: database)
         let service = SandboxService(
             runtime: runtime, repository: SandboxRepository(database: database), accounts: accounts, gateway: gateway,
-            configuration: configuration, logger: logger)
+            configuration: configuration, metrics: serverMetrics, samples: samples, logger: logger)
+        let policy = WebhookAddressPolicy(allowLoopback: configuration.webhookAllowLoopback)
+        let webhookRepository = WebhookRepository(database: database)
+        let webhooks = WebhookService(repository: webhookRepository, policy: policy, logger: logger)
+        let dispatcher = WebhookDispatcher(
+            repository: webhookRepository, policy: policy, retryBase: configuration.webhookRetryBase, logger: logger)
+        await webhooks.setOnQueued { dispatcher.poke() }
+        await service.setWebhooks(webhooks)
         await runtime.onUnexpectedExit { id, exit in await service.machineStopped(id, exit: exit) }
         // End-to-end encrypted transport: channel keys sealed under the master key.
         let e2ee = E2EESessions(repository: E2EEKeyRepository(database: database), masterKey: masterKey, logger: logger)
@@ -92,6 +101,8 @@ public enum OmniRunApp {
         AuthController(signIn: signIn, accounts: accounts, vault: vault, spend: ledger, configuration: configuration)
             .register(on: router)
         VaultController(vault: vault).register(on: router)
+        WebhookController(service: webhooks).register(on: router)
+        MetricsController(service: service, samples: samples, spend: SpendRepository(database: database)).register(on: router)
         LLMController(proxy: proxy).register(on: router)
         let templates = try await makeTemplateService(runtime: runtime, database: database, logger: logger)
         await service.setTemplateAccess { name, account in try await templates.checkAccess(name, account: account) }
@@ -109,9 +120,14 @@ public enum OmniRunApp {
             logger: logger)
         app.addServices(
             ReaperService(service: service, interval: configuration.reaperInterval),
-            OutboundService(upstreams: upstreams, gateway: gateway))
+            OutboundService(upstreams: upstreams, gateway: gateway), WebhookDispatcherService(dispatcher: dispatcher))
         if let listener {
             app.addServices(PreviewGateway.start(listener: listener, exposures: exposures, logger: logger))
+        }
+        if let interval = configuration.metricsInterval {
+            app.addServices(
+                MetricsSamplerService(
+                    sampler: MetricsSampler(runtime: runtime, repository: samples, interval: interval, logger: logger)))
         }
         return (app, bootstrap)
     }

@@ -24,6 +24,13 @@ public struct ServerConfiguration: Sendable {
     public var maxSandboxes: Int = 64
     /// `OMNIRUN_NODE_ID`.
     public var nodeID: String = "node-1"
+    /// `OMNIRUN_METRICS_INTERVAL` (seconds; 0 = off): how often each running sandbox's
+    /// metrics are sampled.
+    public var metricsInterval: Duration? = .seconds(5)
+    /// `OMNIRUN_WEBHOOK_ALLOW_LOOPBACK=1`: webhooks may go to loopback and link-local addresses.
+    public var webhookAllowLoopback = false
+    /// `OMNIRUN_WEBHOOK_RETRY_BASE_MS`: the first retry's delay (doubling after each attempt).
+    public var webhookRetryBase: Duration = .seconds(2)
     /// How often timeouts and idle sandboxes are checked.
     public var reaperInterval: Duration = .seconds(1)
     /// Largest JSON request body.

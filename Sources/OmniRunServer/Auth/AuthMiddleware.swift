@@ -4,12 +4,13 @@ import OmniRunError
 import OmniRunStore
 
 /// Admits a request by its API key (`X-API-Key`, or `Authorization: Bearer`), or by
-/// a signed URL on the two routes that have them. `/status` and `/openapi.json` are open.
+/// a signed URL on the two routes that have them. `/status`, `/openapi.json` and the
+/// Prometheus `/metrics` are open.
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = AppRequestContext
     let accounts: AccountRepository
     let signer: URLSigner
-    static let openPaths: Set<String> = ["/status", "/openapi.json", "/health"]
+    static let openPaths: Set<String> = ["/status", "/openapi.json", "/health", "/metrics"]
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context

@@ -68,6 +68,7 @@ struct CommandController {
         let start = ProcessStartRequest(
             shell: command, env: body.envs ?? [:], cwd: body.cwd, user: try Self.user(body.user),
             timeoutMillis: timeout > 0 ? timeout * 1000 : nil, stdin: body.background == true)
+        service.metrics.increment("omnirun_commands_total{kind=\"\(body.background == true ? "background" : "foreground")\"}")
         if body.background == true {
             let pid = try await sandbox.agent.startDetached(start)
             return JSON.response(["pid": pid])
@@ -220,6 +221,7 @@ struct CommandController {
         let path = "\(directory)/\(interpreter.file)"
         _ = try await sandbox.agent.writeFile(path: path, bytes: Array(code.utf8))
         let timeout = min(max(body.timeout ?? 60, 1), configuration.maxCommandTimeoutSeconds)
+        service.metrics.increment("omnirun_commands_total{kind=\"code\"}")
         let result = try await sandbox.agent.run(
             ProcessStartRequest(argv: [interpreter.command, path], timeoutMillis: timeout * 1000))
         try? await sandbox.agent.remove(path: directory)

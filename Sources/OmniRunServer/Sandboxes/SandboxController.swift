@@ -37,6 +37,8 @@ struct SandboxController {
         router.get("/sandboxes/:id", use: info)
         router.delete("/sandboxes/:id", use: kill)
         router.post("/sandboxes/:id/timeout", use: setTimeout)
+        router.post("/sandboxes/:id/pause", use: pause)
+        router.post("/sandboxes/:id/resume", use: resume)
         // Features that arrive with later work answer a clear 501, never a silent ignore.
         for (method, path, feature) in Self.notYet {
             router.on(RouterPath(path), method: method) { _, context -> Response in
@@ -47,10 +49,7 @@ struct SandboxController {
     }
 
     static let notYet: [(HTTPRequest.Method, String, String)] = [
-        (.post, "/sandboxes/:id/pause", "pause"),
-        (.post, "/sandboxes/:id/resume", "resume"),
         (.post, "/sandboxes/:id/network-policy", "network policy"),
-        (.get, "/sandboxes/:id/metrics", "metrics"),
         (.post, "/sandboxes/:id/contexts", "code contexts"),
         (.get, "/sandboxes/:id/contexts", "code contexts"),
         (.post, "/sandboxes/:id/contexts/:ctx/execute", "code contexts"),
@@ -81,7 +80,6 @@ struct SandboxController {
         } else if body.clientPublicKey != nil {
             throw OmniRunError(.invalidArgument, "clientPublicKey is only used with e2ee: true")
         }
-        if body.autoPause == true { throw OmniRunError(.notImplemented, "auto-pause is not available on this server yet") }
         let timeout = body.timeout ?? 300
         guard timeout >= 0, timeout <= 30 * 24 * 3600 else {
             throw OmniRunError(.invalidArgument, "timeout must be between 0 (permanent) and 2592000 seconds")
@@ -100,7 +98,7 @@ struct SandboxController {
         let record = try await service.create(
             CreateSandboxRequest(
                 template: template, timeoutSeconds: timeout, env: env, metadata: metadata, vaultInject: body.vaultInject == true,
-                memoryMB: body.memoryMB, vaultVariables: vaultVariables),
+                memoryMB: body.memoryMB, autoPause: body.autoPause == true, vaultVariables: vaultVariables),
             account: account)
         var info = SandboxInfo(record)
         if let handshake {
@@ -152,7 +150,7 @@ struct SandboxController {
         var records = try await service.list(account: account)
         if let state = query["state"], !state.isEmpty {
             let states = Set(state.split(separator: ",").map { String($0) })
-            records = records.filter { states.contains($0.state == "running" ? "running" : "killed") }
+            records = records.filter { states.contains(SandboxInfo.wireState($0.state)) }
         }
         if let filter = query["metadata"], !filter.isEmpty {
             let pairs = filter.split(separator: ",").map { pair -> (String, String) in
@@ -222,5 +220,17 @@ struct SandboxController {
         guard let timeout = body.timeout else { throw OmniRunError(.invalidArgument, "timeout (seconds) is required") }
         try await service.setTimeout(try context.parameters.require("id"), seconds: timeout, account: account)
         return JSON.response(["status": "ok"])
+    }
+
+    /// `POST /sandboxes/{id}/pause` → `{"status": "paused"}` once the whole machine is saved.
+    @Sendable func pause(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let status = try await service.pause(try context.parameters.require("id"), account: try context.requireAccount())
+        return JSON.response(["status": status])
+    }
+
+    /// `POST /sandboxes/{id}/resume` → `{"status": "running"}` once the agent answers again.
+    @Sendable func resume(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let status = try await service.resume(try context.parameters.require("id"), account: try context.requireAccount())
+        return JSON.response(["status": status])
     }
 }

@@ -14,6 +14,7 @@ struct CreateSandboxRequest: Sendable {
     var metadata: [String: String]
     var vaultInject: Bool
     var memoryMB: Int?
+    var autoPause: Bool = false
     /// The owner's vault, opened, when `vaultInject` (written to `/tmp/.omnirun-env` after restore).
     var vaultVariables: [String: String]? = nil
 }
@@ -26,13 +27,20 @@ actor SandboxService {
     let accounts: AccountRepository
     let gateway: SandboxGateway
     let configuration: ServerConfiguration
-    private let logger: Logger
+    /// The server's counters (`GET /metrics`) and the sandboxes' samples (removed at the end).
+    let metrics: ServerMetrics
+    let samples: MetricsRepository
+    let logger: Logger
     /// Creates admitted but not finished, per account (so racing creates never overshoot).
-    private var pending: [String: Int] = [:]
-    private var pendingTotal = 0
+    var pending: [String: Int] = [:]
+    var pendingTotal = 0
     /// Last activity per sandbox, flushed to the store now and then.
-    private var activity: [SandboxID: Int64] = [:]
-    private var recordCache: [SandboxID: SandboxRecord] = [:]
+    var activity: [SandboxID: Int64] = [:]
+    var recordCache: [SandboxID: SandboxRecord] = [:]
+    /// Pauses, resumes and kills under way, per sandbox (they take turns; see `exclusive`).
+    var transitions: [SandboxID: (kind: String, task: Task<Void, Never>)] = [:]
+    /// Lifecycle events go to the accounts' webhooks (never waited for).
+    var webhooks: WebhookService?
     /// Refuses templates the account may not use (another account's custom template).
     private var templateAccess: (@Sendable (String, AccountRecord) async throws -> Void)?
     /// Told when a sandbox ends, whatever the cause (its exposures stop).
@@ -40,8 +48,10 @@ actor SandboxService {
 
     init(
         runtime: SandboxRuntime, repository: SandboxRepository, accounts: AccountRepository, gateway: SandboxGateway,
-        configuration: ServerConfiguration, logger: Logger
+        configuration: ServerConfiguration, metrics: ServerMetrics, samples: MetricsRepository, logger: Logger
     ) {
+        self.metrics = metrics
+        self.samples = samples
         self.runtime = runtime
         self.repository = repository
         self.accounts = accounts
@@ -53,6 +63,17 @@ actor SandboxService {
     /// Called with a sandbox's id once it has ended (killed, timed out, idle, died).
     func onEnded(_ observer: @escaping @Sendable (SandboxID) async -> Void) {
         endObservers.append(observer)
+    }
+
+    func setWebhooks(_ webhooks: WebhookService) {
+        self.webhooks = webhooks
+    }
+
+    /// Queues a lifecycle event for the owner's webhooks; returns at once.
+    func notify(_ event: String, _ record: SandboxRecord, reason: String? = nil) {
+        webhooks?.emit(
+            event, sandboxID: record.id, templateID: record.template, accountID: record.accountID, metadata: record.metadata,
+            reason: reason)
     }
 
     func setTemplateAccess(_ check: @escaping @Sendable (String, AccountRecord) async throws -> Void) {
@@ -83,6 +104,7 @@ actor SandboxService {
             pendingTotal -= 1
         }
         let sandbox: Sandbox
+        let started = ContinuousClock.now
         do {
             // The LLM proxy's address first, so that the caller's own variables win.
             let userProvided = request.env.merging(request.vaultVariables ?? [:]) { $1 }
@@ -93,6 +115,7 @@ actor SandboxService {
             throw error
         } catch {
             // Nothing is left running: the runtime destroyed the machine. A retry is safe.
+            metrics.increment("omnirun_sandbox_create_failures_total")
             throw OmniRunError(.unavailable, "the sandbox failed to start: \(error)")
         }
         let now = nowMillis()
@@ -102,7 +125,7 @@ actor SandboxService {
             expiresAt: request.timeoutSeconds > 0 ? now + request.timeoutSeconds * 1000 : nil, lastActivityAt: now,
             metadata: request.metadata, env: request.env, vaultInject: request.vaultInject, cpuCount: image.vcpus,
             memoryMB: image.memoryMB, machineDirectory: sandbox.machine.directory, machinePID: sandbox.machine.processID,
-            nodeID: configuration.nodeID)
+            nodeID: configuration.nodeID, autoPause: request.autoPause)
         do {
             try await repository.insert(record)
         } catch {
@@ -110,6 +133,9 @@ actor SandboxService {
             throw error
         }
         recordCache[sandbox.id] = record
+        metrics.increment("omnirun_sandboxes_created_total")
+        notify("created", record)
+        metrics.observe("omnirun_sandbox_create_seconds", seconds: ServerMetrics.seconds(ContinuousClock.now - started))
         await gateway.start(sandbox, owner: account, onRequest: activity(sandbox.id))
         logger.info("sandbox created", metadata: ["sandbox": "\(sandbox.id)", "account": "\(account.id)", "template": "\(request.template)"])
         return record
@@ -121,7 +147,7 @@ actor SandboxService {
         let record: SandboxRecord
         if let cached = recordCache[sandboxID] {
             record = cached
-        } else if let stored = try await repository.find(id: id), stored.state == "running" {
+        } else if let stored = try await repository.find(id: id), stored.state == "running" || stored.state == "paused" {
             record = stored
         } else {
             throw notFound(id)
@@ -138,12 +164,18 @@ actor SandboxService {
         return stored
     }
 
-    /// The live sandbox behind a record; touching it counts as activity.
+    /// The live sandbox behind a record; touching it counts as activity. A paused
+    /// sandbox (or one being paused or resumed) is a 409 that says what to do.
     func sandbox(_ id: String, account: AccountRecord?) async throws -> Sandbox {
         let record = try await record(id, account: account)
-        guard let sandboxID = SandboxID(record.id), let sandbox = await runtime.sandbox(sandboxID) else {
-            throw notFound(id)
+        guard let sandboxID = SandboxID(record.id) else { throw notFound(id) }
+        if let busy = transitions[sandboxID], busy.kind != "kill" {
+            throw OmniRunError(.conflict, "sandbox \(id) is being \(busy.kind == "pause" ? "paused" : "resumed"); try again once it is done")
         }
+        if record.state == "paused" {
+            throw OmniRunError(.conflict, "sandbox \(id) is paused: resume it first (POST /sandboxes/\(id)/resume)")
+        }
+        guard let sandbox = await runtime.sandbox(sandboxID) else { throw notFound(id) }
         activity[sandboxID] = nowMillis()
         return sandbox
     }
@@ -153,12 +185,12 @@ actor SandboxService {
     }
 
     /// Counts a sandbox's own calls through its host gateway as activity (idle kill).
-    private func activity(_ id: SandboxID) -> @Sendable () async -> Void {
+    func activity(_ id: SandboxID) -> @Sendable () async -> Void {
         { [weak self] in await self?.touch(id) }
     }
 
     func list(account: AccountRecord) async throws -> [SandboxRecord] {
-        try await repository.running(accountID: account.id)
+        try await repository.live(accountID: account.id)
     }
 
     func history(account: AccountRecord, limit: Int, before: Int64?) async throws -> [SandboxRecord] {
@@ -167,7 +199,12 @@ actor SandboxService {
 
     func kill(_ id: String, account: AccountRecord) async throws {
         let record = try await record(id, account: account)
-        try await end(record, reason: "killed")
+        guard let sandboxID = SandboxID(record.id) else { throw notFound(id) }
+        try await exclusive(sandboxID, kind: "kill") {
+            // A pause or resume that came first has finished; the sandbox may be gone.
+            guard let current = try await self.current(sandboxID) else { throw self.notFound(id) }
+            try await self.end(current, reason: "killed")
+        }
     }
 
     func setTimeout(_ id: String, seconds: Int64, account: AccountRecord) async throws {
@@ -184,7 +221,7 @@ actor SandboxService {
         }
     }
 
-    private func end(_ record: SandboxRecord, reason: String) async throws {
+    func end(_ record: SandboxRecord, reason: String) async throws {
         guard let sandboxID = SandboxID(record.id) else { return }
         try await repository.markEnded(id: record.id, reason: reason, at: nowMillis())
         recordCache[sandboxID] = nil
@@ -192,21 +229,33 @@ actor SandboxService {
         await gateway.stop(sandboxID)
         await runtime.destroy(sandboxID)
         for observer in endObservers { await observer(sandboxID) }
+        // A paused sandbox has no machine: its folder (saved state, disk) goes.
+        runtime.deletePaused(sandboxID)
+        try? await samples.delete(sandboxID: record.id)
+        metrics.increment("omnirun_sandboxes_ended_total{reason=\"\(reason)\"}")
+        switch reason {
+        case "killed", "timeout": notify(reason, record)
+        case "idle": notify("idle_killed", record)
+        default: notify("error", record, reason: reason)
+        }
         logger.info("sandbox ended", metadata: ["sandbox": "\(record.id)", "reason": "\(reason)"])
     }
 
     /// Called when a machine dies behind our back.
     func machineStopped(_ id: SandboxID, exit: MachineExit) async {
+        if let record = recordCache[id] { notify("error", record, reason: "failed: \(exit)") }
         await gateway.stop(id)
         recordCache[id] = nil
         activity[id] = nil
         try? await repository.markEnded(id: id.rawValue, reason: "failed: \(exit)", at: nowMillis())
         for observer in endObservers { await observer(id) }
+        try? await samples.delete(sandboxID: id.rawValue)
+        metrics.increment("omnirun_sandboxes_ended_total{reason=\"failed\"}")
     }
 
     func runningCount() async -> Int { await runtime.running.count }
 
-    private func notFound(_ id: String) -> OmniRunError {
+    nonisolated func notFound(_ id: String) -> OmniRunError {
         OmniRunError(.notFound, "sandbox \(id) not found")
     }
 
@@ -217,37 +266,40 @@ actor SandboxService {
         let now = nowMillis()
         guard let running = try? await repository.running() else { return }
         for var record in running where record.nodeID == nil || record.nodeID == configuration.nodeID {
-            guard let id = SandboxID(record.id) else { continue }
+            guard let id = SandboxID(record.id), transitions[id] == nil else { continue }
             if let seen = activity[id], seen > record.lastActivityAt {
                 record.lastActivityAt = seen
                 try? await repository.touch(id: record.id, at: seen)
                 if recordCache[id] != nil { recordCache[id]?.lastActivityAt = seen }
             }
             if let expires = record.expiresAt, expires <= now {
-                try? await end(record, reason: "timeout")
+                await expire(record, reason: "timeout")
                 continue
             }
             let idleLimit = configuration.idleTimeoutSeconds * 1000
             if !record.vaultInject, idleLimit > 0, now - record.lastActivityAt > idleLimit {
-                try? await end(record, reason: "idle")
+                await expire(record, reason: "idle")
             }
         }
     }
 
     // MARK: recovery
 
-    /// After a start: re-attach to the machines that still run, record the rest as
-    /// ended, and remove any machine folder nobody owns.
+    /// After a start: re-attach to the machines that still run, keep the paused ones
+    /// (their folders hold everything), record the rest as ended, and remove any
+    /// machine folder nobody owns.
     func recover() async {
-        guard let running = try? await repository.running() else { return }
+        guard let live = try? await repository.live() else { return }
         var kept: Set<SandboxID> = []
-        for record in running where record.nodeID == nil || record.nodeID == configuration.nodeID {
+        for var record in live where record.nodeID == nil || record.nodeID == configuration.nodeID {
             guard let id = SandboxID(record.id) else { continue }
-            if let pid = record.machinePID {
+            if record.state == "running", let pid = record.machinePID {
                 do {
                     let sandbox = try await runtime.reattach(id: id, template: record.template, pid: pid)
                     kept.insert(id)
                     recordCache[id] = record
+                    // A resume recorded just before the crash: its saved state is spent.
+                    runtime.discardPausedState(id)
                     if let owner = try? await accounts.find(id: record.accountID) {
                         await gateway.start(sandbox, owner: owner, onRequest: activity(sandbox.id))
                     }
@@ -255,6 +307,18 @@ actor SandboxService {
                 } catch {
                     logger.warning("sandbox lost across the restart", metadata: ["sandbox": "\(id)", "error": "\(error)"])
                 }
+            }
+            // Paused (or paused just before the crash, before the store heard of it).
+            if runtime.pausedMachine(id) != nil {
+                if record.state != "paused" {
+                    let bytes = SandboxRuntime.diskUsage(of: runtime.machineDirectory(of: id))
+                    try? await repository.markPaused(id: record.id, at: nowMillis(), bytes: bytes)
+                    record.state = "paused"
+                    record.pausedBytes = bytes
+                }
+                kept.insert(id)
+                recordCache[id] = record
+                continue
             }
             try? await repository.markEnded(id: record.id, reason: "lost", at: nowMillis())
         }

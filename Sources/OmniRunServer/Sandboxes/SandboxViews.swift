@@ -13,11 +13,22 @@ struct SandboxInfo: Encodable {
     var name: String?
     /// Only in the answer to an e2ee create (§12): the server's P-256 key, base64 DER SPKI.
     var serverPublicKey: String?
+    var autoPause: Bool
+    /// While paused: since when, and the disk its saved state and its disk use.
+    var pausedAt: String?
+    var pausedDiskBytes: Int64?
+
+    static func wireState(_ state: String) -> String {
+        state == "running" || state == "paused" ? state : "killed"
+    }
 
     init(_ record: SandboxRecord) {
         sandboxID = record.id
         templateID = record.template
-        state = record.state == "running" ? "running" : "killed"
+        state = Self.wireState(record.state)
+        autoPause = record.autoPause
+        pausedAt = record.state == "paused" ? record.pausedAt.map(isoDate) : nil
+        pausedDiskBytes = record.state == "paused" ? record.pausedBytes : nil
         startedAt = isoDate(record.createdAt)
         endAt = record.endedAt.map(isoDate) ?? record.expiresAt.map(isoDate)
         metadata = record.metadata

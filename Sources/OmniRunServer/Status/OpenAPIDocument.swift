@@ -20,6 +20,7 @@ enum OpenAPIDocument {
     nonisolated(unsafe) static let routes: [Route] = [
         Route(method: "get", path: "/status", summary: "Node status", open: true),
         Route(method: "get", path: "/openapi.json", summary: "This document", open: true),
+        Route(method: "get", path: "/metrics", summary: "The server's metrics (Prometheus text format)", open: true),
         Route(
             method: "post", path: "/sandboxes", summary: "Create a sandbox",
             body: [
@@ -30,9 +31,10 @@ enum OpenAPIDocument {
                     // §12: with e2ee, later bodies and JSON answers travel as {"_encrypted": envelope}.
                     "e2ee": ["type": "boolean"], "clientPublicKey": ["type": "string"],
                     "secure": ["type": "boolean"], "maskRequestHost": ["type": "string"],
+                    "autoPause": ["type": "boolean"],
                 ],
             ]),
-        Route(method: "get", path: "/sandboxes", summary: "List running sandboxes", query: ["limit", "next_token", "state", "metadata"]),
+        Route(method: "get", path: "/sandboxes", summary: "List running and paused sandboxes", query: ["limit", "next_token", "state", "metadata"]),
         Route(method: "get", path: "/sandboxes/history", summary: "Past sandboxes", query: ["limit", "before"]),
         Route(method: "get", path: "/templates", summary: "Templates with their resources and build state"),
         Route(method: "post", path: "/templates", summary: "Build a template (multipart: dockerfile, settings JSON, context tar)"),
@@ -41,11 +43,25 @@ enum OpenAPIDocument {
         Route(
             method: "get", path: "/templates/{name}/builds/{build}",
             summary: "A build: JSON with its log, or its log as server-sent events (Accept: text/event-stream)"),
+        Route(
+            method: "post", path: "/webhooks", summary: "Register a webhook for lifecycle events (answers its signing secret)",
+            body: [
+                "type": "object", "required": ["url", "events"],
+                "properties": ["url": ["type": "string"], "events": ["type": "array", "items": ["type": "string"]]],
+            ]),
+        Route(method: "get", path: "/webhooks", summary: "The account's webhooks"),
+        Route(method: "delete", path: "/webhooks/{webhook}", summary: "Delete a webhook"),
+        Route(method: "get", path: "/webhooks/{webhook}/deliveries", summary: "A webhook's deliveries and their attempts", query: ["limit"]),
         Route(method: "get", path: "/sandboxes/{id}", summary: "Sandbox info"),
         Route(method: "delete", path: "/sandboxes/{id}", summary: "Kill a sandbox"),
         Route(
             method: "post", path: "/sandboxes/{id}/timeout", summary: "Reset the auto-kill timer",
             body: ["type": "object", "required": ["timeout"], "properties": ["timeout": ["type": "integer", "minimum": 0]]]),
+        Route(method: "post", path: "/sandboxes/{id}/pause", summary: "Save the whole sandbox (memory, devices, disk) and stop it"),
+        Route(method: "post", path: "/sandboxes/{id}/resume", summary: "Bring a paused sandbox back exactly as it was"),
+        Route(
+            method: "get", path: "/sandboxes/{id}/metrics", summary: "CPU, memory and disk samples over the sandbox's life",
+            query: ["limit"]),
         Route(
             method: "post", path: "/sandboxes/{id}/code", summary: "Run code once",
             body: ["type": "object", "required": ["code"], "properties": ["code": ["type": "string"], "language": ["type": "string"]]]),
@@ -119,7 +135,7 @@ enum OpenAPIDocument {
         var paths: [String: [String: Any]] = [:]
         for route in routes {
             var parameters: [[String: Any]] = []
-            for name in ["id", "pid", "ctx", "exp", "tokenID", "key", "name", "build"] where route.path.contains("{\(name)}") {
+            for name in ["id", "pid", "ctx", "exp", "tokenID", "key", "name", "build", "webhook"] where route.path.contains("{\(name)}") {
                 parameters.append(["name": name, "in": "path", "required": true, "schema": ["type": "string"]])
             }
             for name in route.query {

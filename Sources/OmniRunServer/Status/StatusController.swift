@@ -17,6 +17,9 @@ struct StatusController {
         var driver: String
         /// Restored machines waiting per template.
         var warm_pool: [String: Int]
+        /// Paused sandboxes (no VMM running) and the disk their saved states and disks use.
+        var paused_sandboxes: Int
+        var paused_disk_bytes: Int64
     }
 
     func register(on router: Router<AppRequestContext>) {
@@ -26,11 +29,13 @@ struct StatusController {
                 ? templates + ImageCatalogAliases.names.filter { !templates.contains($0) } : templates
             var pool: [String: Int] = [:]
             for template in templates { pool[template] = await service.runtime.pooled(template) }
+            let paused = await service.pausedUsage()
             return JSON.response(
                 Status(
                     ok: true, node_id: configuration.nodeID, active_sandboxes: await service.runningCount(),
                     max_sandboxes: configuration.maxSandboxes, templates: withAliases.sorted(), version: OmniRunVersion.current,
-                    driver: service.runtime.driver.description, warm_pool: pool))
+                    driver: service.runtime.driver.description, warm_pool: pool, paused_sandboxes: paused.count,
+                    paused_disk_bytes: paused.bytes))
         }
         router.get("/openapi.json") { _, _ -> Response in
             var headers = HTTPFields()

@@ -1,0 +1,157 @@
+import Foundation
+import OmniRunCore
+import OmniRunError
+import OmniRunStore
+import SandboxRuntime
+
+/// Pause, resume and auto-pause. A pause, a resume and a kill of one sandbox take
+/// turns: a second pause while one runs waits for it and then finds the sandbox
+/// paused (the answer is the same); a kill waits and then deletes whatever is left.
+/// Calls on a paused sandbox (commands, files, …) are a 409 that says to resume it.
+extension SandboxService {
+    /// Runs `work` once no other pause, resume or kill of this sandbox is under way.
+    /// The work runs in its own task, so a caller that goes away does not cut a pause
+    /// in half.
+    func exclusive<T: Sendable>(
+        _ id: SandboxID, kind: String, _ work: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        while let busy = transitions[id] { await busy.task.value }
+        let task = Task<T, any Error> { try await work() }
+        transitions[id] = (kind, Task { _ = await task.result })
+        defer { transitions[id] = nil }
+        return try await task.value
+    }
+
+    /// The stored record of a running or paused sandbox, read again (after a wait).
+    func current(_ id: SandboxID) async throws -> SandboxRecord? {
+        guard let stored = try await repository.find(id: id.rawValue), stored.state == "running" || stored.state == "paused"
+        else { return nil }
+        return stored
+    }
+
+    /// `POST /sandboxes/{id}/pause`: the sandbox's state afterwards (`paused`).
+    func pause(_ id: String, account: AccountRecord) async throws -> String {
+        let record = try await record(id, account: account)
+        guard let sandboxID = SandboxID(record.id) else { throw notFound(id) }
+        return try await exclusive(sandboxID, kind: "pause") { try await self.pauseNow(sandboxID, reason: "requested") }
+    }
+
+    /// `POST /sandboxes/{id}/resume`: the sandbox's state afterwards (`running`).
+    func resume(_ id: String, account: AccountRecord) async throws -> String {
+        let record = try await record(id, account: account)
+        guard let sandboxID = SandboxID(record.id) else { throw notFound(id) }
+        return try await exclusive(sandboxID, kind: "resume") { try await self.resumeNow(sandboxID, owner: account) }
+    }
+
+    /// A timeout or idleness: paused if the sandbox asked for it (`autoPause`), else ended.
+    func expire(_ record: SandboxRecord, reason: String) async {
+        guard let id = SandboxID(record.id) else { return }
+        do {
+            if record.autoPause {
+                _ = try await exclusive(id, kind: "pause") { try await self.pauseNow(id, reason: reason) }
+            } else {
+                try await end(record, reason: reason)
+            }
+        } catch {
+            logger.error("ending or pausing an expired sandbox failed", metadata: ["sandbox": "\(id)", "error": "\(error)"])
+        }
+    }
+
+    private func pauseNow(_ id: SandboxID, reason: String) async throws -> String {
+        guard var record = try await current(id) else { throw notFound(id.rawValue) }
+        if record.state == "paused" { return "paused" }
+        let started = ContinuousClock.now
+        await gateway.stop(id)
+        let paused: PausedMachine
+        do {
+            paused = try await runtime.pause(id)
+        } catch {
+            if let sandbox = await runtime.sandbox(id) {
+                // Still running: it keeps its gateway.
+                if let owner = try? await accounts.find(id: record.accountID) {
+                    await gateway.start(sandbox, owner: owner, onRequest: activity(id))
+                }
+            } else {
+                try? await repository.markEnded(id: record.id, reason: "failed: pause", at: nowMillis())
+                try? await samples.delete(sandboxID: record.id)
+                metrics.increment("omnirun_sandboxes_ended_total{reason=\"failed\"}")
+                notify("error", record, reason: "failed: pause")
+                recordCache[id] = nil
+                activity[id] = nil
+            }
+            throw error
+        }
+        let now = nowMillis()
+        let bytes = SandboxRuntime.diskUsage(of: paused.directory)
+        try await repository.markPaused(id: record.id, at: now, bytes: bytes)
+        record.state = "paused"
+        record.pausedAt = now
+        record.pausedBytes = bytes
+        record.machinePID = nil
+        record.expiresAt = nil
+        recordCache[id] = record
+        activity[id] = nil
+        metrics.increment("omnirun_sandbox_pauses_total{reason=\"\(reason)\"}")
+        notify("paused", record, reason: reason)
+        metrics.observe("omnirun_sandbox_pause_seconds", seconds: ServerMetrics.seconds(ContinuousClock.now - started))
+        logger.info(
+            "sandbox paused",
+            metadata: [
+                "sandbox": "\(id)", "reason": "\(reason)", "bytes": "\(bytes)", "took": "\(ContinuousClock.now - started)",
+            ])
+        return "paused"
+    }
+
+    private func resumeNow(_ id: SandboxID, owner: AccountRecord) async throws -> String {
+        guard var record = try await current(id) else { throw notFound(id.rawValue) }
+        if record.state == "running" { return "running" }
+        // A resumed sandbox counts against the limits like a new one.
+        let running = try await repository.countRunning(accountID: owner.id)
+        guard running + pending[owner.id, default: 0] < owner.concurrentLimit else {
+            throw OmniRunError(
+                .sandboxLimit,
+                "concurrent sandbox limit reached: \(owner.concurrentLimit) sandboxes may run at once for this account")
+        }
+        guard await runtime.running.count + pendingTotal < configuration.maxSandboxes else {
+            throw OmniRunError(.unavailable, "this node is full (\(configuration.maxSandboxes) sandboxes)")
+        }
+        pending[owner.id, default: 0] += 1
+        pendingTotal += 1
+        defer {
+            pending[owner.id, default: 1] -= 1
+            pendingTotal -= 1
+        }
+        let started = ContinuousClock.now
+        let sandbox = try await runtime.resume(id, template: record.template)
+        let now = nowMillis()
+        let expiresAt = record.timeoutSeconds > 0 ? now + record.timeoutSeconds * 1000 : nil
+        try await repository.markResumed(id: record.id, pid: sandbox.machine.processID, expiresAt: expiresAt, at: now)
+        runtime.discardPausedState(id)
+        record.state = "running"
+        record.pausedAt = nil
+        record.pausedBytes = nil
+        record.machinePID = sandbox.machine.processID
+        record.expiresAt = expiresAt
+        record.lastActivityAt = now
+        recordCache[id] = record
+        activity[id] = now
+        await gateway.start(sandbox, owner: owner, onRequest: activity(id))
+        metrics.increment("omnirun_sandbox_resumes_total")
+        notify("resumed", record)
+        metrics.observe("omnirun_sandbox_resume_seconds", seconds: ServerMetrics.seconds(ContinuousClock.now - started))
+        logger.info("sandbox resumed", metadata: ["sandbox": "\(id)", "took": "\(ContinuousClock.now - started)"])
+        return "running"
+    }
+
+    /// Warm pool machines per template (`GET /metrics`).
+    func poolSizes() async -> [String: Int] {
+        var sizes: [String: Int] = [:]
+        for template in runtime.catalog.templates() { sizes[template] = await runtime.pooled(template) }
+        return sizes
+    }
+
+    /// Paused sandboxes on the store and the disk they use (`GET /status`).
+    func pausedUsage() async -> (count: Int, bytes: Int64) {
+        (try? await repository.pausedUsage()) ?? (0, 0)
+    }
+}
