@@ -60,11 +60,6 @@ struct SandboxController {
         (.get, "/sandboxes/:id/exposures/:exp", "exposures"),
         (.delete, "/sandboxes/:id/exposures/:exp", "exposures"),
         (.post, "/sandboxes/:id/exposures/:exp/refresh", "exposures"),
-        (.get, "/sandboxes/:id/desktop/screenshot", "desktop"),
-        (.get, "/sandboxes/:id/desktop/screen", "desktop"),
-        (.get, "/sandboxes/:id/desktop/stream", "desktop"),
-        (.post, "/sandboxes/:id/desktop/mouse", "desktop"),
-        (.post, "/sandboxes/:id/desktop/keyboard", "desktop"),
     ]
 
     @Sendable func create(_ request: Request, context: AppRequestContext) async throws -> Response {
