@@ -43,8 +43,49 @@ struct DesktopService: Sendable {
 
     func keyboard(_ request: DesktopKeyboardRequest) async throws {
         do { try request.validate() } catch { throw AgentFailure.badRequest(error.message) }
-        // typing takes ~12 ms a character (xdotool's delay), more under emulation
-        _ = try await run(try Self.keyboardArguments(request), timeoutMillis: 30_000 + Int64(request.text?.count ?? 0) * 40)
+        if request.action == .type {
+            // Characters the keymap lacks are bound to spare keycodes first (xdotool's own
+            // remapping is undone before a slow application reads the key, which then
+            // sees nothing); a text with more of them than there are spare keycodes is
+            // typed in parts.
+            for (part, bindings) in Self.typingParts(request.text ?? "") {
+                if !bindings.isEmpty { _ = try await run(["xmodmap"] + bindings.flatMap { ["-e", "keycode \($0.0) = \($0.1) \($0.1)"] }) }
+                // ~12 ms a character (xdotool's delay), more under emulation
+                _ = try await run(
+                    ["xdotool", "type", "--delay", "12", "--", part], timeoutMillis: 30_000 + Int64(part.count) * 40)
+            }
+            return
+        }
+        _ = try await run(try Self.keyboardArguments(request))
+    }
+
+    /// Keycodes with no key on the US layout's keyboards (or rare multimedia keys), used for
+    /// characters the keymap lacks.
+    static let spareKeycodes = [222, 230, 248] + Array(232...247) + Array(249...255)
+
+    /// The text cut into parts that each need at most `spareKeycodes.count` extra characters,
+    /// with the `(keycode, keysym)` bindings each part needs.
+    static func typingParts(_ text: String) -> [(String, [(Int, String)])] {
+        var parts: [(String, [(Int, String)])] = []
+        var current = String.UnicodeScalarView()
+        var bound: [Unicode.Scalar: Int] = [:]
+        var bindings: [(Int, String)] = []
+        for scalar in text.unicodeScalars {
+            if scalar.value >= 0xA0, bound[scalar] == nil {
+                if bound.count == spareKeycodes.count {
+                    parts.append((String(current), bindings))
+                    current = String.UnicodeScalarView()
+                    bound = [:]
+                    bindings = []
+                }
+                let keycode = spareKeycodes[bound.count]
+                bound[scalar] = keycode
+                bindings.append((keycode, "U" + String(scalar.value, radix: 16, uppercase: true).leftPadded(toWidth: 4)))
+            }
+            current.append(scalar)
+        }
+        if !current.isEmpty { parts.append((String(current), bindings)) }
+        return parts
     }
 
     /// `xdotool` arguments of a mouse action (one process: the commands are chained).
@@ -79,7 +120,7 @@ struct DesktopService: Sendable {
     static func keyboardArguments(_ request: DesktopKeyboardRequest) throws -> [String] {
         switch request.action {
         case .type:
-            return ["xdotool", "type", "--delay", "12", "--", request.text ?? ""]
+            return ["xdotool", "type", "--delay", "12", "--", request.text ?? ""]  // (see `keyboard`)
         case .press:
             let keysyms: [String]
             do { keysyms = try DesktopKeys.keysyms(request.key ?? "") } catch { throw AgentFailure.badRequest(error.message) }
@@ -143,5 +184,11 @@ struct DesktopService: Sendable {
             throw AgentFailure(status: 500, code: AgentErrorCode.failed, message: "\(argv[0]) failed (\(how)): \(result.stderrTail)")
         }
         return result
+    }
+}
+
+extension String {
+    func leftPadded(toWidth width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }
