@@ -86,7 +86,8 @@ public enum GuestAgent {
         let gateway = HostGateway(logger: logger)
         Task { await gateway.listen(group: group) }
         let router = Router(
-            table: table, launcher: launcher, files: files, identity: identity, gateway: gateway, group: group, logger: logger,
+            table: table, launcher: launcher, files: files, identity: identity, gateway: gateway,
+            desktop: DesktopService(launcher: launcher, table: table, logger: logger), group: group, logger: logger,
             bootMillis: bootMillis,
             onShutdown: {
                 guard isInit else { return }

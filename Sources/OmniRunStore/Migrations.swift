@@ -216,6 +216,7 @@ public enum Migrations {
                 "CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries(webhook_id, created_at)",
             ]
         ),
+        (
             6,
             [
                 // Exposures: managed preview URLs of a sandbox's ports.

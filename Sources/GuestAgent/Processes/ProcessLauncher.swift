@@ -41,6 +41,8 @@ struct ProcessLauncher: Sendable {
         for (key, value) in settings.env { env[key] = value }
         for (key, value) in settings.envFileVars { env[key] = value }
         if request.pty != nil { env["TERM"] = "xterm-256color" }
+        // In a sandbox with a desktop, programs open their windows on it.
+        if env["DISPLAY"] == nil, access(DesktopAPI.displaySocket, F_OK) == 0 { env["DISPLAY"] = DesktopAPI.display }
         for (key, value) in request.env { env[key] = value }
         let cwd = request.cwd ?? settings.defaultCwd ?? user.home
         env["PWD"] = cwd

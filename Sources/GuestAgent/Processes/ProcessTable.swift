@@ -274,3 +274,12 @@ actor ProcessTable {
 #if canImport(Glibc)
 import Glibc
 #endif
+
+extension ProcessTable {
+    /// Forgets one ended process at once (the agent's own helpers, e.g. the desktop's tools).
+    func discard(pid: Int32) {
+        guard let record = records[pid], record.ended else { return }
+        records[pid] = nil
+        finishedOrder.removeAll { $0 == pid }
+    }
+}

@@ -16,6 +16,7 @@ struct Router: Sendable {
     let files: FileService
     let identity: SandboxIdentity
     let gateway: HostGateway
+    let desktop: DesktopService
     let group: any EventLoopGroup
     let logger: Logger
     let bootMillis: Int64
@@ -154,6 +155,19 @@ struct Router: Sendable {
                 throw AgentFailure.badRequest("invalid port")
             }
             try await Tunnel.run(port: port, exchange: &exchange, group: group)
+        case (.GET, DesktopAPI.Path.screenshot):
+            let png = try await desktop.screenshot()
+            try await exchange.writeHead(status: 200, contentType: "image/png", extra: [("content-length", "\(png.count)")])
+            try await exchange.writeBody(png)
+            try await exchange.end()
+        case (.GET, DesktopAPI.Path.screen):
+            try await exchange.respond(try await desktop.screen())
+        case (.POST, DesktopAPI.Path.mouse):
+            try await desktop.mouse(try await exchange.decode(DesktopMouseRequest.self))
+            try await exchange.respondEmpty()
+        case (.POST, DesktopAPI.Path.keyboard):
+            try await desktop.keyboard(try await exchange.decode(DesktopKeyboardRequest.self))
+            try await exchange.respondEmpty()
         case (.POST, P.gatewayAccept):
             try await HostGateway.accept(&exchange, gateway: gateway)
         default:

@@ -38,7 +38,7 @@ extension OmniRun {
         @Option(name: .customLong("file-mib"), help: "MiB uploaded and downloaded for the file throughput (0 skips it).")
         var fileMiB: Int = 100
 
-        @Option(help: "Phases to run, comma-separated: side (side by side), files, burst, density; preview (opt-in).")
+        @Option(help: "Phases to run, comma-separated: side (side by side), files, burst, density; preview (opt-in); desktop (--template desktop).")
         var phases: String = "side,files,burst,density"
 
         @Option(help: "Write the results as JSON to this file.")
@@ -51,7 +51,7 @@ extension OmniRun {
             RuntimeFactory.bootstrapLogging(runtime.logLevel)
             let runs = full ? 1000 : self.runs
             let phases = Set(self.phases.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
-            let unknown = phases.subtracting(["side", "files", "preview", "burst", "density"])
+            let unknown = phases.subtracting(["side", "files", "preview", "burst", "density", "desktop"])
             guard unknown.isEmpty else { throw ValidationError("unknown phases: \(unknown.sorted().joined(separator: ", "))") }
             let runtime = try RuntimeFactory.makeRuntime(self.runtime, warmPool: 0)
             let pooled = try RuntimeFactory.makeRuntime(self.runtime, warmPool: 1)
@@ -70,7 +70,7 @@ extension OmniRun {
             try await pooled.prepare(template: template)
             let image = try runtime.catalog.image(for: template)
             var report = BenchReport(title: "OmniRun (\(template), \(runtime.driver.description))")
-            var container: ContainerStart? = ContainerStart(rootfsImage: image.rootfs)
+            var container: ContainerStart? = phases.contains("side") ? ContainerStart(rootfsImage: image.rootfs) : nil
             do { try container?.setUp() } catch {
                 report.notes.append("container-style start skipped: \(error)")
                 container = nil
@@ -170,8 +170,13 @@ extension OmniRun {
                 report.figure("density: idle CPU per sandbox (mean)", result.idleCPUPercent.reduce(0, +) / Double(max(result.created, 1)), "% of a core")
                 report.figure("density: time to start them all", result.wallSeconds, "s")
             }
+            if phases.contains("desktop") {
+                let cold = coldRuns ?? max(1, min(runs / 3, 10))
+                progress("benchmarking the desktop of \(template): \(runs) restores, \(cold) cold starts\n")
+                try await DesktopBench(runtime: runtime, template: template, runs: runs, coldRuns: cold).run(into: &report, progress: progress)
+            }
             await runtime.destroyAll()
-            print(report.table(ordering: Row.order))
+            print(report.table(ordering: Row.order + DesktopBench.Row.order))
             print("")
             print(Targets(report: report).summary())
             if let json { try report.writeJSON(to: json, machine: machineDescription(runtime)) }

@@ -98,6 +98,7 @@ public enum OmniRunApp {
         CommandController(service: service, configuration: configuration).register(on: router)
         FileController(service: service, signer: signer, configuration: configuration).register(on: router)
         PTYController(service: service, sessions: PTYSessions(), configuration: configuration).register(on: router)
+        DesktopController(service: service, configuration: configuration).register(on: router)
         AuthController(signIn: signIn, accounts: accounts, vault: vault, spend: ledger, configuration: configuration)
             .register(on: router)
         VaultController(vault: vault).register(on: router)

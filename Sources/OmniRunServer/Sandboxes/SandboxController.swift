@@ -56,11 +56,6 @@ struct SandboxController {
         (.post, "/sandboxes/:id/contexts/:ctx/stream-execute", "code contexts"),
         (.post, "/sandboxes/:id/contexts/:ctx/restart", "code contexts"),
         (.delete, "/sandboxes/:id/contexts/:ctx", "code contexts"),
-        (.get, "/sandboxes/:id/desktop/screenshot", "desktop"),
-        (.get, "/sandboxes/:id/desktop/screen", "desktop"),
-        (.get, "/sandboxes/:id/desktop/stream", "desktop"),
-        (.post, "/sandboxes/:id/desktop/mouse", "desktop"),
-        (.post, "/sandboxes/:id/desktop/keyboard", "desktop"),
     ]
 
     @Sendable func create(_ request: Request, context: AppRequestContext) async throws -> Response {

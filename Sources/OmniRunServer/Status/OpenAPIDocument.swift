@@ -1,3 +1,4 @@
+import AgentProtocol
 import Foundation
 
 /// The OpenAPI 3.1 description of every route this server serves (`GET /openapi.json`).
@@ -123,13 +124,41 @@ enum OpenAPIDocument {
             body: ["type": "object", "properties": ["cols": ["type": "integer"], "rows": ["type": "integer"]]]),
         Route(method: "get", path: "/sandboxes/{id}/pty/{pid}/read", summary: "Output since the last read"),
         Route(method: "delete", path: "/sandboxes/{id}/pty/{pid}", summary: "Kill a terminal"),
-    ] + SandboxController.notYet.map { method, path, feature in
+    ] + desktopRoutes + SandboxController.notYet.map { method, path, feature in
         Route(
             method: method.rawValue.lowercased(),
             path: path.replacingOccurrences(of: ":id", with: "{id}").replacingOccurrences(of: ":ctx", with: "{ctx}")
                 .replacingOccurrences(of: ":exp", with: "{exp}"),
             summary: "\(feature) (501 until available)")
     } + accountRoutes + networkingRoutes
+
+    /// Desktop sandboxes (wire protocol §13).
+    nonisolated(unsafe) static let desktopRoutes: [Route] = [
+        Route(method: "get", path: "/sandboxes/{id}/desktop/screenshot", summary: "A PNG of the whole screen"),
+        Route(method: "get", path: "/sandboxes/{id}/desktop/screen", summary: "Screen size and cursor position"),
+        Route(method: "get", path: "/sandboxes/{id}/desktop/stream", summary: "noVNC port, VNC port and websocket path"),
+        Route(
+            method: "post", path: "/sandboxes/{id}/desktop/mouse", summary: "A mouse action",
+            body: [
+                "type": "object", "required": ["action"],
+                "properties": [
+                    "action": ["type": "string", "enum": DesktopMouseRequest.Action.allCases.map(\.rawValue)],
+                    "x": ["type": "integer", "minimum": 0], "y": ["type": "integer", "minimum": 0],
+                    "endX": ["type": "integer", "minimum": 0], "endY": ["type": "integer", "minimum": 0],
+                    "direction": ["type": "string", "enum": DesktopMouseRequest.Direction.allCases.map(\.rawValue)],
+                    "amount": ["type": "integer", "minimum": 1, "maximum": 100],
+                ],
+            ]),
+        Route(
+            method: "post", path: "/sandboxes/{id}/desktop/keyboard", summary: "Type a text or press a key (\"Enter\", \"ctrl+c\")",
+            body: [
+                "type": "object", "required": ["action"],
+                "properties": [
+                    "action": ["type": "string", "enum": DesktopKeyboardRequest.Action.allCases.map(\.rawValue)],
+                    "text": ["type": "string"], "key": ["type": "string"],
+                ],
+            ]),
+    ]
 
     static let json: [UInt8] = {
         var paths: [String: [String: Any]] = [:]
