@@ -74,7 +74,7 @@ python_suite() {
 typescript_suite() {
   make -s -C sdks/typescript build
   OMNIRUN_API_KEY="$(new_key ts@sdk.test)" OMNIRUN_TEST_LIMIT_KEY="$(new_key ts-limit@sdk.test)" \
-    node --test sdks/typescript/test/
+    bash -c 'node --test sdks/typescript/tests/esm.test.mjs && node --test sdks/typescript/tests/cjs.test.cjs'
 }
 
 cli_suite() {
