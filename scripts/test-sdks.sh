@@ -22,7 +22,7 @@ server=""; upstream=""
 cleanup() {
   [[ -n "$server" ]] && { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; }
   [[ -n "$upstream" ]] && { kill "$upstream" 2>/dev/null || true; wait "$upstream" 2>/dev/null || true; }
-  for pid in $(pgrep -f "qemu-system-x86_64.*$data/sandboxes" || true); do kill -9 "$pid" 2>/dev/null || true; done
+  for pid in $(pgrep -f "qemu-system-x86_64.*$data/" || true); do kill -9 "$pid" 2>/dev/null || true; done
   rm -rf "$data"
 }
 trap cleanup EXIT
@@ -78,7 +78,8 @@ typescript_suite() {
 }
 
 cli_suite() {
-  OMNIRUN_TEST_KEY="$(new_key cli@sdk.test)" OMNI="$PWD/.build/debug/omni" bash sdks/cli-tests/run.sh
+  OMNIRUN_TEST_KEY="$(new_key cli@sdk.test)" OMNIRUN_TEST_OUTBOX="$data/outbox" OMNI="${OMNI_BIN:-$PWD/.build/debug/omni}" \
+    bash sdks/cli-tests/run.sh
 }
 
 for suite in $suites; do
