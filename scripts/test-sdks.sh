@@ -12,7 +12,7 @@ export PATH=/opt/swift/usr/bin:$PATH
 # shellcheck source=scripts/test-services.sh
 source scripts/test-services.sh
 suites="${SDK_SUITES:-python typescript cli}"
-bin="${OMNIRUN_BIN:-.build/debug/omnirun}"
+bin="$(realpath "${OMNIRUN_BIN:-.build/debug/omnirun}")"
 cache="${OMNIRUN_CACHE_DIR:-$HOME/.cache/omnirun}"
 base="${OMNIRUN_TEST_DATA_DIR:-$cache/test-data}"
 data="$base/servers/sdk-$$"
@@ -66,8 +66,13 @@ python_suite() {
   # Installed as a user would (pip install ./sdks/python), into a virtualenv that borrows
   # httpx and pytest from the system (no download).
   python3 -m venv --system-site-packages "$data/venv"
+  local t0; t0=$(date +%s)
   "$data/venv/bin/pip" install -q --no-deps ./sdks/python >/dev/null
-  (cd "$data" && OMNIRUN_API_KEY="$(new_key python@sdk.test)" OMNIRUN_TEST_LIMIT_KEY="$(new_key python-limit@sdk.test)" \
+  echo "[sdk] pip install ./sdks/python: $(( $(date +%s) - t0 ))s"
+  local key limit_key
+  key="$(new_key python@sdk.test)"; limit_key="$(new_key python-limit@sdk.test)"
+  # From another folder, so that `import omnirun` is the installed package, not the source tree.
+  (cd "$data" && OMNIRUN_API_KEY="$key" OMNIRUN_TEST_LIMIT_KEY="$limit_key" \
     "$data/venv/bin/python" -m pytest -q -p no:cacheprovider "$OLDPWD/sdks/python/tests")
 }
 
@@ -90,11 +95,8 @@ for suite in $suites; do
     *) echo "[sdk] unknown suite $suite"; status=1 ;;
   esac
 done
-if [[ -n "$(ls -A "$data/sandboxes" 2>/dev/null)" ]]; then
-  sleep 2
-  if [[ -n "$(ls -A "$data/sandboxes" 2>/dev/null)" ]]; then
-    echo "[sdk] note: sandboxes still running at the end: $(ls "$data/sandboxes")"
-  fi
-fi
+active=$(curl -sf "$OMNIRUN_API_URL/status" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("active_sandboxes", "?"))' || echo "?")
+echo "[sdk] sandboxes still active on the server at the end (0 expected; the warm pool is not counted): $active"
+[[ "$active" == "0" ]] || status=1
 echo "[sdk] finished in $(( $(date +%s) - started ))s with status $status"
 exit $status
