@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .executable(name: "omnirun", targets: ["omnirun"]),
         .executable(name: "omnirun-agent", targets: ["omnirun-agent"]),
+        .executable(name: "omni", targets: ["omni"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -167,6 +168,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .executableTarget(name: "omnirun", dependencies: ["OmniRunCLI"], swiftSettings: swiftSettings),
+        // The client CLI `omni`: only HTTP to a server (no runtime, no store).
+        .target(
+            name: "OmniCLI",
+            dependencies: [
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(name: "omni", dependencies: ["OmniCLI"], swiftSettings: swiftSettings),
         .target(
             name: "TestSupport",
             dependencies: ["OmniRunCore", "QEMUDriver", "AgentClient", "SandboxRuntime"],

@@ -17,6 +17,7 @@ PACKAGES=(
   libcurl4-openssl-dev         # static link of FoundationNetworking (omnirun bench's HTTP client)
   python3 python3-pip          # SDK tests, PyPI tools
   python3-aiosmtpd openssl     # tests: a real SMTP server with STARTTLS (its certificate made by openssl)
+  python3-venv nodejs node-typescript tmux  # SDK tests: the Python SDK installed in a venv, the TypeScript SDK built with tsc and run by Node, omni shell in tmux
   curl ca-certificates
   iproute2 nftables            # per-sandbox netns, TAP, NAT
   procps file

@@ -28,6 +28,15 @@ swift test --skip-build --skip 'TemplateTests\.' 2>&1 | tee .build/test-output.l
 # built (make test builds javascript and php) or when OMNIRUN_TEST_TEMPLATES asks for it.
 echo "[test] built-in templates run their toolchains"
 swift test --skip-build --filter 'TemplateTests\.' 2>&1 | tee .build/test-templates-output.log || status=$?
+# The SDKs and the omni CLI against one more real server (scripts/test-sdks.sh).
+echo "[test] SDKs (Python, TypeScript) and the omni CLI"
+sdk_status=0
+scripts/test-sdks.sh > .build/sdk-output.log 2>&1 || sdk_status=$?
+grep -E '^\[sdk\]|^\[cli\] [0-9]|FAIL|^[0-9]+ (passed|failed)|^# (pass|fail)' .build/sdk-output.log | tail -n 30
+if [[ $sdk_status -ne 0 ]]; then
+  echo "[test] FAIL: the SDK/CLI suites failed (.build/sdk-output.log)"
+  status=1
+fi
 echo "[test] fuzzing the API with schemathesis"
 fuzz_status=0
 scripts/fuzz-api.sh > .build/fuzz-output.log 2>&1 || fuzz_status=$?

@@ -1,0 +1,52 @@
+import ArgumentParser
+import NIOHTTP1
+import Foundation
+
+/// `omni llm chat "question"`: tokens printed as they stream in.
+struct LLMChat: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "chat", abstract: "Ask a model (the answer streams in).")
+
+    @OptionGroup var connection: Connection
+
+    @Option(name: .shortAndLong, help: "Model id (see `omni llm models`).")
+    var model = "openai/gpt-4o-mini"
+
+    @Option(help: "A system prompt.")
+    var system: String?
+
+    @Flag(help: "Wait for the whole answer instead of streaming it.")
+    var noStream = false
+
+    @Argument(help: "The message (default: stdin).")
+    var message: [String] = []
+
+    func run() async throws {
+        try await reporting {
+            let text = message.isEmpty
+                ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+                : message.joined(separator: " ")
+            var messages: [[String: String]] = []
+            if let system { messages.append(["role": "system", "content": system]) }
+            messages.append(["role": "user", "content": text])
+            let client = try connection.client()
+            if noStream || connection.json {
+                let answer = try await client.call(.POST, "/llm/v1/chat/completions", json: ["model": model, "messages": messages, "stream": false]).object
+                connection.emit(answer) {
+                    let choice = (answer["choices"] as? [[String: Any]])?.first
+                    return string((choice?["message"] as? [String: Any])?["content"])
+                }
+                return
+            }
+            try await client.events(.POST, "/llm/v1/chat/completions", json: ["model": model, "messages": messages, "stream": true]) { event in
+                if let chunk = event as? [String: Any], let choice = (chunk["choices"] as? [[String: Any]])?.first,
+                   let piece = (choice["delta"] as? [String: Any])?["content"] as? String {
+                    FileHandle.standardOutput.write(Data(piece.utf8))
+                } else if let chunk = event as? [String: Any], let error = chunk["error"] {
+                    throw CLIError("the stream failed: \(string((error as? [String: Any])?["message"] ?? error))", exitCode: ExitStatus.server)
+                }
+                return false
+            }
+            FileHandle.standardOutput.write(Data("\n".utf8))
+        }
+    }
+}

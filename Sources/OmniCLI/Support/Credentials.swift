@@ -1,0 +1,44 @@
+import Foundation
+
+/// Where `omni` keeps the server URL and API key: `$OMNI_CONFIG_DIR/credentials.json`
+/// (default `~/.config/omnirun`), written with mode 0600 in a 0700 folder.
+struct Credentials: Codable {
+    var apiUrl: String
+    var apiKey: String
+    var email: String?
+
+    static var directory: String {
+        let env = ProcessInfo.processInfo.environment
+        if let dir = env["OMNI_CONFIG_DIR"], !dir.isEmpty { return dir }
+        let base = env["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? ((env["HOME"] ?? NSHomeDirectory()) + "/.config")
+        return base + "/omnirun"
+    }
+
+    static var path: String { directory + "/credentials.json" }
+
+    static func load() -> Credentials? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        return try? JSONDecoder().decode(Credentials.self, from: data)
+    }
+
+    func save() throws {
+        let manager = FileManager.default
+        try manager.createDirectory(atPath: Self.directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = try encoder.encode(self)
+        // Created 0600 before the key is written, so it is never readable by others.
+        let temporary = Self.path + ".tmp-\(getpid())"
+        guard manager.createFile(atPath: temporary, contents: nil, attributes: [.posixPermissions: 0o600]) else {
+            throw CLIError("cannot write \(temporary)")
+        }
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))
+        try handle.write(contentsOf: data)
+        try handle.close()
+        guard rename(temporary, Self.path) == 0 else { throw CLIError("cannot write \(Self.path): \(String(cString: strerror(errno)))") }
+    }
+
+    static func remove() {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}

@@ -1,0 +1,8 @@
+import OmniCLI
+
+@main
+struct Main {
+    static func main() async {
+        await Omni.main()
+    }
+}

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The SDK and CLI suites against one real `omnirun serve` (real microVMs) with the
+# stand-in LLM upstream of scripts/testdata: the Python SDK (pytest, installed into a
+# virtualenv as a user would), the TypeScript SDK (built with tsc, run by Node in its ESM
+# and CommonJS builds) and the `omni` CLI (the real binary; its interactive shell in tmux).
+# Needs .build/debug/omnirun (or $OMNIRUN_BIN) and .build/debug/omni; scripts/test.sh runs it
+# after the Swift suite.
+#   SDK_SUITES="python typescript cli" (default: all)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PATH=/opt/swift/usr/bin:$PATH
+# shellcheck source=scripts/test-services.sh
+source scripts/test-services.sh
+suites="${SDK_SUITES:-python typescript cli}"
+bin="$(realpath "${OMNIRUN_BIN:-.build/debug/omnirun}")"
+cache="${OMNIRUN_CACHE_DIR:-$HOME/.cache/omnirun}"
+base="${OMNIRUN_TEST_DATA_DIR:-$cache/test-data}"
+data="$base/servers/sdk-$$"
+rm -rf "$data"; mkdir -p "$data"
+started=$(date +%s)
+server=""; upstream=""
+cleanup() {
+  [[ -n "$server" ]] && { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; }
+  [[ -n "$upstream" ]] && { kill "$upstream" 2>/dev/null || true; wait "$upstream" 2>/dev/null || true; }
+  for pid in $(pgrep -f "qemu-system-x86_64.*$data/" || true); do kill -9 "$pid" 2>/dev/null || true; done
+  rm -rf "$data"
+}
+trap cleanup EXIT
+
+port_of() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# The LLM upstream stand-in (the real OpenAI protocol on a real socket).
+upstream_key="upstream-$$"
+upstream_port=$(port_of)
+python3 scripts/testdata/fake-llm-upstream.py --key "$upstream_key" --port "$upstream_port" --word-delay 0.05 \
+  > "$data/upstream.log" 2>&1 &
+upstream=$!
+
+port=$(port_of)
+OMNIRUN_SNAPSHOT_DIR="${OMNIRUN_TEST_SNAPSHOT_DIR:-$cache/test-snapshots}" \
+OMNIRUN_LLM_UPSTREAM_URL="http://127.0.0.1:$upstream_port/v1" OMNIRUN_LLM_UPSTREAM_KEY="$upstream_key" \
+OMNIRUN_LLM_RATE_LIMIT=1000 \
+  "$bin" serve --data-dir "$data" --port "$port" --log-level warning > "$data/server.log" 2>&1 &
+server=$!
+for _ in $(seq 1 600); do
+  curl -sf "http://127.0.0.1:$port/status" >/dev/null 2>&1 && break
+  kill -0 "$server" 2>/dev/null || { echo "[sdk] the server did not start:"; tail -20 "$data/server.log"; exit 1; }
+  sleep 0.5
+done
+export OMNIRUN_API_URL="http://127.0.0.1:$port"
+new_key() { "$bin" key create --data-dir "$data" --email "$1" --name sdk-tests | grep -o 'omr_[A-Za-z0-9_-]*' | tail -n1; }
+echo "[sdk] server on $OMNIRUN_API_URL ($(( $(date +%s) - started ))s)"
+
+status=0
+run_suite() {  # name, command...
+  local name="$1"; shift
+  local t0; t0=$(date +%s)
+  echo "[sdk] $name"
+  if "$@"; then echo "[sdk] $name passed in $(( $(date +%s) - t0 ))s"
+  else echo "[sdk] FAIL: $name ($(( $(date +%s) - t0 ))s)"; status=1; fi
+}
+
+python_suite() {
+  python3 -c 'import httpx, pytest' 2>/dev/null || python3 -m pip install -q httpx pytest >/dev/null 2>&1 \
+    || python3 -m pip install -q --break-system-packages httpx pytest >/dev/null
+  # Installed as a user would (pip install ./sdks/python), into a virtualenv that borrows
+  # httpx and pytest from the system (no download).
+  python3 -m venv --system-site-packages "$data/venv"
+  local t0; t0=$(date +%s)
+  "$data/venv/bin/pip" install -q --no-deps ./sdks/python >/dev/null
+  echo "[sdk] pip install ./sdks/python: $(( $(date +%s) - t0 ))s"
+  local key limit_key
+  key="$(new_key python@sdk.test)"; limit_key="$(new_key python-limit@sdk.test)"
+  # From another folder, so that `import omnirun` is the installed package, not the source tree.
+  (cd "$data" && OMNIRUN_API_KEY="$key" OMNIRUN_TEST_LIMIT_KEY="$limit_key" \
+    "$data/venv/bin/python" -m pytest -q -p no:cacheprovider "$OLDPWD/sdks/python/tests")
+}
+
+typescript_suite() {
+  make -s -C sdks/typescript build
+  OMNIRUN_API_KEY="$(new_key ts@sdk.test)" OMNIRUN_TEST_LIMIT_KEY="$(new_key ts-limit@sdk.test)" \
+    bash -c 'node --test sdks/typescript/tests/esm.test.mjs && node --test sdks/typescript/tests/cjs.test.cjs'
+}
+
+cli_suite() {
+  OMNIRUN_TEST_KEY="$(new_key cli@sdk.test)" OMNIRUN_TEST_OUTBOX="$data/outbox" OMNI="${OMNI_BIN:-$PWD/.build/debug/omni}" \
+    bash sdks/cli-tests/run.sh
+}
+
+for suite in $suites; do
+  case "$suite" in
+    python) run_suite "Python SDK (pytest)" python_suite ;;
+    typescript) run_suite "TypeScript SDK (node --test, ESM and CJS)" typescript_suite ;;
+    cli) run_suite "omni CLI" cli_suite ;;
+    *) echo "[sdk] unknown suite $suite"; status=1 ;;
+  esac
+done
+active=$(curl -sf "$OMNIRUN_API_URL/status" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("active_sandboxes", "?"))' || echo "?")
+echo "[sdk] sandboxes still active on the server at the end (0 expected; the warm pool is not counted): $active"
+[[ "$active" == "0" ]] || status=1
+echo "[sdk] finished in $(( $(date +%s) - started ))s with status $status"
+exit $status
