@@ -90,7 +90,12 @@ expect "exec exits with the command's code" 42 "$OMNI" sandbox exec "$sandbox" -
 expect "exec --json" 3 "$OMNI" sandbox exec "$sandbox" --json -- 'echo out; exit 3'
 [[ "$(json 'd["stdout"], d["exit_code"]' <<<"$out")" == "('out\n', 3)" ]] && ok "exec --json gives stdout and exit_code" || fail "exec --json" "$out"
 expect "info of an unknown sandbox: exit 3" 3 "$OMNI" sandbox info sb_doesnotexist
-expect "exposures not on this server yet: exit 6" 6 "$OMNI" sandbox open "$sandbox" --port 8000
+expect "start a web server in the sandbox" 0 "$OMNI" sandbox exec "$sandbox" -- 'cd /tmp && setsid -f python3 -m http.server 8000 >/dev/null 2>&1'
+expect "sandbox open exposes the port once it listens" 0 "$OMNI" sandbox open "$sandbox" --port 8000 --wait 60
+url="$(tail -n1 <<<"$out")"
+[[ "$url" == http* ]] && ok "open prints the preview URL" || fail "open prints the preview URL" "$out" "$err"
+code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 20 "$url" || true)"
+[[ "$code" == "200" ]] && ok "the preview URL answers through the gateway" || fail "preview URL" "$url: $code"
 
 echo "[cli] files"
 head -c 3000000 /dev/urandom > "$work/blob"

@@ -72,18 +72,24 @@ def test_fourth_sandbox_is_rate_limited():
             sbx.kill()
 
 
-@pytest.mark.parametrize("option", ["internet", "auto_pause", "secure"])
-def test_create_options_not_built_yet(option):
+def test_internet_is_not_built_yet():
     with pytest.raises(NotAvailableError) as caught:
-        Sandbox.create("playground", **{option: True})
+        Sandbox.create("playground", internet=True)
     assert caught.value.status == 501
 
 
-def test_webhooks_route_absent_today():
-    # Webhooks have no route on this server yet (no 501 stand-in): the SDK reports the 404.
+def test_secure_and_auto_pause_creates():
+    with Sandbox.create("playground", timeout=60, secure=True, auto_pause=True) as sbx:
+        assert sbx.commands.run("echo ok").stdout == "ok\n"
+
+
+def test_webhooks_list_and_refuse_loopback():
+    hooks = Webhooks()
+    assert isinstance(hooks.list(), list)
+    # The server refuses its own loopback addresses unless configured to allow them.
     with pytest.raises(SandboxError) as caught:
-        Webhooks().list()
-    assert caught.value.status in (404, 501)
+        hooks.create("http://127.0.0.1:9/hook", ["created"])
+    assert caught.value.status == 400
 
 
 def test_vault_and_inject():

@@ -6,7 +6,7 @@ import time
 import httpx
 import pytest
 
-from omnirun import LLM, CommandExitException, NotAvailableError, Templates
+from omnirun import LLM, CommandExitException, NotAvailableError, SandboxError, Templates
 
 from conftest import SCENARIO
 
@@ -142,6 +142,24 @@ def run_step(sandbox, step):
         assert "".join(chunks) == step["text"] and len(chunks) >= step["minChunks"]
     elif op == "templates":
         assert step["includes"] in [t.name for t in Templates().list()]
+    elif op == "metrics":
+        snapshots = sandbox.production.metrics_snapshots()
+        assert isinstance(snapshots, list)
+        sandbox.production.metrics()
+    elif op == "expose":
+        info = sandbox.expose(step["port"])
+        assert info.port == step["port"] and info.url.startswith("http") and info.status in ("pending", "ready"), info
+        assert info.id in [e.id for e in sandbox.exposures.list()]
+        sandbox.exposures.close(info.id)
+        assert sandbox.exposures.get(info.id).status == "revoked"
+    elif op == "desktop-absent":
+        with pytest.raises(SandboxError) as caught:
+            sandbox.desktop.get_screen()
+        assert caught.value.status == 409, caught.value
+    elif op == "pause-resume":
+        assert sandbox.pause()["status"] == "paused"
+        assert sandbox.resume()["status"] == "running"
+        assert sandbox.commands.run(step["cmd"]).stdout == step["stdout"]
     elif op == "not-available":
         call = {
             "pause": lambda: sandbox.pause(),

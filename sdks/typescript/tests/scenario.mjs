@@ -189,6 +189,30 @@ export async function runStep(sdk, sandbox, step, opts = {}) {
     case "templates":
       assert.ok((await new Templates().list()).some((t) => t.name === step.includes));
       return;
+    case "metrics": {
+      assert.ok(Array.isArray(await sandbox.production.metricsSnapshots()));
+      await sandbox.production.metrics();
+      return;
+    }
+    case "expose": {
+      const info = await sandbox.expose(step.port);
+      assert.equal(info.port, step.port);
+      assert.ok(info.url.startsWith("http") && ["pending", "ready"].includes(info.status), JSON.stringify(info));
+      assert.ok((await sandbox.exposures.list()).some((e) => e.id === info.id));
+      await sandbox.exposures.close(info.id);
+      assert.equal((await sandbox.exposures.get(info.id)).status, "revoked");
+      return;
+    }
+    case "desktop-absent": {
+      await rejectsWith(sandbox.desktop.getScreen(), sdk.SandboxError, (e) => assert.equal(e.status, 409));
+      return;
+    }
+    case "pause-resume": {
+      assert.equal((await sandbox.pause()).status, "paused");
+      assert.equal((await sandbox.resume()).status, "running");
+      assert.equal((await sandbox.commands.run(step.cmd)).stdout, step.stdout);
+      return;
+    }
     case "not-available": {
       const call = {
         pause: () => sandbox.pause(),
