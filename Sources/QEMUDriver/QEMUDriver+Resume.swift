@@ -21,13 +21,13 @@ extension QEMUDriver {
         defer { try? state.close() }
         // The old VMM's sockets and logs: the new one makes its own.
         for name in ["agent.sock", "qmp.sock", "migrate.sock"] {
-            try? FileManager.default.removeItem(atPath: options.directory + "/" + name)
+            try? FileManager.default.removeItem(atPath: MachineSockets.path(options.directory, name))
         }
         let image = paused.image
         let commandLine = QEMUCommandLine(
             accelerator: accelerator, tscKHz: tscKHz, memoryMB: image.memoryMB, vcpus: image.vcpus, kernel: image.kernel,
-            initrd: image.initrd, disk: paused.diskFile, agentSocket: options.directory + "/agent.sock",
-            qmpSocket: options.directory + "/qmp.sock", serialLog: options.directory + "/console.log",
+            initrd: image.initrd, disk: paused.diskFile, agentSocket: MachineSockets.path(options.directory, "agent.sock"),
+            qmpSocket: MachineSockets.path(options.directory, "qmp.sock"), serialLog: options.directory + "/console.log",
             memoryFile: nil, shareMemory: false, anonymousMemory: true, incoming: true, seccomp: configuration.seccomp,
             allowSpawn: false, runAs: configuration.runAs, extraKernelArguments: kernelArguments,
             tcgCPU: configuration.tcgCPU, tcgTranslationCacheMB: configuration.tcgTranslationCacheMB)

@@ -61,8 +61,8 @@ public struct QEMUDriver: MachineDriver {
         }
         let commandLine = QEMUCommandLine(
             accelerator: accelerator, tscKHz: tscKHz, memoryMB: image.memoryMB, vcpus: image.vcpus, kernel: image.kernel,
-            initrd: image.initrd, disk: disk, agentSocket: options.directory + "/agent.sock",
-            qmpSocket: options.directory + "/qmp.sock", serialLog: options.directory + "/console.log",
+            initrd: image.initrd, disk: disk, agentSocket: MachineSockets.path(options.directory, "agent.sock"),
+            qmpSocket: MachineSockets.path(options.directory, "qmp.sock"), serialLog: options.directory + "/console.log",
             memoryFile: memoryFile, shareMemory: true, incoming: false, seccomp: configuration.seccomp,
             allowSpawn: snapshotable, runAs: nil, extraKernelArguments: kernelArguments,
             tcgCPU: configuration.tcgCPU, tcgTranslationCacheMB: configuration.tcgTranslationCacheMB)
@@ -87,8 +87,8 @@ public struct QEMUDriver: MachineDriver {
         let image = snapshot.image
         let commandLine = QEMUCommandLine(
             accelerator: accelerator, tscKHz: tscKHz, memoryMB: image.memoryMB, vcpus: image.vcpus, kernel: image.kernel,
-            initrd: image.initrd, disk: disk, agentSocket: options.directory + "/agent.sock",
-            qmpSocket: options.directory + "/qmp.sock", serialLog: options.directory + "/console.log",
+            initrd: image.initrd, disk: disk, agentSocket: MachineSockets.path(options.directory, "agent.sock"),
+            qmpSocket: MachineSockets.path(options.directory, "qmp.sock"), serialLog: options.directory + "/console.log",
             memoryFile: snapshot.memoryFile, shareMemory: false, incoming: true, seccomp: configuration.seccomp,
             allowSpawn: false, runAs: configuration.runAs, extraKernelArguments: kernelArguments,
             tcgCPU: configuration.tcgCPU, tcgTranslationCacheMB: configuration.tcgTranslationCacheMB)
@@ -163,7 +163,7 @@ public struct QEMUDriver: MachineDriver {
     public func attach(image: MachineImage, options: MachineOptions, pid: Int32) async throws -> any MachineInstance {
         // The pid must still be the VMM of that directory (pids are reused).
         guard let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"),
-            String(decoding: cmdline, as: UTF8.self).contains(options.directory + "/agent.sock")
+            String(decoding: cmdline, as: UTF8.self).contains(MachineSockets.path(options.directory, "agent.sock"))
         else {
             throw OmniRunError(.notFound, "machine \(options.name) (pid \(pid)) is not running")
         }

@@ -19,7 +19,7 @@ extension QEMUMachine {
         let qmp = try await qmp()
         let statePath = directory + "/" + Self.pausedStateName
         let partial = statePath + ".partial"
-        let receiver = try MigrationReceiver(socketPath: directory + "/migrate.sock", outputPath: partial)
+        let receiver = try MigrationReceiver(socketPath: MachineSockets.path(directory, "migrate.sock"), outputPath: partial)
         defer { receiver.cancel() }
         let started = ContinuousClock.now
         try await qmp.execute("stop")

@@ -40,8 +40,8 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
         self.processID = pid
         self.name = name
         self.directory = directory
-        self.agentSocketPath = directory + "/agent.sock"
-        self.qmpSocketPath = directory + "/qmp.sock"
+        self.agentSocketPath = MachineSockets.path(directory, "agent.sock")
+        self.qmpSocketPath = MachineSockets.path(directory, "qmp.sock")
         self.serialLogPath = directory + "/console.log"
         self.process = process
         self.accelerator = accelerator
@@ -242,6 +242,7 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
         if alreadyDone { return }
         await killAndWait()
         try? FileManager.default.removeItem(atPath: directory)
+        MachineSockets.removeOutsideFolder(directory, names: ["agent.sock", "qmp.sock", "migrate.sock"])
     }
 
     /// Kills QEMU (if it still runs) and waits for it; the folder stays (a paused

@@ -109,6 +109,7 @@ extension SandboxRuntime {
     /// Removes a paused sandbox's folder: its saved state and its disk.
     public nonisolated func deletePaused(_ id: SandboxID) {
         try? FileManager.default.removeItem(atPath: machineDirectory(of: id))
+        MachineSockets.removeOutsideFolder(machineDirectory(of: id), names: ["agent.sock", "qmp.sock", "migrate.sock"])
     }
 
     /// Bytes a folder occupies on disk (allocated blocks: sparse files count what they hold).

@@ -356,8 +356,9 @@ public actor SandboxRuntime {
     public func removeOrphans(keeping: Set<SandboxID>) async {
         let builds = configuration.dataDirectory + "/builds"
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: builds)) ?? [] where buildMachines[entry] == nil {
-            for pid in Self.processes(using: "\(builds)/\(entry)/agent.sock") { kill(pid, SIGKILL) }
+            for pid in Self.processes(using: MachineSockets.path("\(builds)/\(entry)", "agent.sock")) { kill(pid, SIGKILL) }
             try? FileManager.default.removeItem(atPath: "\(builds)/\(entry)")
+            MachineSockets.removeOutsideFolder("\(builds)/\(entry)", names: ["agent.sock", "qmp.sock", "migrate.sock"])
         }
         let root = configuration.dataDirectory + "/sandboxes"
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
@@ -365,8 +366,9 @@ public actor SandboxRuntime {
             guard let id = SandboxID(entry), !keeping.contains(id), sandboxes[id] == nil else { continue }
             if await pool.owns(id) { continue }
             let directory = root + "/" + entry
-            for pid in Self.processes(using: directory + "/agent.sock") { kill(pid, SIGKILL) }
+            for pid in Self.processes(using: MachineSockets.path(directory, "agent.sock")) { kill(pid, SIGKILL) }
             try? FileManager.default.removeItem(atPath: directory)
+            MachineSockets.removeOutsideFolder(directory, names: ["agent.sock", "qmp.sock", "migrate.sock"])
             logger.warning("removed an orphaned sandbox machine", metadata: ["sandbox": "\(entry)"])
         }
     }

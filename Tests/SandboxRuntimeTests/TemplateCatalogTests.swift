@@ -14,7 +14,7 @@ struct TemplateCatalogTests {
     @Test func theBuiltInCatalogueDeclaresItsResources() throws {
         let builtIns = BuiltInTemplates(directory: Self.repositoryTemplates)
         #expect(
-            builtIns.names == ["claude-agent", "javascript", "php", "playground", "rust", "sql", "typescript", "zig"])
+            builtIns.names == ["claude-agent", "desktop", "javascript", "php", "playground", "rust", "sql", "typescript", "zig"])
         for definition in builtIns.definitions() {
             #expect(definition.vcpus >= 1 && definition.memoryMB >= 256 && definition.diskMB >= 1024, "\(definition.name)")
             #expect(definition.description?.isEmpty == false, "\(definition.name)")
