@@ -112,9 +112,12 @@ extension SandboxRuntime {
         MachineSockets.removeOutsideFolder(machineDirectory(of: id), names: ["agent.sock", "qmp.sock", "migrate.sock"])
     }
 
-    /// Bytes a folder occupies on disk (allocated blocks: sparse files count what they hold).
+    /// Bytes a folder (or a single file) occupies on disk (allocated blocks: sparse files
+    /// count what they hold).
     public nonisolated static func diskUsage(of directory: String) -> Int64 {
         var total: Int64 = 0
+        var top = stat()
+        if lstat(directory, &top) == 0, (top.st_mode & S_IFMT) == S_IFREG { return Int64(top.st_blocks) * 512 }
         guard let enumerator = FileManager.default.enumerator(atPath: directory) else { return 0 }
         for case let name as String in enumerator {
             var info = stat()
