@@ -7,6 +7,8 @@ import Foundation
 /// computes it (a restarted server finds its machines' sockets again).
 public enum MachineSockets {
     public static let maxPathBytes = 103
+    /// Every socket a machine may have.
+    public static let names = ["agent.sock", "qmp.sock", "migrate.sock"]
 
     public static func path(_ directory: String, _ name: String) -> String {
         let inFolder = directory + "/" + name

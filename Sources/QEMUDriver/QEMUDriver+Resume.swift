@@ -20,7 +20,7 @@ extension QEMUDriver {
         }
         defer { try? state.close() }
         // The old VMM's sockets and logs: the new one makes its own.
-        for name in ["agent.sock", "qmp.sock", "migrate.sock"] {
+        for name in MachineSockets.names {
             try? FileManager.default.removeItem(atPath: MachineSockets.path(options.directory, name))
         }
         let image = paused.image

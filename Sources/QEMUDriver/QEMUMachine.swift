@@ -242,7 +242,7 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
         if alreadyDone { return }
         await killAndWait()
         try? FileManager.default.removeItem(atPath: directory)
-        MachineSockets.removeOutsideFolder(directory, names: ["agent.sock", "qmp.sock", "migrate.sock"])
+        MachineSockets.removeOutsideFolder(directory, names: MachineSockets.names)
     }
 
     /// Kills QEMU (if it still runs) and waits for it; the folder stays (a paused

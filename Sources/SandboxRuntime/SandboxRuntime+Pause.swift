@@ -109,7 +109,7 @@ extension SandboxRuntime {
     /// Removes a paused sandbox's folder: its saved state and its disk.
     public nonisolated func deletePaused(_ id: SandboxID) {
         try? FileManager.default.removeItem(atPath: machineDirectory(of: id))
-        MachineSockets.removeOutsideFolder(machineDirectory(of: id), names: ["agent.sock", "qmp.sock", "migrate.sock"])
+        MachineSockets.removeOutsideFolder(machineDirectory(of: id), names: MachineSockets.names)
     }
 
     /// Bytes a folder (or a single file) occupies on disk (allocated blocks: sparse files
