@@ -119,9 +119,25 @@ struct RawHTTPClient {
         }
     }
 
-    /// One request on its own connection.
+    /// One request on its own connection; an answer that does not come within `timeout`
+    /// fails the request (a gateway that never answers must fail the test, not hang it).
     static func request(
-        port: Int, host: String, _ path: String, method: String = "GET", headers: [String: String] = [:], body: [UInt8] = []
+        port: Int, host: String, _ path: String, method: String = "GET", headers: [String: String] = [:], body: [UInt8] = [],
+        timeout: Duration = .seconds(60)
+    ) async throws -> Response {
+        try await withThrowingTaskGroup(of: Response.self) { group in
+            group.addTask { try await exchange(port: port, host: host, path, method: method, headers: headers, body: body) }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                throw RawHTTPError("no answer to \(method) \(path) (Host \(host)) within \(timeout)")
+            }
+            defer { group.cancelAll() }
+            return try await group.next()!
+        }
+    }
+
+    private static func exchange(
+        port: Int, host: String, _ path: String, method: String, headers: [String: String], body: [UInt8]
     ) async throws -> Response {
         try await with(port: port) { connection in
             var text = "\(method) \(path) HTTP/1.1\r\nHost: \(host)\r\n"

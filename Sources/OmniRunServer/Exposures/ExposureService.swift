@@ -88,7 +88,7 @@ actor ExposureService {
             hostname: label + "." + settings.domain, visibility: request.visibility, status: "pending",
             openPath: request.openPath, preserveHost: request.preserveHost, createdAt: now, expiresAt: now + ttl * 1000,
             createdBy: account.email)
-        if await Self.listening(sandbox, port: request.port) { record.status = "ready" }
+        if await Self.listening(sandbox, port: request.port, within: .seconds(2)) == true { record.status = "ready" }
         try await repository.insert(record)
         logger.info(
             "exposure created",
@@ -106,7 +106,7 @@ actor ExposureService {
         var record = await current(try await find(id, sandboxID: sandboxID))
         // `pending` until something listens on the port (the CLI polls for `ready`).
         if record.status == "pending", let sandbox = try? await sandboxes.sandbox(sandboxID, account: nil),
-            await Self.listening(sandbox, port: record.port)
+            await Self.listening(sandbox, port: record.port, within: .seconds(2)) == true
         {
             if try await repository.setStatus(id: id, status: "ready", at: nowMillis()) { record.status = "ready" }
         }
@@ -197,17 +197,24 @@ actor ExposureService {
         let key = "\(sandbox.id):\(port)"
         let now = nowMillis()
         if let seen = listeningSeen[key], now - seen < 30_000 { return true }
-        guard await Self.listening(sandbox, port: port) else { return false }
-        if listeningSeen.count > 4096 { listeningSeen.removeAll() }
-        listeningSeen[key] = nowMillis()
-        return true
+        switch await Self.listening(sandbox, port: port) {
+        case false: return false
+        case nil: return true  // not known: let this request through, check again next time
+        case true:
+            if listeningSeen.count > 4096 { listeningSeen.removeAll() }
+            listeningSeen[key] = nowMillis()
+            return true
+        }
     }
 
     // MARK: helpers
 
-    /// Whether something accepts connections on `port` in the guest (through the agent).
-    static func listening(_ sandbox: Sandbox, port: Int) async -> Bool {
-        await withTaskGroup(of: Bool.self) { group in
+    /// Whether something accepts connections on `port` in the guest (through the agent);
+    /// nil when the guest has not said `within` (10 s for requests: a loaded host can take seconds to
+    /// report even a refusal: an earlier 2 s guess sent requests into a refused port,
+    /// where they waited for ever).
+    static func listening(_ sandbox: Sandbox, port: Int, within: Duration = .seconds(10)) async -> Bool? {
+        await withTaskGroup(of: Bool?.self) { group in
             group.addTask {
                 do {
                     try await sandbox.agent.tunnel(port: port, upstream: [ByteBuffer]().asyncSequence) { _ in }
@@ -216,12 +223,12 @@ actor ExposureService {
                     return false
                 }
             }
-            // A connection still open after a moment was accepted (refusals come back at once).
+            // A server that keeps the probe's connection open after it ends says nothing.
             group.addTask {
-                try? await Task.sleep(for: .seconds(2))
-                return true
+                try? await Task.sleep(for: within)
+                return nil
             }
-            let first = await group.next() ?? false
+            let first = await group.next() ?? nil
             group.cancelAll()
             return first
         }
