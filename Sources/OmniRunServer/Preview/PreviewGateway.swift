@@ -125,6 +125,7 @@ final class PreviewGateway: Service, Sendable {
                     }
                     group.addTask {
                         for await target in targets {
+                            var refused = false
                             do {
                                 try await target.sandbox.agent.tunnel(port: target.port, upstream: upstream.chunks) {
                                     data in
@@ -132,13 +133,18 @@ final class PreviewGateway: Service, Sendable {
                                     try await outbound.write(data)
                                 }
                             } catch {
-                                if !answered.withLockedValue({ $0 }),
-                                    case .reply(let answer) = PreviewDecision.error(
-                                        502, "Bad Gateway", code: "unavailable",
-                                        message: "nothing answers on port \(target.port) of sandbox \(target.sandbox.id)")
-                                {
-                                    try? await outbound.write(answer)
-                                }
+                                refused = true
+                            }
+                            // Refused, or closed without a byte of answer: the client gets a 502
+                            // either way, never a connection closed under its request.
+                            if !answered.withLockedValue({ $0 }),
+                                case .reply(let answer) = PreviewDecision.error(
+                                    502, "Bad Gateway", code: "unavailable",
+                                    message: refused
+                                        ? "nothing answers on port \(target.port) of sandbox \(target.sandbox.id)"
+                                        : "port \(target.port) of sandbox \(target.sandbox.id) closed the connection without answering")
+                            {
+                                try? await outbound.write(answer)
                             }
                             break
                         }
