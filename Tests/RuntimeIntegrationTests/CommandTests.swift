@@ -106,7 +106,7 @@ struct CommandTests {
             let firstLine = AsyncStream<String>.makeStream()
             let caller = Task {
                 try await sandbox.agent.startProcess(
-                    ProcessStartRequest(shell: "for i in 1 2 3 4 5 6; do echo tick $i; sleep 0.3; done", tag: "ticker")
+                    ProcessStartRequest(shell: "for i in 1 2 3 4 5 6; do echo tick $i; sleep 1; done", tag: "ticker")
                 ) { event in
                     if event.type == .stdout, let bytes = event.bytes {
                         firstLine.continuation.yield(String(decoding: bytes, as: UTF8.self))
