@@ -138,12 +138,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // zlib, for the PNG codec (screenshot scaling).
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
+        // RGB images: PNG decode/encode and area-average downscaling (desktop screenshots).
+        .target(name: "ScreenImage", dependencies: ["CZlib", "OmniRunError"], swiftSettings: swiftSettings),
         // The control plane: REST API of the public SDK's wire protocol.
         .target(
             name: "OmniRunServer",
             dependencies: [
                 "OmniRunCore", "OmniRunError", "OmniRunStore", "SandboxRuntime", "AgentClient", "AgentProtocol",
-                "SMTPClient", "LLMUpstreams", "TemplateBuilder",
+                "SMTPClient", "LLMUpstreams", "TemplateBuilder", "ScreenImage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -188,6 +192,7 @@ let package = Package(
         ),
         .testTarget(name: "OmniRunCoreTests", dependencies: ["OmniRunCore", "OmniRunError"], swiftSettings: swiftSettings),
         .testTarget(name: "AgentProtocolTests", dependencies: ["AgentProtocol"], swiftSettings: swiftSettings),
+        .testTarget(name: "ScreenImageTests", dependencies: ["ScreenImage", "OmniRunError"], swiftSettings: swiftSettings),
         .testTarget(name: "BenchTests", dependencies: ["OmniRunCLI"], swiftSettings: swiftSettings),
         .testTarget(
             name: "TemplateBuilderTests", dependencies: ["TemplateBuilder", "OmniRunError"], swiftSettings: swiftSettings),

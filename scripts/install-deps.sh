@@ -18,6 +18,7 @@ PACKAGES=(
   python3 python3-pip          # SDK tests, PyPI tools
   python3-aiosmtpd openssl     # tests: a real SMTP server with STARTTLS (its certificate made by openssl)
   python3-venv nodejs node-typescript tmux  # SDK tests: the Python SDK installed in a venv, the TypeScript SDK built with tsc and run by Node, omni shell in tmux
+  zlib1g-dev                   # PNG codec of the screenshot scaling (linked by the server)
   curl ca-certificates
   iproute2 nftables            # per-sandbox netns, TAP, NAT
   procps file

@@ -1,8 +1,10 @@
 import AgentProtocol
 import Foundation
+import HTTPTypes
 import Hummingbird
 import NIOCore
 import OmniRunError
+import ScreenImage
 
 /// Desktop routes (wire protocol §13): screenshots, mouse, keyboard, the screen and the
 /// noVNC stream's coordinates. Each call goes through `SandboxService.sandbox`, so input
@@ -19,13 +21,65 @@ struct DesktopController {
         router.post("/sandboxes/:id/desktop/keyboard", use: keyboard)
     }
 
+    /// The whole screen as a PNG. `?scale=0.5` or `?maxWidth=1280&maxHeight=800` shrink it
+    /// (area averaging, never enlarged); the answer's `X-OmniRun-Scale-Factor` is the image's
+    /// width over the screen's, what coordinates in the image are divided by to click on the
+    /// screen, and `X-OmniRun-Screen-Width`/`-Height` give the screen's own size.
     @Sendable func screenshot(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let sandbox = try await service.sandbox(try context.parameters.require("id"), account: try context.requireAccount())
-        let png = try await sandbox.agent.desktopScreenshot()
+        let account = try context.requireAccount()
+        let scaling = try Self.scaling(request.uri.queryParameters)
+        let sandbox = try await service.sandbox(try context.parameters.require("id"), account: account)
+        let captured = try await sandbox.agent.desktopScreenshot()
+        let shot = try await Self.scaled(captured, scaling)
         var headers = HTTPFields()
         headers[.contentType] = "image/png"
         headers[.cacheControl] = "no-store"
-        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: png)))
+        headers[Self.scaleFactorHeader] = String(shot.factor)
+        headers[Self.screenWidthHeader] = String(shot.screenWidth)
+        headers[Self.screenHeightHeader] = String(shot.screenHeight)
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: shot.png)))
+    }
+
+    static let scaleFactorHeader = HTTPField.Name("X-OmniRun-Scale-Factor")!
+    static let screenWidthHeader = HTTPField.Name("X-OmniRun-Screen-Width")!
+    static let screenHeightHeader = HTTPField.Name("X-OmniRun-Screen-Height")!
+
+    static func scaling(_ query: some Collection<(key: Substring, value: Substring)>) throws -> ScreenshotScale {
+        var values: [String: String] = [:]
+        for (key, value) in query where ["scale", "maxWidth", "maxHeight"].contains(String(key)) {
+            values[String(key)] = String(value)
+        }
+        func number<T: LosslessStringConvertible>(_ name: String, _: T.Type) throws -> T? {
+            guard let text = values[name] else { return nil }
+            guard let value = T(text) else { throw OmniRunError(.invalidArgument, "\(name) must be a number, not '\(text.prefix(40))'") }
+            return value
+        }
+        return try ScreenshotScale(
+            scale: number("scale", Double.self), maxWidth: number("maxWidth", Int.self), maxHeight: number("maxHeight", Int.self))
+    }
+
+    struct Screenshot {
+        var png: [UInt8]
+        var factor: Double
+        var screenWidth: Int
+        var screenHeight: Int
+    }
+
+    /// The capture as it came when no scaling is asked for (only its size is read),
+    /// otherwise decoded, shrunk and encoded again.
+    static func scaled(_ png: [UInt8], _ scaling: ScreenshotScale) async throws -> Screenshot {
+        do {
+            if scaling.isIdentity {
+                let size = try PNG.size(of: png)
+                return Screenshot(png: png, factor: 1, screenWidth: size.width, screenHeight: size.height)
+            }
+            let image = try PNG.decode(png)
+            let target = scaling.target(width: image.width, height: image.height)
+            let output = target.factor == 1 ? png : PNG.encode(image.downscaled(width: target.width, height: target.height))
+            return Screenshot(png: output, factor: target.factor, screenWidth: image.width, screenHeight: image.height)
+        } catch let error as OmniRunError {
+            throw OmniRunError(.agentError, "the sandbox's screenshot could not be read: \(error.message)")
+        }
     }
 
     @Sendable func screen(_ request: Request, context: AppRequestContext) async throws -> Response {

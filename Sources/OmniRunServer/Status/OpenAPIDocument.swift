@@ -134,7 +134,10 @@ enum OpenAPIDocument {
 
     /// Desktop sandboxes (wire protocol §13).
     nonisolated(unsafe) static let desktopRoutes: [Route] = [
-        Route(method: "get", path: "/sandboxes/{id}/desktop/screenshot", summary: "A PNG of the whole screen"),
+        Route(
+            method: "get", path: "/sandboxes/{id}/desktop/screenshot",
+            summary: "A PNG of the whole screen; scale (0-1] or maxWidth/maxHeight shrink it (X-OmniRun-Scale-Factor tells by how much)",
+            query: ["scale", "maxWidth", "maxHeight"]),
         Route(method: "get", path: "/sandboxes/{id}/desktop/screen", summary: "Screen size and cursor position"),
         Route(method: "get", path: "/sandboxes/{id}/desktop/stream", summary: "noVNC port, VNC port and websocket path"),
         Route(
