@@ -165,7 +165,7 @@ let package = Package(
             name: "OmniRunCLI",
             dependencies: [
                 "OmniRunCore", "QEMUDriver", "AgentClient", "AgentProtocol", "SandboxRuntime", "OmniRunServer",
-                "OmniRunStore",
+                "OmniRunStore", "ScreenImage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install the host Debian packages OmniRun needs, only those that are missing.
 # On a ready machine this runs no apt-get at all and returns at once.
-# Usage: scripts/install-deps.sh [--check]   (--check: only report, exit 1 if something is missing)
+# Usage: scripts/install-deps.sh [--check] [--browser]
+#   --check: only report, exit 1 if something is missing
+#   --browser: also the headless browser of the desktop live-view test (Debian's chromium)
 set -euo pipefail
 
 # The one list of host packages. Add new ones here.
@@ -28,7 +30,13 @@ PACKAGES=(
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 check_only=0
-[[ "${1:-}" == "--check" ]] && check_only=1
+for argument in "$@"; do
+  case "$argument" in
+    --check) check_only=1 ;;
+    --browser) PACKAGES+=(chromium) ;;
+    *) echo "install-deps.sh: unknown option $argument" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 # one dpkg-query call for all packages; unknown packages print nothing and make it exit 1

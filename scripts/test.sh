@@ -20,6 +20,10 @@ trap 'postgres_stop "$pgdir"' EXIT
 postgres_start "$pgdir"
 openai_install
 cryptography_install
+# The desktop's live-view test drives headless Chromium: installed when that test can run.
+if [[ -f "$cache/images/desktop.json" || "${OMNIRUN_TEST_TEMPLATES:-}" =~ (desktop|all) ]]; then
+  scripts/install-deps.sh --browser
+fi
 echo "[test] running (real QEMU microVMs, a real PostgreSQL; parallel)"
 status=0
 swift test --skip-build --skip 'TemplateTests\.' 2>&1 | tee .build/test-output.log || status=$?

@@ -16,14 +16,20 @@ public enum DesktopAPI {
     public static let novncPort = 6080
     public static let vncPort = 5900
     public static let websocketPath = "/websockify"
+    /// Headers of a raw capture.
+    public static let widthHeader = "x-omnirun-width"
+    public static let heightHeader = "x-omnirun-height"
     /// Coordinates are screen pixels, 0 included.
     public static let maxCoordinate = 16384
     /// Text typed in one call, in characters.
     public static let maxTextLength = 20_000
 
     public enum Path {
-        /// GET, optional query `maxWidth`, `maxHeight` (scale down to fit): a PNG of the whole screen.
+        /// GET: a PNG of the whole screen (captured by `maim`; agents before `capture` existed).
         public static let screenshot = "/v1/desktop/screenshot"
+        /// GET: the whole screen as raw RGB (3 bytes a pixel, rows top to bottom), its size in
+        /// the `x-omnirun-width` / `x-omnirun-height` headers; read from the X server directly.
+        public static let capture = "/v1/desktop/capture"
         /// GET: `DesktopScreen`.
         public static let screen = "/v1/desktop/screen"
         /// POST `DesktopMouseRequest`.

@@ -1,5 +1,6 @@
 import AgentProtocol
 import Logging
+import NIOPosix
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -15,6 +16,7 @@ import Glibc
 /// argument vector as the sandbox's user, on display `:0`, and leaves no entry in the
 /// process list.
 struct DesktopService: Sendable {
+    let pool: NIOThreadPool
     let launcher: ProcessLauncher
     let table: ProcessTable
     let logger: Logger
@@ -29,6 +31,14 @@ struct DesktopService: Sendable {
             throw AgentFailure(status: 500, code: AgentErrorCode.failed, message: "maim produced no PNG: \(result.stderrTail)")
         }
         return result.stdout
+    }
+
+    /// The screen's pixels, read from the X server on a pool thread (see `X11Capture`).
+    func capture() async throws -> X11Capture.Image {
+        guard access(DesktopAPI.displaySocket, F_OK) == 0 else {
+            throw AgentFailure.conflict("this sandbox has no desktop (create it from the 'desktop' template)")
+        }
+        return try await pool.runIfActive { try X11Capture.capture(socketPath: DesktopAPI.displaySocket) }
     }
 
     func screen() async throws -> DesktopScreen {

@@ -160,6 +160,16 @@ struct Router: Sendable {
             try await exchange.writeHead(status: 200, contentType: "image/png", extra: [("content-length", "\(png.count)")])
             try await exchange.writeBody(png)
             try await exchange.end()
+        case (.GET, DesktopAPI.Path.capture):
+            let image = try await desktop.capture()
+            try await exchange.writeHead(
+                status: 200, contentType: "application/octet-stream",
+                extra: [
+                    ("content-length", "\(image.rgb.count)"), (DesktopAPI.widthHeader, "\(image.width)"),
+                    (DesktopAPI.heightHeader, "\(image.height)"),
+                ])
+            try await exchange.writeBody(image.rgb)
+            try await exchange.end()
         case (.GET, DesktopAPI.Path.screen):
             try await exchange.respond(try await desktop.screen())
         case (.POST, DesktopAPI.Path.mouse):

@@ -3,6 +3,7 @@ import AgentProtocol
 import Foundation
 import OmniRunCore
 import SandboxRuntime
+import ScreenImage
 
 /// The desktop phase of `omnirun bench --template desktop --phases desktop`: a desktop
 /// sandbox restored (screen up, first screenshot) against one booted cold (boot, then the
@@ -17,10 +18,12 @@ struct DesktopBench {
     enum Row {
         static let restore = "desktop: restore → first screenshot"
         static let cold = "desktop: cold boot → desktop ready (start + ready check)"
-        static let screenshot = "desktop: screenshot round trip (running sandbox)"
+        static let screenshot = "desktop: screenshot (X11 capture in the agent + PNG on the host)"
+        static let scaled = "desktop: screenshot scaled to 0.5 (same path)"
+        static let maim = "desktop: screenshot by maim in the guest (the path before)"
         static let mouse = "desktop: mouse move round trip"
         static let key = "desktop: key press round trip"
-        static let order = [restore, cold, screenshot, mouse, key]
+        static let order = [restore, cold, screenshot, scaled, maim, mouse, key]
     }
 
     func run(into report: inout BenchReport, progress: (String) -> Void) async throws {
@@ -33,13 +36,20 @@ struct DesktopBench {
             let started = ContinuousClock.now
             let sandbox = try await runtime.create(SandboxSpec(template: template))
             do {
-                let png = try await sandbox.agent.desktopScreenshot()
+                let png = try await Self.screenshot(sandbox, ScreenshotScale())
                 report.add(Row.restore, (ContinuousClock.now - started).milliseconds)
                 pngBytes = png.count
+                let half = try ScreenshotScale(scale: 0.5)
                 for _ in 0..<5 {
                     let t0 = ContinuousClock.now
-                    _ = try await sandbox.agent.desktopScreenshot()
+                    _ = try await Self.screenshot(sandbox, ScreenshotScale())
                     report.add(Row.screenshot, (ContinuousClock.now - t0).milliseconds)
+                    let t3 = ContinuousClock.now
+                    _ = try await Self.screenshot(sandbox, half)
+                    report.add(Row.scaled, (ContinuousClock.now - t3).milliseconds)
+                    let t4 = ContinuousClock.now
+                    _ = try await sandbox.agent.desktopScreenshot()
+                    report.add(Row.maim, (ContinuousClock.now - t4).milliseconds)
                     let t1 = ContinuousClock.now
                     try await sandbox.agent.desktopMouse(DesktopMouseRequest(action: .move, x: 100 + i, y: 100))
                     report.add(Row.mouse, (ContinuousClock.now - t1).milliseconds)
@@ -75,6 +85,12 @@ struct DesktopBench {
         progress("\n")
         report.figure("desktop: screenshot size (PNG)", Double(pngBytes) / 1024, "KiB")
         if let used = Self.usedMiB(image.image.rootfs) { report.figure("desktop: root file system used", used, "MiB") }
+    }
+
+    /// What `GET /desktop/screenshot` does: the agent's raw capture, encoded (and shrunk) here.
+    static func screenshot(_ sandbox: Sandbox, _ scaling: ScreenshotScale) async throws -> [UInt8] {
+        let capture = try await sandbox.agent.desktopCapture()
+        return Screenshot(capture: RGBImage(width: capture.width, height: capture.height, pixels: capture.rgb), scaling: scaling).png
     }
 
     /// Blocks a sparse image really uses.

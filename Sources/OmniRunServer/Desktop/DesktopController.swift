@@ -29,8 +29,19 @@ struct DesktopController {
         let account = try context.requireAccount()
         let scaling = try Self.scaling(request.uri.queryParameters)
         let sandbox = try await service.sandbox(try context.parameters.require("id"), account: account)
-        let captured = try await sandbox.agent.desktopScreenshot()
-        let shot = try await Self.scaled(captured, scaling)
+        let shot: Screenshot
+        do {
+            let capture = try await sandbox.agent.desktopCapture()
+            shot = Screenshot(capture: RGBImage(width: capture.width, height: capture.height, pixels: capture.rgb), scaling: scaling)
+        } catch let error as OmniRunError where error.code == .notFound {
+            // An agent from before the raw capture (a template image not rebuilt since): maim's PNG.
+            let png = try await sandbox.agent.desktopScreenshot()
+            do {
+                shot = try Screenshot(png: png, scaling: scaling)
+            } catch let error as OmniRunError {
+                throw OmniRunError(.agentError, "the sandbox's screenshot could not be read: \(error.message)")
+            }
+        }
         var headers = HTTPFields()
         headers[.contentType] = "image/png"
         headers[.cacheControl] = "no-store"
@@ -56,30 +67,6 @@ struct DesktopController {
         }
         return try ScreenshotScale(
             scale: number("scale", Double.self), maxWidth: number("maxWidth", Int.self), maxHeight: number("maxHeight", Int.self))
-    }
-
-    struct Screenshot {
-        var png: [UInt8]
-        var factor: Double
-        var screenWidth: Int
-        var screenHeight: Int
-    }
-
-    /// The capture as it came when no scaling is asked for (only its size is read),
-    /// otherwise decoded, shrunk and encoded again.
-    static func scaled(_ png: [UInt8], _ scaling: ScreenshotScale) async throws -> Screenshot {
-        do {
-            if scaling.isIdentity {
-                let size = try PNG.size(of: png)
-                return Screenshot(png: png, factor: 1, screenWidth: size.width, screenHeight: size.height)
-            }
-            let image = try PNG.decode(png)
-            let target = scaling.target(width: image.width, height: image.height)
-            let output = target.factor == 1 ? png : PNG.encode(image.downscaled(width: target.width, height: target.height))
-            return Screenshot(png: output, factor: target.factor, screenWidth: image.width, screenHeight: image.height)
-        } catch let error as OmniRunError {
-            throw OmniRunError(.agentError, "the sandbox's screenshot could not be read: \(error.message)")
-        }
     }
 
     @Sendable func screen(_ request: Request, context: AppRequestContext) async throws -> Response {

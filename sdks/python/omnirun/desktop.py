@@ -13,8 +13,9 @@ class _DesktopOps:
     def __init__(self, sandbox_id: str) -> None:
         self.base = f"/sandboxes/{sandbox_id}/desktop"
 
-    def screenshot(self) -> Ops[bytes]:
-        return (yield Call("GET", self.base + "/screenshot", kind="bytes"))
+    def screenshot(self, scale: Optional[float], max_width: Optional[int], max_height: Optional[int]) -> Ops[bytes]:
+        query = {k: str(v) for k, v in compact(scale=scale, maxWidth=max_width, maxHeight=max_height).items()}
+        return (yield Call("GET", self.base + "/screenshot", params=query or None, kind="bytes"))
 
     def mouse(self, body: Dict[str, Any]) -> Ops[None]:
         yield Call("POST", self.base + "/mouse", json=body, kind="ignore")
@@ -41,9 +42,11 @@ class Desktop(SyncPart):
         super().__init__(client)
         self._ops = _DesktopOps(sandbox_id)
 
-    def screenshot(self) -> bytes:
-        """The screen as PNG bytes."""
-        return self._do(self._ops.screenshot())
+    def screenshot(self, *, scale: Optional[float] = None, max_width: Optional[int] = None,
+                   max_height: Optional[int] = None) -> bytes:
+        """The screen as PNG bytes; `scale` (0-1] or `max_width`/`max_height` shrink it (never enlarged).
+        The image's width over the screen's (`get_screen()`) is the factor to divide image coordinates by."""
+        return self._do(self._ops.screenshot(scale, max_width, max_height))
 
     def mouse(self, action: str, **opts: Any) -> None:
         self._do(self._ops.mouse(_mouse(action, **opts)))
@@ -87,8 +90,9 @@ class AsyncDesktop(AsyncPart):
         super().__init__(client)
         self._ops = _DesktopOps(sandbox_id)
 
-    async def screenshot(self) -> bytes:
-        return await self._do(self._ops.screenshot())
+    async def screenshot(self, *, scale: Optional[float] = None, max_width: Optional[int] = None,
+                         max_height: Optional[int] = None) -> bytes:
+        return await self._do(self._ops.screenshot(scale, max_width, max_height))
 
     async def mouse(self, action: str, **opts: Any) -> None:
         await self._do(self._ops.mouse(_mouse(action, **opts)))

@@ -156,6 +156,10 @@ def run_step(sandbox, step):
         with pytest.raises(SandboxError) as caught:
             sandbox.desktop.get_screen()
         assert caught.value.status == 409, caught.value
+        # the screenshot's scaling options reach the server (checked before the sandbox is)
+        with pytest.raises(SandboxError) as caught:
+            sandbox.desktop.screenshot(scale=2)
+        assert caught.value.status == 400 and "scale" in str(caught.value), caught.value
     elif op == "pause-resume":
         assert sandbox.pause()["status"] == "paused"
         assert sandbox.resume()["status"] == "running"

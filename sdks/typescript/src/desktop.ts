@@ -27,6 +27,12 @@ export interface MouseOptions {
   amount?: number;
 }
 
+export interface ScreenshotOptions {
+  scale?: number;
+  maxWidth?: number;
+  maxHeight?: number;
+}
+
 export interface KeyboardOptions {
   action: KeyboardAction;
   text?: string;
@@ -43,9 +49,18 @@ export class Desktop {
     this.client = client;
   }
 
-  /** The screen as PNG bytes. */
-  async screenshot(): Promise<Uint8Array> {
-    return this.client.download(`${this.base}/screenshot`);
+  /**
+   * The screen as PNG bytes. `scale` (0-1] or `maxWidth`/`maxHeight` shrink it (never
+   * enlarged); the image's width over the screen's (`getScreen()`) is the factor to divide
+   * coordinates in the image by.
+   */
+  async screenshot(opts: ScreenshotOptions = {}): Promise<Uint8Array> {
+    const query = new URLSearchParams();
+    if (opts.scale !== undefined) query.set("scale", String(opts.scale));
+    if (opts.maxWidth !== undefined) query.set("maxWidth", String(opts.maxWidth));
+    if (opts.maxHeight !== undefined) query.set("maxHeight", String(opts.maxHeight));
+    const suffix = query.toString();
+    return this.client.download(`${this.base}/screenshot${suffix ? `?${suffix}` : ""}`);
   }
 
   async mouse(opts: MouseOptions): Promise<void> {

@@ -6,7 +6,7 @@ export { Pty, PtySession } from "./pty.js";
 export { Contexts } from "./contexts.js";
 export type { ContextInfo, ResultItem, LogOutput, ExecutionResult, ExecuteOptions } from "./contexts.js";
 export { Desktop } from "./desktop.js";
-export type { ScreenInfo, DesktopStreamInfo, MouseOptions, KeyboardOptions, MouseAction, ScrollDirection, KeyboardAction } from "./desktop.js";
+export type { ScreenInfo, DesktopStreamInfo, MouseOptions, KeyboardOptions, ScreenshotOptions, MouseAction, ScrollDirection, KeyboardAction } from "./desktop.js";
 export { Exposures } from "./exposures.js";
 export type { ExposureInfo, ExposureStatus, ExposureVisibility, CreateExposureOptions, RefreshExposureOptions } from "./exposures.js";
 export { Production, Webhooks } from "./production.js";

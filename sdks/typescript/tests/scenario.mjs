@@ -205,6 +205,11 @@ export async function runStep(sdk, sandbox, step, opts = {}) {
     }
     case "desktop-absent": {
       await rejectsWith(sandbox.desktop.getScreen(), sdk.SandboxError, (e) => assert.equal(e.status, 409));
+      // the screenshot's scaling options reach the server (checked before the sandbox is)
+      await rejectsWith(sandbox.desktop.screenshot({ maxWidth: 0 }), sdk.SandboxError, (e) => {
+        assert.equal(e.status, 400);
+        assert.match(e.message, /maxWidth/);
+      });
       return;
     }
     case "pause-resume": {
