@@ -34,6 +34,11 @@ struct WebhookTests {
             let downID = down.object["id"] as? String ?? ""
             let listed = try await client.get("/webhooks").array
             #expect(listed.count == 3 && listed.allSatisfy { $0["secret"] == nil }, "\(listed)")
+            // The secret is sealed at rest: neither the database nor its WAL holds it.
+            for suffix in ["", "-wal"] {
+                let file = (try? Data(contentsOf: URL(fileURLWithPath: server.dataDirectory + "/omnirun.db" + suffix))) ?? Data()
+                #expect(file.range(of: Data(secret.utf8)) == nil, "the webhook secret is in omnirun.db\(suffix)")
+            }
             #expect(listed.first?["events"] as? [String] == ["created", "paused", "resumed", "killed", "timeout", "idle_killed", "error"])
 
             let id = try await createSandbox(client, ["template": "playground", "timeout": 0, "metadata": ["suite": "hooks"]])

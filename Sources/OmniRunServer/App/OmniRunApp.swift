@@ -60,9 +60,10 @@ public enum OmniRunApp {
             configuration: configuration, metrics: serverMetrics, samples: samples, logger: logger)
         let policy = WebhookAddressPolicy(allowLoopback: configuration.webhookAllowLoopback)
         let webhookRepository = WebhookRepository(database: database)
-        let webhooks = WebhookService(repository: webhookRepository, policy: policy, logger: logger)
+        let sealer = WebhookSecretSealer(masterKey: masterKey)
+        let webhooks = WebhookService(repository: webhookRepository, policy: policy, sealer: sealer, logger: logger)
         let dispatcher = WebhookDispatcher(
-            repository: webhookRepository, policy: policy, retryBase: configuration.webhookRetryBase, logger: logger)
+            repository: webhookRepository, policy: policy, sealer: sealer, retryBase: configuration.webhookRetryBase, logger: logger)
         await webhooks.setOnQueued { dispatcher.poke() }
         await service.setWebhooks(webhooks)
         await runtime.onUnexpectedExit { id, exit in await service.machineStopped(id, exit: exit) }

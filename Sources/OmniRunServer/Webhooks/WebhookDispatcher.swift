@@ -15,6 +15,7 @@ import ServiceLifecycle
 actor WebhookDispatcher {
     let repository: WebhookRepository
     let policy: WebhookAddressPolicy
+    let sealer: WebhookSecretSealer
     let retryBase: Duration
     let maxAttempts: Int
     let logger: Logger
@@ -22,9 +23,13 @@ actor WebhookDispatcher {
     private var wake: AsyncStream<Void>.Continuation?
     private var inFlight: Set<String> = []
 
-    init(repository: WebhookRepository, policy: WebhookAddressPolicy, retryBase: Duration, maxAttempts: Int = 6, logger: Logger) {
+    init(
+        repository: WebhookRepository, policy: WebhookAddressPolicy, sealer: WebhookSecretSealer, retryBase: Duration,
+        maxAttempts: Int = 6, logger: Logger
+    ) {
         self.repository = repository
         self.policy = policy
+        self.sealer = sealer
         self.retryBase = retryBase
         self.maxAttempts = maxAttempts
         self.logger = logger
@@ -93,7 +98,7 @@ actor WebhookDispatcher {
             request.headers.add(name: "User-Agent", value: "omnirun-webhooks/\(OmniRunVersion.current)")
             request.headers.add(name: "X-OmniRun-Event", value: delivery.event)
             request.headers.add(name: "X-OmniRun-Delivery", value: delivery.id)
-            request.headers.add(name: "X-OmniRun-Signature", value: WebhookService.signature(body: body, secret: webhook.secret))
+            request.headers.add(name: "X-OmniRun-Signature", value: WebhookService.signature(body: body, secret: try sealer.open(webhook.secret, webhookID: webhook.id)))
             request.body = .bytes(ByteBuffer(bytes: body))
             let response = try await http.execute(request, timeout: .seconds(10))
             httpStatus = Int(response.status.code)

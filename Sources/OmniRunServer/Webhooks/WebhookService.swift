@@ -14,13 +14,15 @@ actor WebhookService {
 
     let repository: WebhookRepository
     let policy: WebhookAddressPolicy
+    let sealer: WebhookSecretSealer
     let logger: Logger
     /// Called after deliveries are queued (wakes the dispatcher).
     private var onQueued: (@Sendable () -> Void)?
 
-    init(repository: WebhookRepository, policy: WebhookAddressPolicy, logger: Logger) {
+    init(repository: WebhookRepository, policy: WebhookAddressPolicy, sealer: WebhookSecretSealer, logger: Logger) {
         self.repository = repository
         self.policy = policy
+        self.sealer = sealer
         self.logger = logger
     }
 
@@ -52,10 +54,13 @@ actor WebhookService {
         }
         var unique: [String] = []
         for event in events where !unique.contains(event) { unique.append(event) }
-        let webhook = WebhookRecord(
-            id: randomID("wh_"), accountID: account.id, url: url, events: unique,
-            secret: "whsec_" + randomBytes(32).map { String(format: "%02x", $0) }.joined(), createdAt: nowMillis())
+        let id = randomID("wh_")
+        let secret = WebhookSecretSealer.clearPrefix + randomBytes(32).map { String(format: "%02x", $0) }.joined()
+        var webhook = WebhookRecord(
+            id: id, accountID: account.id, url: url, events: unique, secret: try sealer.seal(secret, webhookID: id),
+            createdAt: nowMillis())
         try await repository.insert(webhook)
+        webhook.secret = secret  // shown once, in the create answer
         logger.info("webhook created", metadata: ["webhook": "\(webhook.id)", "account": "\(account.id)"])
         return webhook
     }
