@@ -184,42 +184,49 @@ public enum PNG {
     static func filter(_ image: RGBImage) -> [UInt8] {
         let stride = image.width * 3
         var output = [UInt8](repeating: 0, count: image.height * (stride + 1))
-        var candidate = [[UInt8]](repeating: [UInt8](repeating: 0, count: stride), count: 5)
+        var candidates = [UInt8](repeating: 0, count: 5 * stride)
         image.pixels.withUnsafeBufferPointer { pixels in
-            for y in 0..<image.height {
-                let row = y * stride
-                var bestFilter = 0
-                var bestCost = Int.max
-                for filter in 0..<5 {
-                    var cost = 0
-                    for x in 0..<stride {
-                        let a = x >= 3 ? Int(pixels[row + x - 3]) : 0
-                        let b = y > 0 ? Int(pixels[row - stride + x]) : 0
-                        let c = (x >= 3 && y > 0) ? Int(pixels[row - stride + x - 3]) : 0
-                        let predicted: Int
-                        switch filter {
-                        case 0: predicted = 0
-                        case 1: predicted = a
-                        case 2: predicted = b
-                        case 3: predicted = (a + b) / 2
-                        default: predicted = paeth(a, b, c)
+            output.withUnsafeMutableBufferPointer { out in
+                candidates.withUnsafeMutableBufferPointer { candidate in
+                    for y in 0..<image.height {
+                        let row = y * stride
+                        var costs = (0, 0, 0, 0, 0)
+                        for x in 0..<stride {
+                            let value = Int(pixels[row + x])
+                            let a = x >= 3 ? Int(pixels[row + x - 3]) : 0
+                            let b = y > 0 ? Int(pixels[row - stride + x]) : 0
+                            let c = (x >= 3 && y > 0) ? Int(pixels[row - stride + x - 3]) : 0
+                            let none = UInt8(truncatingIfNeeded: value)
+                            let sub = UInt8(truncatingIfNeeded: value - a)
+                            let up = UInt8(truncatingIfNeeded: value - b)
+                            let average = UInt8(truncatingIfNeeded: value - (a + b) / 2)
+                            let predicted = UInt8(truncatingIfNeeded: value - PNG.paeth(a, b, c))
+                            candidate[x] = none
+                            candidate[stride + x] = sub
+                            candidate[2 * stride + x] = up
+                            candidate[3 * stride + x] = average
+                            candidate[4 * stride + x] = predicted
+                            costs.0 += cost(none)
+                            costs.1 += cost(sub)
+                            costs.2 += cost(up)
+                            costs.3 += cost(average)
+                            costs.4 += cost(predicted)
                         }
-                        let value = UInt8(truncatingIfNeeded: Int(pixels[row + x]) - predicted)
-                        candidate[filter][x] = value
-                        cost += value < 128 ? Int(value) : 256 - Int(value)
-                    }
-                    if cost < bestCost {
-                        bestCost = cost
-                        bestFilter = filter
+                        let all = [costs.0, costs.1, costs.2, costs.3, costs.4]
+                        var best = 0
+                        for filter in 1..<5 where all[filter] < all[best] { best = filter }
+                        let start = y * (stride + 1)
+                        out[start] = UInt8(best)
+                        for x in 0..<stride { out[start + 1 + x] = candidate[best * stride + x] }
                     }
                 }
-                let start = y * (stride + 1)
-                output[start] = UInt8(bestFilter)
-                output.replaceSubrange(start + 1..<start + 1 + stride, with: candidate[bestFilter])
             }
         }
         return output
     }
+
+    /// A filtered byte's cost: its distance from zero as a signed byte.
+    @inline(__always) static func cost(_ value: UInt8) -> Int { value < 128 ? Int(value) : 256 - Int(value) }
 
     // MARK: helpers
 

@@ -101,8 +101,28 @@ struct X11Capture {
             let stride = (width * bitsPerPixel + scanlinePad - 1) / scanlinePad * scanlinePad / 8
             guard data.count >= stride * height else { throw X11Capture.failure("GetImage returned \(data.count) bytes, not \(stride * height)") }
             let bytes = bitsPerPixel / 8
-            let channels = [masks.red, masks.green, masks.blue].map(Channel.init)
             var rgb = [UInt8](repeating: 0, count: width * height * 3)
+            if bitsPerPixel == 32, !bigEndian, masks == (0xFF_0000, 0xFF00, 0xFF) {
+                // The usual case (24-bit colour in 32-bit little-endian pixels: B, G, R, X):
+                // a straight byte shuffle, which matters under emulation.
+                data.withUnsafeBufferPointer { source in
+                    rgb.withUnsafeMutableBufferPointer { out in
+                        var target = 0
+                        for y in 0..<height {
+                            var at = y * stride
+                            for _ in 0..<width {
+                                out[target] = source[at + 2]
+                                out[target + 1] = source[at + 1]
+                                out[target + 2] = source[at]
+                                target += 3
+                                at += 4
+                            }
+                        }
+                    }
+                }
+                return Image(width: width, height: height, rgb: rgb)
+            }
+            let red = Channel(masks.red), green = Channel(masks.green), blue = Channel(masks.blue)
             data.withUnsafeBufferPointer { source in
                 rgb.withUnsafeMutableBufferPointer { out in
                     var target = 0
@@ -114,9 +134,9 @@ struct X11Capture {
                                 let value = UInt32(source[at + byte])
                                 pixel |= bigEndian ? value << (8 * (bytes - 1 - byte)) : value << (8 * byte)
                             }
-                            out[target] = channels[0].value(pixel)
-                            out[target + 1] = channels[1].value(pixel)
-                            out[target + 2] = channels[2].value(pixel)
+                            out[target] = red.value(pixel)
+                            out[target + 1] = green.value(pixel)
+                            out[target + 2] = blue.value(pixel)
                             target += 3
                             at += bytes
                         }

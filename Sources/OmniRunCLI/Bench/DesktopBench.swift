@@ -21,9 +21,11 @@ struct DesktopBench {
         static let screenshot = "desktop: screenshot (X11 capture in the agent + PNG on the host)"
         static let scaled = "desktop: screenshot scaled to 0.5 (same path)"
         static let maim = "desktop: screenshot by maim in the guest (the path before)"
+        static let capture = "desktop: of which the agent's capture and its transfer (raw RGB)"
+        static let encode = "desktop: of which the PNG encoding on the host"
         static let mouse = "desktop: mouse move round trip"
         static let key = "desktop: key press round trip"
-        static let order = [restore, cold, screenshot, scaled, maim, mouse, key]
+        static let order = [restore, cold, screenshot, capture, encode, scaled, maim, mouse, key]
     }
 
     func run(into report: inout BenchReport, progress: (String) -> Void) async throws {
@@ -47,6 +49,12 @@ struct DesktopBench {
                     let t3 = ContinuousClock.now
                     _ = try await Self.screenshot(sandbox, half)
                     report.add(Row.scaled, (ContinuousClock.now - t3).milliseconds)
+                    let t5 = ContinuousClock.now
+                    let capture = try await sandbox.agent.desktopCapture()
+                    report.add(Row.capture, (ContinuousClock.now - t5).milliseconds)
+                    let t6 = ContinuousClock.now
+                    _ = PNG.encode(RGBImage(width: capture.width, height: capture.height, pixels: capture.rgb))
+                    report.add(Row.encode, (ContinuousClock.now - t6).milliseconds)
                     let t4 = ContinuousClock.now
                     _ = try await sandbox.agent.desktopScreenshot()
                     report.add(Row.maim, (ContinuousClock.now - t4).milliseconds)
