@@ -50,12 +50,6 @@ struct SandboxController {
 
     static let notYet: [(HTTPRequest.Method, String, String)] = [
         (.post, "/sandboxes/:id/network-policy", "network policy"),
-        (.post, "/sandboxes/:id/contexts", "code contexts"),
-        (.get, "/sandboxes/:id/contexts", "code contexts"),
-        (.post, "/sandboxes/:id/contexts/:ctx/execute", "code contexts"),
-        (.post, "/sandboxes/:id/contexts/:ctx/stream-execute", "code contexts"),
-        (.post, "/sandboxes/:id/contexts/:ctx/restart", "code contexts"),
-        (.delete, "/sandboxes/:id/contexts/:ctx", "code contexts"),
     ]
 
     @Sendable func create(_ request: Request, context: AppRequestContext) async throws -> Response {
