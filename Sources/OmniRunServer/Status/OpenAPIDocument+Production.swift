@@ -18,5 +18,9 @@ extension OpenAPIDocument {
             summary: "Run code in a context, its output as server-sent events ending with done", body: executeBody),
         Route(method: "post", path: "/sandboxes/{id}/contexts/{ctx}/restart", summary: "A fresh interpreter for the context"),
         Route(method: "delete", path: "/sandboxes/{id}/contexts/{ctx}", summary: "Stop and remove a context"),
+        Route(
+            method: "post", path: "/sandboxes/{id}/fork",
+            summary: "Copies of a running sandbox from its memory and disk now: 201 {sandboxes: [sandbox info]}",
+            body: ["type": "object", "properties": ["count": ["type": "integer", "minimum": 1, "maximum": 10]]]),
     ]
 }
