@@ -69,7 +69,8 @@ extension SandboxRuntime {
     private func resumeParent(_ id: SandboxID, template: String, after failure: (any Error)?) async throws -> Sandbox {
         do {
             let sandbox = try await resume(id, template: template)
-            discardPausedState(id)
+            // The copies resume from the saved state: it goes once they have.
+            if failure != nil { discardPausedState(id) }
             return sandbox
         } catch {
             throw ForkError.parentPaused(

@@ -30,7 +30,7 @@ struct ForkTests {
             let forked = try await client.request("POST", "/sandboxes/\(parent)/fork", json: ["count": 3], timeout: 300)
             #expect(forked.status == 201, "\(forked.text)")
             let copies = (forked.object["sandboxes"] as? [[String: Any]] ?? []).compactMap { $0["sandboxID"] as? String }
-            #expect(copies.count == 3 && Set(copies).count == 3 && !copies.contains(parent), "\(forked.text)")
+            try #require(copies.count == 3 && Set(copies).count == 3 && !copies.contains(parent), "\(forked.text)")
             for info in forked.object["sandboxes"] as? [[String: Any]] ?? [] {
                 #expect(info["state"] as? String == "running" && info["templateID"] as? String == "playground", "\(info)")
                 #expect((info["metadata"] as? [String: String])?["task"] == "fork", "\(info)")
@@ -73,7 +73,7 @@ struct ForkTests {
             #expect(try await client.delete("/sandboxes/\(parent)").status == 204)
             for id in copies {
                 let check = try await client.post(
-                    "/sandboxes/\(id)/commands", ["command": "cat /home/user/state.txt; sha256sum /usr/bin/python3 | cut -c1-8; sync"])
+                    "/sandboxes/\(id)/commands", ["command": "cat /home/user/state.txt; echo; sha256sum /usr/bin/python3 | cut -c1-8; sync"])
                 #expect(check.object["exit_code"] as? Int == 0 && (check.object["stdout"] as? String ?? "").hasPrefix("written by \(id)\n"), "\(check.text)")
             }
             // A copy can be forked again.
