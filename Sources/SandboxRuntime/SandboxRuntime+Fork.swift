@@ -35,8 +35,10 @@ extension SandboxRuntime {
             try await resumeParent(id, template: template, after: error)
             throw error
         }
-        let parent = try await resumeParent(id, template: template, after: nil)
-        let made: [SandboxID: Sandbox]
+        // The sandbox and its copies resume at once (each through the create limiter).
+        let resumingParent = Task { try await self.resumeParent(id, template: template, after: nil) }
+        var made: [SandboxID: Sandbox] = [:]
+        var copyError: (any Error)? = nil
         do {
             made = try await withThrowingTaskGroup(of: Sandbox.self) { group in
                 for (spec, copy) in zip(copies, forked) {
@@ -47,14 +49,19 @@ extension SandboxRuntime {
                 return made
             }
         } catch {
+            copyError = error
+        }
+        let resumed = await resumingParent.result
+        if copyError != nil || (try? resumed.get()) == nil {
             for copy in ids {
                 await destroy(copy)
                 try? FileManager.default.removeItem(atPath: machineDirectory(of: copy))
             }
-            discardPausedState(id)
-            throw error
         }
+        // A sandbox that did not resume keeps its saved state (it stays paused).
+        let parent = try resumed.get()
         discardPausedState(id)
+        if let copyError { throw copyError }
         logger.info(
             "sandbox forked",
             metadata: [

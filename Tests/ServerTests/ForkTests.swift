@@ -15,7 +15,7 @@ struct ForkTests {
             // A process counting in its own memory, a file, and a variable in a context.
             let loop = try await client.post(
                 "/sandboxes/\(parent)/commands",
-                ["command": "i=0; while true; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.2; done", "background": true])
+                ["command": "i=0; while true; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.2; done", "background": true, "timeout": 0])
             let pid = loop.object["pid"] as? Int ?? 0
             #expect(pid > 0, "\(loop.text)")
             let wrote = try await client.post("/sandboxes/\(parent)/files", ["path": "/home/user/state.txt", "content": "before the fork"])
