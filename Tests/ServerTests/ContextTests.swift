@@ -4,7 +4,7 @@ import TestSupport
 
 /// Code contexts (wire protocol §8) over a real server, in a real playground sandbox whose
 /// contexts are Jupyter kernels.
-@Suite("Code contexts", .serialized, .timeLimit(.minutes(10)))
+@Suite("Code contexts", .serialized, .timeLimit(.minutes(20)))
 struct ContextTests {
     @Test func contextsKeepStateApartAndReturnRichResults() async throws {
         let (server, client) = try await SharedServer.client("contexts")
@@ -15,7 +15,7 @@ struct ContextTests {
             let made = try await client.post("/sandboxes/\(id)/commands", ["command": "mkdir -p /tmp/work && echo data > /tmp/work/in.txt"])
             #expect(made.object["exit_code"] as? Int == 0, "\(made.text)")
 
-            let created = try await client.post(base, ["language": "python", "cwd": "/tmp/work"])
+            let created = try await longCall(client, "POST", base, ["language": "python", "cwd": "/tmp/work"])
             #expect(created.status == 200, "\(created.text)")
             #expect(created.header("Content-Type")?.hasPrefix("application/json") == true)
             let a = created.object["id"] as? String ?? ""
@@ -23,7 +23,7 @@ struct ContextTests {
             #expect(created.object["language"] as? String == "python")
             #expect(created.object["cwd"] as? String == "/tmp/work")
             #expect((created.object["created_at"] as? String)?.hasSuffix("Z") == true, "\(created.text)")
-            let other = try await client.post(base, ["language": "python"])
+            let other = try await longCall(client, "POST", base, ["language": "python"])
             let b = other.object["id"] as? String ?? ""
             #expect(other.status == 200 && b != a, "\(other.text)")
             #expect(other.object["cwd"] as? String == "/home/user", "\(other.text)")
@@ -73,7 +73,7 @@ struct ContextTests {
             let events = try await client.events(
                 "\(base)/\(a)/stream-execute", method: "POST",
                 json: ["code": "import sys, time\nfor i in range(3):\n    print(f'line-{i}', flush=True)\n    time.sleep(0.3)\nprint('oops', file=sys.stderr)\n'end'"],
-                timeout: 120)
+                timeout: 420)
             let types = events.compactMap { $0["type"] as? String }
             #expect(types.last == "done", "\(events)")
             #expect((events.last?["execution_count"] as? Int ?? 0) > 5, "\(events)")
@@ -86,7 +86,7 @@ struct ContextTests {
             #expect(lastStdout < stderrIndex && stderrIndex < resultIndex, "order: \(types)")
             #expect((events[safe: resultIndex]?["data"] as? [String: Any])?["text"] as? String == "'end'", "\(events)")
             let streamedError = try await client.events(
-                "\(base)/\(a)/stream-execute", method: "POST", json: ["code": "raise ValueError('bad value')"], timeout: 120)
+                "\(base)/\(a)/stream-execute", method: "POST", json: ["code": "raise ValueError('bad value')"], timeout: 420)
             let streamedStderr = streamedError.filter { $0["type"] as? String == "stderr" }.compactMap { $0["data"] as? String }.joined()
             #expect(streamedStderr.contains("ValueError: bad value"), "\(streamedError)")
             #expect(streamedError.last?["type"] as? String == "done")
@@ -99,9 +99,9 @@ struct ContextTests {
             #expect(texts(try await execute(client, base, a, "x * 2")) == ["82"])
 
             // list, restart (state gone, same id and cwd), delete.
-            let listed = try await client.get(base)
+            let listed = try await longCall(client, "GET", base)
             #expect(Set(listed.array.compactMap { $0["id"] as? String }) == [a, b], "\(listed.text)")
-            let restarted = try await client.post("\(base)/\(a)/restart")
+            let restarted = try await longCall(client, "POST", "\(base)/\(a)/restart")
             #expect(restarted.status == 200 && restarted.object["id"] as? String == a, "\(restarted.text)")
             #expect(restarted.object["cwd"] as? String == "/tmp/work")
             let gone = try await execute(client, base, a, "x")
@@ -113,11 +113,11 @@ struct ContextTests {
             #expect(deleted.status == 404 && deleted.object["error"] as? String == "not_found", "\(deleted.text)")
 
             // Bad input: clear 4xx.
-            let language = try await client.post(base, ["language": "cobol"])
+            let language = try await longCall(client, "POST", base, ["language": "cobol"])
             #expect(language.status == 400 && (language.object["message"] as? String)?.contains("python") == true, "\(language.text)")
-            #expect(try await client.post(base, ["language": 3]).status == 400)
-            #expect(try await client.post(base, ["language": "python", "cwd": "relative"]).status == 400)
-            let missingDir = try await client.post(base, ["language": "python", "cwd": "/nope/missing"])
+            #expect(try await longCall(client, "POST", base, ["language": 3]).status == 400)
+            #expect(try await longCall(client, "POST", base, ["language": "python", "cwd": "relative"]).status == 400)
+            let missingDir = try await longCall(client, "POST", base, ["language": "python", "cwd": "/nope/missing"])
             #expect(missingDir.status == 400, "\(missingDir.text)")
             #expect(try await client.post("\(base)/ctx_0123456789abcdef/execute", ["code": "1"]).status == 404)
             #expect(try await client.post("\(base)/bogus/execute", ["code": "1"]).status == 404)
@@ -146,7 +146,7 @@ struct ContextTests {
         let removed = try await client.post(
             "/sandboxes/\(id)/commands", ["command": "rm /usr/local/lib/omnirun/contexts-service", "user": "root"])
         #expect(removed.object["exit_code"] as? Int == 0, "\(removed.text)")
-        let reply = try await client.post("/sandboxes/\(id)/contexts", ["language": "python"])
+        let reply = try await longCall(client, "POST", "/sandboxes/\(id)/contexts", ["language": "python"])
         #expect(reply.status == 400 && (reply.object["message"] as? String)?.contains("no code contexts") == true, "\(reply.text)")
     }
 
@@ -155,9 +155,14 @@ struct ContextTests {
     ) async throws -> HTTPTestClient.Reply {
         var body: [String: Any] = ["code": code]
         if let timeout { body["timeout"] = timeout }
-        let reply = try await client.request("POST", "\(base)/\(context)/execute", json: body, timeout: 300)
+        let reply = try await client.request("POST", "\(base)/\(context)/execute", json: body, timeout: 420)
         #expect(reply.status == 200, "\(code): \(reply.text)")
         return reply
+    }
+
+    /// Starting a kernel takes seconds alone and minutes when the whole suite shares the host.
+    func longCall(_ client: HTTPTestClient, _ method: String, _ path: String, _ json: Any? = nil) async throws -> HTTPTestClient.Reply {
+        try await client.request(method, path, json: json ?? (method == "GET" ? nil : [:]), timeout: 420)
     }
 
     func texts(_ reply: HTTPTestClient.Reply) -> [String] {

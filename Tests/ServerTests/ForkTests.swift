@@ -4,7 +4,7 @@ import TestSupport
 
 /// Fork over a real server: copies of a running sandbox with its processes, memory,
 /// contexts and files, diverging from there.
-@Suite("Fork", .serialized, .timeLimit(.minutes(10)))
+@Suite("Fork", .serialized, .timeLimit(.minutes(20)))
 struct ForkTests {
     @Test func threeCopiesStartFromTheSandboxAndDiverge() async throws {
         let server = try await TestServer.start(
@@ -20,14 +20,14 @@ struct ForkTests {
             #expect(pid > 0, "\(loop.text)")
             let wrote = try await client.post("/sandboxes/\(parent)/files", ["path": "/home/user/state.txt", "content": "before the fork"])
             #expect(wrote.status == 200, "\(wrote.text)")
-            let context = try await client.post("/sandboxes/\(parent)/contexts", ["language": "python"])
+            let context = try await client.request("POST", "/sandboxes/\(parent)/contexts", json: ["language": "python"], timeout: 420)
             let ctx = context.object["id"] as? String ?? ""
             #expect(!ctx.isEmpty, "\(context.text)")
             let set = try await client.post("/sandboxes/\(parent)/contexts/\(ctx)/execute", ["code": "secret = 'made before the fork'"])
             #expect(set.status == 200, "\(set.text)")
             try await Task.sleep(for: .seconds(1))
 
-            let forked = try await client.request("POST", "/sandboxes/\(parent)/fork", json: ["count": 3], timeout: 300)
+            let forked = try await client.request("POST", "/sandboxes/\(parent)/fork", json: ["count": 3], timeout: 420)
             #expect(forked.status == 201, "\(forked.text)")
             let copies = (forked.object["sandboxes"] as? [[String: Any]] ?? []).compactMap { $0["sandboxID"] as? String }
             try #require(copies.count == 3 && Set(copies).count == 3 && !copies.contains(parent), "\(forked.text)")
@@ -78,7 +78,7 @@ struct ForkTests {
             }
             // A copy can be forked again.
             #expect(try await client.delete("/sandboxes/\(copies[2])").status == 204)
-            let again = try await client.request("POST", "/sandboxes/\(copies[0])/fork", json: [:], timeout: 300)
+            let again = try await client.request("POST", "/sandboxes/\(copies[0])/fork", json: [:], timeout: 420)
             let grandchild = ((again.object["sandboxes"] as? [[String: Any]])?.first?["sandboxID"] as? String) ?? ""
             #expect(again.status == 201 && !grandchild.isEmpty, "\(again.text)")
             #expect(try await read(client, grandchild, "/home/user/state.txt") == "written by \(copies[0])")

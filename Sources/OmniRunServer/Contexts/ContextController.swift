@@ -25,7 +25,7 @@ struct ContextController {
     static let defaultExecuteTimeout: Int64 = 60
     static let defaultStreamTimeout: Int64 = 300
     /// A kernel's start (and a restart) under emulation can take long; the agent call waits this much.
-    static let kernelStartAllowance: Duration = .seconds(240)
+    static let kernelStartAllowance: Duration = .seconds(300)
 
     struct CreateBody: Decodable {
         var language: String?
