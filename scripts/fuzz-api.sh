@@ -31,6 +31,6 @@ echo "[fuzz] schemathesis $($ST --version 2>/dev/null | head -1) against http://
   --header "X-API-Key: $key" \
   --checks not_a_server_error \
   --max-examples "${FUZZ_EXAMPLES:-6}" \
-  --exclude-path-regex '(network-policy|contexts|/watch|/stream|/mfa/)' \
+  --exclude-path-regex '(network-policy|/watch|/stream|/mfa/)' \
   --request-timeout 60 \
   --no-color

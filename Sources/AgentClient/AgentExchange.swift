@@ -60,7 +60,9 @@ extension GuestAgentClient {
         }
     }
 
-    func forEachLine(_ body: inout ResponseBody, _ handle: ([UInt8]) async throws -> Void) async throws {
+    func forEachLine(
+        _ body: inout ResponseBody, limit: Int = maxEventLineBytes, _ handle: ([UInt8]) async throws -> Void
+    ) async throws {
         var pending: [UInt8] = []
         while let chunk = try await body.next() {
             pending.append(contentsOf: chunk.readableBytesView)
@@ -70,8 +72,8 @@ extension GuestAgentClient {
                 start = newline + 1
             }
             pending.removeFirst(start)
-            if pending.count > Self.maxEventLineBytes {
-                throw OmniRunError(.protocolViolation, "the agent of \(name) sent an event line over \(Self.maxEventLineBytes) bytes")
+            if pending.count > limit {
+                throw OmniRunError(.protocolViolation, "the agent of \(name) sent an event line over \(limit) bytes")
             }
         }
         if !pending.isEmpty { try await handle(pending) }

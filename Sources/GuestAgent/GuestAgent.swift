@@ -87,7 +87,9 @@ public enum GuestAgent {
         Task { await gateway.listen(group: group) }
         let router = Router(
             table: table, launcher: launcher, files: files, identity: identity, gateway: gateway,
-            desktop: DesktopService(pool: pool, launcher: launcher, table: table, logger: logger), group: group, logger: logger,
+            desktop: DesktopService(pool: pool, launcher: launcher, table: table, logger: logger),
+            contexts: ContextsService(launcher: launcher, table: table, identity: identity, group: group, logger: logger),
+            group: group, logger: logger,
             bootMillis: bootMillis,
             onShutdown: {
                 guard isInit else { return }

@@ -1,3 +1,5 @@
+import OmniRunError
+
 /// What a machine is made of: a kernel, an initramfs holding the agent, a root
 /// disk, and its size.
 public struct MachineImage: Sendable, Codable, Equatable {
@@ -102,6 +104,9 @@ public protocol MachineDriver: Sendable {
     func restore(snapshot: MachineSnapshot, options: MachineOptions) async throws -> any MachineInstance
     /// Brings a paused machine back exactly as it was saved (memory, devices, disk).
     func resume(_ paused: PausedMachine, options: MachineOptions) async throws -> any MachineInstance
+    /// Copies of a paused machine for `resume`, one per directory: the paused disk is
+    /// frozen under the machine's own new overlay and each copy's; all share its saved state.
+    func fork(_ paused: PausedMachine, into directories: [String]) async throws -> [PausedMachine]
     /// Takes over a machine started by an earlier process of this server (after a
     /// restart). Fails if `pid` is not that machine's VMM.
     func attach(image: MachineImage, options: MachineOptions, pid: Int32) async throws -> any MachineInstance
@@ -149,6 +154,12 @@ public protocol MachineInstance: AnyObject, Sendable {
     /// How long the machine's busiest thread has waited for a host CPU since it
     /// started: an overloaded host's doing, not the guest's.
     func starvation() -> Duration
+}
+
+extension MachineDriver {
+    public func fork(_ paused: PausedMachine, into directories: [String]) async throws -> [PausedMachine] {
+        throw OmniRunError(.unsupported, "\(description) cannot fork machines")
+    }
 }
 
 extension MachineInstance {

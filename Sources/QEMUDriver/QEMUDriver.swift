@@ -176,9 +176,11 @@ public struct QEMUDriver: MachineDriver {
     }
 
     /// A copy-on-write disk for one machine on top of a read-only backing file.
-    func createOverlay(backing: String, backingFormat: String, at path: String) async throws {
+    /// A relative `backing` is resolved from `directory` (the overlay's own folder).
+    func createOverlay(backing: String, backingFormat: String, at path: String, in directory: String? = nil) async throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: configuration.qemuImgBinary)
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         process.arguments = ["create", "-q", "-f", "qcow2", "-b", backing, "-F", backingFormat, path]
         let errors = Pipe()
         process.standardError = errors

@@ -272,7 +272,7 @@ public actor SandboxRuntime {
     }
 
     /// The sandbox's identity, with its template's ENV (under the caller's), USER and WORKDIR.
-    private static func initialize(
+    static func initialize(
         _ agent: GuestAgentClient, id: SandboxID, spec: SandboxSpec, defaults: TemplateDefaults
     ) async throws {
         _ = try await agent.initialize(

@@ -99,7 +99,7 @@ enum ExposureServer {
     static func startGuestServer(_ client: HTTPTestClient, _ id: String, port: Int = 8000) async throws {
         #expect(try await client.post("/sandboxes/\(id)/files", ["path": "/tmp/preview_server.py", "content": guestServer]).status == 200)
         let started = try await client.post(
-            "/sandboxes/\(id)/commands", ["command": "python3 /tmp/preview_server.py \(port)", "background": true])
+            "/sandboxes/\(id)/commands", ["command": "python3 /tmp/preview_server.py \(port)", "background": true, "timeout": 0])
         #expect(started.status == 200, "\(started.text)")
     }
 

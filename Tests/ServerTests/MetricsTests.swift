@@ -30,7 +30,7 @@ struct MetricsTests {
                 #expect(item["cpu_count"] as? Int == 1)
                 let memTotal = item["mem_total"] as? Int ?? 0
                 let memUsed = item["mem_used"] as? Int ?? 0
-                #expect(memTotal > 150 << 20 && memTotal <= 256 << 20, "\(item)")
+                #expect(memTotal > 150 << 20 && memTotal <= 512 << 20, "\(item)")
                 #expect(memUsed > 0 && memUsed < memTotal)
                 let diskTotal = item["disk_total"] as? Int ?? 0
                 #expect(diskTotal > 1 << 30 && diskTotal <= 1536 << 20, "\(item)")

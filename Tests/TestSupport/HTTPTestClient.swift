@@ -83,7 +83,8 @@ public struct HTTPTestClient: Sendable {
     /// Reads a server-sent event stream line by line until `until` returns true or the
     /// stream ends. Returns the parsed `data:` events.
     public func events(
-        _ path: String, timeout: TimeInterval = 60, until: @escaping @Sendable ([[String: Any]]) -> Bool = { _ in false }
+        _ path: String, method: String = "GET", json: Any? = nil, timeout: TimeInterval = 60,
+        until: @escaping @Sendable ([[String: Any]]) -> Bool = { _ in false }
     ) async throws -> [[String: Any]] {
         let url = URL(string: baseURL + path)!
         let host = url.host ?? "127.0.0.1"
@@ -91,9 +92,14 @@ public struct HTTPTestClient: Sendable {
         let target = url.path + (url.query.map { "?" + $0 } ?? "")
         let socket = try LineSocket(host: host, port: port, timeout: timeout)
         defer { socket.close() }
-        var head = "GET \(target) HTTP/1.1\r\nHost: \(host)\r\nAccept: text/event-stream\r\nConnection: close\r\n"
+        var head = "\(method) \(target) HTTP/1.1\r\nHost: \(host)\r\nAccept: text/event-stream\r\nConnection: close\r\n"
         if let apiKey { head += "X-API-Key: \(apiKey)\r\n" }
-        try socket.write(head + "\r\n")
+        var body = ""
+        if let json {
+            body = String(decoding: try JSONSerialization.data(withJSONObject: json), as: UTF8.self)
+            head += "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n"
+        }
+        try socket.write(head + "\r\n" + body)
         guard let status = try socket.readLine(), status.contains(" 200 ") else {
             throw HTTPTestError("stream did not answer 200")
         }

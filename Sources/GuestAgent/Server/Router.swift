@@ -17,6 +17,7 @@ struct Router: Sendable {
     let identity: SandboxIdentity
     let gateway: HostGateway
     let desktop: DesktopService
+    let contexts: ContextsService
     let group: any EventLoopGroup
     let logger: Logger
     let bootMillis: Int64
@@ -123,7 +124,8 @@ struct Router: Sendable {
             guard let pid = Int32(try exchange.param("pid")) else { throw AgentFailure.badRequest("invalid pid") }
             try await exchange.respond(try await table.output(pid: pid))
         case (.GET, P.processList):
-            try await exchange.respond(await table.list(includeFinished: exchange.query["all"] == "1"))
+            let processes = await table.list(includeFinished: exchange.query["all"] == "1")
+            try await exchange.respond(processes.filter { $0.tag != ContextsAPI.serviceTag })
 
         case (.GET, P.fileRead):
             try await readFile(&exchange)
@@ -178,6 +180,8 @@ struct Router: Sendable {
         case (.POST, DesktopAPI.Path.keyboard):
             try await desktop.keyboard(try await exchange.decode(DesktopKeyboardRequest.self))
             try await exchange.respondEmpty()
+        case (.POST, ContextsAPI.path):
+            try await contexts.run(&exchange)
         case (.POST, P.gatewayAccept):
             try await HostGateway.accept(&exchange, gateway: gateway)
         default:

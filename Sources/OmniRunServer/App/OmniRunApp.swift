@@ -97,6 +97,7 @@ public enum OmniRunApp {
         SandboxController(service: service, vault: vault, e2ee: e2ee, exposures: exposures, configuration: configuration).register(on: router)
         ExposureController(service: exposures, settings: configuration.preview).register(on: router)
         CommandController(service: service, configuration: configuration).register(on: router)
+        ContextController(service: service, configuration: configuration).register(on: router)
         FileController(service: service, signer: signer, configuration: configuration).register(on: router)
         PTYController(service: service, sessions: PTYSessions(), configuration: configuration).register(on: router)
         DesktopController(service: service, configuration: configuration).register(on: router)

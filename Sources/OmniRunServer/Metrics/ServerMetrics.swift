@@ -86,6 +86,7 @@ final class ServerMetrics: Sendable {
         ("omnirun_sandbox_create_seconds", "Time to create a sandbox (restore or warm pool, until its agent answers)."),
         ("omnirun_sandbox_pause_seconds", "Time to pause a sandbox (save memory, devices and disk, stop its VMM)."),
         ("omnirun_sandbox_resume_seconds", "Time to resume a paused sandbox (until its agent answers)."),
+        ("omnirun_sandbox_fork_seconds", "Time to fork a sandbox (save it, resume it and every copy)."),
     ]
 
     static func format(_ value: Double) -> String {

@@ -39,6 +39,7 @@ struct SandboxController {
         router.post("/sandboxes/:id/timeout", use: setTimeout)
         router.post("/sandboxes/:id/pause", use: pause)
         router.post("/sandboxes/:id/resume", use: resume)
+        router.post("/sandboxes/:id/fork", use: fork)
         // Features that arrive with later work answer a clear 501, never a silent ignore.
         for (method, path, feature) in Self.notYet {
             router.on(RouterPath(path), method: method) { _, context -> Response in
@@ -50,12 +51,6 @@ struct SandboxController {
 
     static let notYet: [(HTTPRequest.Method, String, String)] = [
         (.post, "/sandboxes/:id/network-policy", "network policy"),
-        (.post, "/sandboxes/:id/contexts", "code contexts"),
-        (.get, "/sandboxes/:id/contexts", "code contexts"),
-        (.post, "/sandboxes/:id/contexts/:ctx/execute", "code contexts"),
-        (.post, "/sandboxes/:id/contexts/:ctx/stream-execute", "code contexts"),
-        (.post, "/sandboxes/:id/contexts/:ctx/restart", "code contexts"),
-        (.delete, "/sandboxes/:id/contexts/:ctx", "code contexts"),
     ]
 
     @Sendable func create(_ request: Request, context: AppRequestContext) async throws -> Response {
@@ -227,5 +222,47 @@ struct SandboxController {
     @Sendable func resume(_ request: Request, context: AppRequestContext) async throws -> Response {
         let status = try await service.resume(try context.parameters.require("id"), account: try context.requireAccount())
         return JSON.response(["status": status])
+    }
+
+    struct ForkBody: Decodable {
+        var count: Int?
+    }
+
+    struct ForkedSandboxes: Encodable {
+        var sandboxes: [SandboxInfo]
+    }
+
+    /// `POST /sandboxes/{id}/fork {count}` → 201 `{"sandboxes": [SandboxInfo…]}`: copies that
+    /// start from the sandbox's memory and disk as they are now (see docs/fork.md).
+    @Sendable func fork(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let account = try context.requireAccount()
+        let body = try await JSON.decode(ForkBody.self, from: request, limit: 64 << 10)
+        let count = body.count ?? 1
+        guard (1...SandboxService.maxForkCount).contains(count) else {
+            throw OmniRunError(.invalidArgument, "count must be between 1 and \(SandboxService.maxForkCount)")
+        }
+        let id = try context.parameters.require("id")
+        let record = try await service.record(id, account: account)
+        let network = await exposures.networkSettings(record.id)
+        if network?.internet == true {
+            throw OmniRunError(.conflict, "a sandbox with internet access cannot be forked yet")
+        }
+        let vaultVariables = record.vaultInject ? try await vault.environment(account) : nil
+        let copies = try await service.fork(id, count: count, account: account, vaultVariables: vaultVariables)
+        let channel = await e2ee.channel(record.id)
+        for copy in copies {
+            do {
+                // A copy answers like its origin: the same e2ee key, secure mode and host mask.
+                if let channel { try await e2ee.register(copy.id, channel: channel) }
+                try await exposures.register(
+                    SandboxNetworkRecord(
+                        sandboxID: copy.id, trafficTokenHash: network?.trafficTokenHash, maskRequestHost: network?.maskRequestHost,
+                        internet: false, policy: nil))
+            } catch {
+                for made in copies { try? await service.kill(made.id, account: account) }
+                throw OmniRunError(.unavailable, "the copies could not be registered; retry the fork: \(error)")
+            }
+        }
+        return JSON.response(ForkedSandboxes(sandboxes: copies.map(SandboxInfo.init)), status: .created)
     }
 }

@@ -170,7 +170,7 @@ actor SandboxService {
         let record = try await record(id, account: account)
         guard let sandboxID = SandboxID(record.id) else { throw notFound(id) }
         if let busy = transitions[sandboxID], busy.kind != "kill" {
-            throw OmniRunError(.conflict, "sandbox \(id) is being \(busy.kind == "pause" ? "paused" : "resumed"); try again once it is done")
+            throw OmniRunError(.conflict, "sandbox \(id) is being \(Self.transitionWords[busy.kind] ?? "changed"); try again once it is done")
         }
         if record.state == "paused" {
             throw OmniRunError(.conflict, "sandbox \(id) is paused: resume it first (POST /sandboxes/\(id)/resume)")
@@ -179,6 +179,8 @@ actor SandboxService {
         activity[sandboxID] = nowMillis()
         return sandbox
     }
+
+    static let transitionWords = ["pause": "paused", "resume": "resumed", "fork": "forked"]
 
     func touch(_ id: SandboxID) {
         activity[id] = nowMillis()

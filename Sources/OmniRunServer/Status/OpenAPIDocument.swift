@@ -130,7 +130,7 @@ enum OpenAPIDocument {
             path: path.replacingOccurrences(of: ":id", with: "{id}").replacingOccurrences(of: ":ctx", with: "{ctx}")
                 .replacingOccurrences(of: ":exp", with: "{exp}"),
             summary: "\(feature) (501 until available)")
-    } + accountRoutes + networkingRoutes
+    } + accountRoutes + networkingRoutes + productionRoutes
 
     /// Desktop sandboxes (wire protocol §13).
     nonisolated(unsafe) static let desktopRoutes: [Route] = [

@@ -43,6 +43,11 @@ cat >"$root/etc/pip.conf" <<'EOF'
 break-system-packages = true
 EOF
 
+# --- code contexts: the service the agent starts on the first context request ---
+install -D -m 0755 "$(dirname "${BASH_SOURCE[0]}")/contexts-service.py" "$root/usr/local/lib/omnirun/contexts-service"
+# matplotlib builds its font list on first import (slow under emulation): build it now, as user
+chroot "$root" runuser -u user -- env HOME=/home/user python3 -c 'import matplotlib.font_manager'
+
 # --- mount points and /tmp ---
 mkdir -p "$root"/{proc,sys,dev,run,tmp}
 chmod 1777 "$root/tmp"

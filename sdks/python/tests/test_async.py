@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from omnirun import AsyncLLM, AsyncSandbox, CommandExitException, NotAvailableError, SandboxNotFoundError
+from omnirun import AsyncLLM, AsyncSandbox, CommandExitException, SandboxNotFoundError
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
@@ -59,8 +59,10 @@ def test_async_everything():
                 out += await pty.read()
             await pty.kill()
             assert "async-pty" in out
-            with pytest.raises(NotAvailableError):
-                await sbx.contexts.create("python")
+            ctx = await sbx.contexts.create("python")
+            await sbx.contexts.execute(ctx.id, "n = 6")
+            assert [r.text for r in (await sbx.contexts.execute(ctx.id, "n * 7")).results] == ["42"]
+            await sbx.contexts.delete(ctx.id)
             llm = AsyncLLM()
             text = "".join([c async for c in llm.stream_chat_completion(model="test/echo", messages=[{"role": "user", "content": "a b"}])])
             assert text == "echo: a b"

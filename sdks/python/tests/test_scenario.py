@@ -164,12 +164,30 @@ def run_step(sandbox, step):
         assert sandbox.pause()["status"] == "paused"
         assert sandbox.resume()["status"] == "running"
         assert sandbox.commands.run(step["cmd"]).stdout == step["stdout"]
+    elif op == "contexts":
+        ctx = sandbox.contexts.create("python", cwd=step["cwd"])
+        assert ctx.id and ctx.language == "python" and ctx.cwd == step["cwd"] and ctx.created_at, ctx
+        sandbox.contexts.execute(ctx.id, step["set"])
+        got = sandbox.contexts.execute(ctx.id, step["get"])
+        assert [r.text for r in got.results] == [step["text"]] and got.error is None, got
+        chunks = []
+        streamed = sandbox.contexts.execute(ctx.id, step["stream"], on_stdout=chunks.append)
+        assert "".join(chunks) == step["stdout"] and streamed.execution_count == 3, (chunks, streamed)
+        failed = sandbox.contexts.execute(ctx.id, step["raise"])
+        assert failed.error.startswith(step["error"]) and step["error"] in failed.logs.stderr, failed
+        assert ctx.id in [c.id for c in sandbox.contexts.list()]
+        assert sandbox.contexts.restart(ctx.id).id == ctx.id
+        assert sandbox.contexts.execute(ctx.id, step["get"]).error.startswith("NameError")
+        sandbox.contexts.delete(ctx.id)
+        assert ctx.id not in [c.id for c in sandbox.contexts.list()]
+        with pytest.raises(SandboxError) as caught:
+            sandbox.contexts.create(step["badLanguage"])
+        assert caught.value.status == 400 and "python" in str(caught.value), caught.value
     elif op == "not-available":
         call = {
             "pause": lambda: sandbox.pause(),
             "metrics": lambda: sandbox.production.metrics(),
             "network-policy": lambda: sandbox.set_network_policy({"allowIPs": ["1.1.1.1"]}),
-            "contexts": lambda: sandbox.contexts.create("python"),
             "exposures": lambda: sandbox.expose(8000),
             "desktop": lambda: sandbox.desktop.get_screen(),
         }[step["call"]]

@@ -218,12 +218,35 @@ export async function runStep(sdk, sandbox, step, opts = {}) {
       assert.equal((await sandbox.commands.run(step.cmd)).stdout, step.stdout);
       return;
     }
+    case "contexts": {
+      const ctx = await sandbox.contexts.create("python", { cwd: step.cwd });
+      assert.ok(ctx.id && ctx.language === "python" && ctx.cwd === step.cwd && ctx.createdAt, JSON.stringify(ctx));
+      await sandbox.contexts.execute(ctx.id, step.set);
+      const got = await sandbox.contexts.execute(ctx.id, step.get);
+      assert.deepEqual(got.results.map((r) => r.text), [step.text]);
+      assert.equal(got.error, undefined);
+      const chunks = [];
+      const streamed = await sandbox.contexts.execute(ctx.id, step.stream, { onStdout: (c) => chunks.push(c) });
+      assert.equal(chunks.join(""), step.stdout);
+      assert.equal(streamed.executionCount, 3);
+      const failed = await sandbox.contexts.execute(ctx.id, step.raise);
+      assert.ok(failed.error?.startsWith(step.error) && failed.logs.stderr.includes(step.error), JSON.stringify(failed));
+      assert.ok((await sandbox.contexts.list()).some((c) => c.id === ctx.id));
+      assert.equal((await sandbox.contexts.restart(ctx.id)).id, ctx.id);
+      assert.ok((await sandbox.contexts.execute(ctx.id, step.get)).error?.startsWith("NameError"));
+      await sandbox.contexts.delete(ctx.id);
+      assert.ok(!(await sandbox.contexts.list()).some((c) => c.id === ctx.id));
+      await rejectsWith(sandbox.contexts.create(step.badLanguage), sdk.SandboxError, (e) => {
+        assert.equal(e.status, 400);
+        assert.ok(e.message.includes("python"), e.message);
+      });
+      return;
+    }
     case "not-available": {
       const call = {
         pause: () => sandbox.pause(),
         metrics: () => sandbox.production.metrics(),
         "network-policy": () => sandbox.setNetworkPolicy({ allowIPs: ["1.1.1.1"] }),
-        contexts: () => sandbox.contexts.create("python"),
         exposures: () => sandbox.expose(8000),
         desktop: () => sandbox.desktop.getScreen(),
       }[step.call];
