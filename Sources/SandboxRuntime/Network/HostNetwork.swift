@@ -298,6 +298,7 @@ public actor HostNetwork {
                 table inet \(table) {
                   chain input {
                     type filter hook input priority filter - 10; policy accept;
+                    iifname "\(devices)" ct state established,related accept
                     iifname "\(devices)" meta l4proto tcp reject with tcp reset
                     iifname "\(devices)" reject
                   }
