@@ -160,6 +160,11 @@ def run_step(sandbox, step):
         assert sandbox.pause()["status"] == "paused"
         assert sandbox.resume()["status"] == "running"
         assert sandbox.commands.run(step["cmd"]).stdout == step["stdout"]
+    elif op == "network-policy-air-gapped":
+        # The scenario's sandbox has no network card: a policy has nothing to apply to.
+        with pytest.raises(SandboxError) as caught:
+            sandbox.set_network_policy({"allowIPs": ["192.0.2.1"]})
+        assert caught.value.status == 409, caught.value
     elif op == "not-available":
         call = {
             "pause": lambda: sandbox.pause(),
