@@ -8,7 +8,8 @@ import Glibc
 /// "The internet" for network tests: a namespace this test process makes, reachable
 /// from the host through a veth pair, with two addresses (`first`, `second`) where a
 /// small server answers HTTP on port 80 (echoing the Host it saw), a TLS-ish listener
-/// on 443 (answers `tls-ok` once it has read a ClientHello) and a UDP echo on 53 (a
+/// on 443 (answers `tls-ok` once it has read a ClientHello), a plain TCP listener on
+/// 8443, and a UDP echo on 53 (a
 /// stand-in resolver). No traffic goes anywhere else. The server and the namespace
 /// go away when this process ends (the server watches its standard input).
 final class NetworkStandIn: @unchecked Sendable {
@@ -121,6 +122,15 @@ final class NetworkStandIn: @unchecked Sendable {
                     conn.close()
                 threading.Thread(target=serve, args=(conn,), daemon=True).start()
 
+        def plain():
+            listener = socket.socket()
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(("0.0.0.0", 8443))
+            listener.listen(64)
+            while True:
+                conn, _ = listener.accept()
+                conn.close()
+
         def dns():
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.bind(("0.0.0.0", 53))
@@ -134,7 +144,7 @@ final class NetworkStandIn: @unchecked Sendable {
             subprocess.run(["/usr/sbin/ip", "netns", "del", namespace])
             os._exit(0)
 
-        for target in (tls, dns, watch):
+        for target in (tls, plain, dns, watch):
             threading.Thread(target=target, daemon=True).start()
         ThreadingHTTPServer(("0.0.0.0", 80), Handler).serve_forever()
         """#

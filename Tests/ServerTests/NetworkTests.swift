@@ -37,6 +37,41 @@ enum NetworkServer {
             print("closed", e)
         """
 
+    /// Sends a TLS ClientHello for a server name (argv: address, name) and prints what comes back.
+    static let hello = """
+        import socket, ssl, sys
+        bio_in, bio_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = ssl.create_default_context().wrap_bio(bio_in, bio_out, server_hostname=sys.argv[2])
+        try:
+            tls.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        try:
+            s = socket.create_connection((sys.argv[1], 443), timeout=5)
+            s.sendall(bio_out.read())
+            data = s.recv(100)
+            print("got " + data.decode() if data else "reset (closed)")
+        except OSError as e:
+            print("reset", e)
+        """
+
+    /// An HTTP GET to port 80 of an address with a given Host (argv: address, host).
+    static let get = """
+        import socket, sys
+        try:
+            s = socket.create_connection((sys.argv[1], 80), timeout=5)
+            s.sendall(("GET / HTTP/1.1\\r\\nHost: %s\\r\\nConnection: close\\r\\n\\r\\n" % sys.argv[2]).encode())
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            print("got " + data.decode() if data else "reset (closed)")
+        except OSError as e:
+            print("reset", e)
+        """
+
     static func run(_ client: HTTPTestClient, _ id: String, _ command: String) async throws -> String {
         let reply = try await client.post("/sandboxes/\(id)/commands", ["command": command, "timeout": 60])
         #expect(reply.status == 200, "\(reply.text)")
@@ -175,17 +210,29 @@ struct NetworkTests {
         #expect(pause.status == 409, "\(pause.text)")
     }
 
-    @Test func domainAllowListByResolvedAddresses() async throws {
+    @Test func domainPoliciesBySNIHostAndResolvedAddresses() async throws {
         let (_, inet, client) = try await NetworkServer.client("domains")
         // The docs' agent example: sniProxy with an allow-list (names resolve through the server's overrides).
         let id = try await NetworkServer.create(client, ["sniProxy": true, "allowDomains": ["allowed.test"]])
         defer { Task { _ = try? await client.delete("/sandboxes/\(id)") } }
-        #expect(try await NetworkServer.connect(client, id, inet.second, 443) == "open")
-        #expect(try await NetworkServer.connect(client, id, inet.first, 443) != "open")
-        // Live: deny a name instead.
+        #expect(try await client.post("/sandboxes/\(id)/files", ["path": "/tmp/hello.py", "content": NetworkServer.hello]).status == 200)
+        #expect(try await client.post("/sandboxes/\(id)/files", ["path": "/tmp/get.py", "content": NetworkServer.get]).status == 200)
+        // Other ports: the resolved addresses of allowed names.
+        #expect(try await NetworkServer.connect(client, id, inet.second, 8443) == "open")
+        #expect(try await NetworkServer.connect(client, id, inet.first, 8443) != "open")
+        // 443: the ClientHello's server name decides; the connection goes to that name's address.
+        #expect(try await NetworkServer.run(client, id, "python3 /tmp/hello.py \(inet.first) allowed.test").contains("got tls-ok"))
+        #expect(try await NetworkServer.run(client, id, "python3 /tmp/hello.py \(inet.second) other.test").hasPrefix("reset"))
+        // 80: the Host header decides.
+        #expect(try await NetworkServer.run(client, id, "python3 /tmp/get.py \(inet.second) allowed.test").contains("inet-ok host=allowed.test"))
+        #expect(try await NetworkServer.run(client, id, "python3 /tmp/get.py \(inet.second) other.test").hasPrefix("reset"))
+        // Live: deny a name instead (no allow-list any more).
         #expect(try await client.post("/sandboxes/\(id)/network-policy", ["denyDomains": ["denied.test"]]).status == 200)
-        #expect(try await NetworkServer.connect(client, id, inet.first, 443) != "open")
-        #expect(try await NetworkServer.connect(client, id, inet.second, 443) == "open")
+        #expect(try await NetworkServer.connect(client, id, inet.first, 8443) != "open")
+        #expect(try await NetworkServer.connect(client, id, inet.second, 8443) == "open")
+        #expect(try await NetworkServer.run(client, id, "python3 /tmp/hello.py \(inet.first) denied.test").hasPrefix("reset"))
+        #expect(try await NetworkServer.run(client, id, "python3 /tmp/hello.py \(inet.first) other.test").hasPrefix("reset"))
+        #expect(try await NetworkServer.run(client, id, "python3 /tmp/hello.py \(inet.first) allowed.test").contains("got tls-ok"))
         let bad = try await client.post("/sandboxes/\(id)/network-policy", ["allowDomains": ["bad name!"]])
         #expect(bad.status == 400)
     }

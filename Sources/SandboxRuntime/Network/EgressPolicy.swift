@@ -22,6 +22,9 @@ public struct EgressPolicy: Sendable, Codable, Equatable {
     /// Whether an allow-list is set (then anything not on it is refused).
     public var isAllowList: Bool { defaultDeny == true || !(allowIPs ?? []).isEmpty || !(allowDomains ?? []).isEmpty }
 
+    /// Whether the policy names domains (then ports 443 and 80 go through the proxy).
+    public var namesDomains: Bool { defaultDeny == true || !(allowDomains ?? []).isEmpty || !(denyDomains ?? []).isEmpty }
+
     /// The lists' sizes are bounded and every entry checked, so that a bad policy is a
     /// clear 400 and never reaches the firewall.
     public func validated() throws -> EgressPolicy {

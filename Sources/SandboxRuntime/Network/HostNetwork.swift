@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOPosix
 import OmniRunCore
 import OmniRunError
 
@@ -54,6 +55,12 @@ public actor HostNetwork {
     public nonisolated let tag: String
     private let logger: Logger
     private var hostTableReady = false
+    /// Ports 443 and 80 of sandboxes whose policy names domains (started with the host table).
+    private var proxy: DomainProxy?
+    /// Policies by the sandbox namespace's address (the proxy's peers), and the
+    /// addresses of each namespace (host end, namespace end).
+    private var policies: [String: EgressPolicy] = [:]
+    private var addresses: [String: (host: String, namespace: String)] = [:]
     private var warnedAboutUplink = false
     private lazy var unavailableReason: String? = Self.checkAvailability(configuration)
 
@@ -105,7 +112,9 @@ public actor HostNetwork {
     /// Removes the sandbox's namespace and with it every device, address, route and
     /// firewall rule it had. Idempotent.
     public func tearDown(_ id: SandboxID) async {
-        await remove(namespace: namespace(of: id))
+        let namespace = self.namespace(of: id)
+        if let known = addresses.removeValue(forKey: namespace) { policies[known.namespace] = nil }
+        await remove(namespace: namespace)
     }
 
     /// Removes this server's namespaces that belong to no sandbox in `keeping` (after a crash).
@@ -175,6 +184,39 @@ public actor HostNetwork {
                 """)
         // The host forwards what arrives on this device (and only this one).
         try "1".write(toFile: "/proc/sys/net/ipv4/conf/\(hostDevice)/forwarding", atomically: false, encoding: .utf8)
+        addresses[namespace] = (hostAddress, namespaceAddress)
+    }
+
+    /// A namespace's addresses (read back from the namespace after a server restart).
+    private func addressesOf(_ namespace: String) async throws -> (host: String, namespace: String) {
+        if let known = addresses[namespace] { return known }
+        let listing = try await NetworkCommand.run(
+            [configuration.ipBinary, "-n", namespace, "-o", "-4", "addr", "show", "dev", Self.uplinkDevice])
+        guard let word = listing.split(separator: " ").first(where: { $0.hasPrefix("10.203.") }),
+            let address = IPv4.parse(String(word.split(separator: "/")[0]))
+        else { throw OmniRunError(.internalError, "namespace \(namespace) has no address") }
+        let found = (IPv4.format(address - 1), IPv4.format(address))
+        addresses[namespace] = found
+        return found
+    }
+
+    /// Where the proxy may send a sandbox's connection for `name`: the name's own address
+    /// when the sandbox's policy allows the name, else nil (the connection is reset).
+    func proxyDecision(peer: String, name: String) async -> String? {
+        guard let policy = policies[peer], !name.isEmpty else { return nil }
+        func matches(_ list: [String]?) -> Bool {
+            (list ?? []).contains { entry in
+                entry.hasPrefix("*.") ? name.hasSuffix(String(entry.dropFirst())) : entry == name
+            }
+        }
+        if matches(policy.denyDomains) { return nil }
+        if policy.isAllowList, !matches(policy.allowDomains) { return nil }
+        let resolved = (try? await resolve([name])) ?? []
+        // Never the sandboxes' own networks nor the host itself.
+        return resolved.map { String($0.split(separator: "/")[0]) }.first { address in
+            guard let value = IPv4.parse(address) else { return false }
+            return value >> 16 != UInt32(10 << 8 | 203) && value >> 24 != 127 && value >> 24 != 0
+        }
     }
 
     /// Slots whose host address is on some device of the host.
@@ -205,7 +247,9 @@ public actor HostNetwork {
                   chain input { type filter hook input priority filter; policy accept; }
                   chain forward { type filter hook forward priority filter; policy accept; iifname "\(Self.tapDevice)" jump egress; }
                   chain egress { }
+                  chain proxy { }
                 }
+                add rule inet omnirun prerouting jump proxy
 
                 """
             if let resolver {
@@ -217,8 +261,19 @@ public actor HostNetwork {
             script += "add rule inet omnirun input iifname \"\(Self.tapDevice)\" meta l4proto tcp reject with tcp reset\n"
             script += "add rule inet omnirun input iifname \"\(Self.tapDevice)\" reject\n"
         }
+        // Names in the policy: ports 443 and 80 go to the proxy, which checks them.
+        let (hostAddress, namespaceAddress) = try await addressesOf(namespace)
+        script += "flush chain inet omnirun proxy\n"
+        var egress = try await egressRules(policy, resolver: resolver)
+        if policy.namesDomains, let proxy {
+            for (port, target) in [(443, proxy.tlsPort), (80, proxy.httpPort)] {
+                script +=
+                    "add rule inet omnirun proxy iifname \"\(Self.tapDevice)\" tcp dport \(port) dnat ip to \(hostAddress):\(target)\n"
+            }
+            egress.insert("ip daddr \(hostAddress) tcp dport { \(proxy.tlsPort), \(proxy.httpPort) } accept", at: 1)
+        }
         script += "flush chain inet omnirun egress\n"
-        for rule in try await egressRules(policy, resolver: resolver) {
+        for rule in egress {
             script += "add rule inet omnirun egress \(rule)\n"
         }
         try await NetworkCommand.run(
@@ -226,6 +281,7 @@ public actor HostNetwork {
                 configuration.nsenterBinary, "--net=/run/netns/\(namespace)", "--", "/bin/sh", "-c",
                 (initial ? "echo 1 > /proc/sys/net/ipv4/ip_forward && " : "") + "exec \(configuration.nftBinary) -f -",
             ], input: script)
+        policies[namespaceAddress] = policy
     }
 
     private func egressRules(_ policy: EgressPolicy, resolver: String?) async throws -> [String] {
@@ -288,6 +344,12 @@ public actor HostNetwork {
     /// sandbox; sandboxes' traffic leaves with the host's address. Made once per run.
     private func ensureHostTable() async throws {
         guard !hostTableReady else { return }
+        if proxy == nil {
+            proxy = try DomainProxy(group: MultiThreadedEventLoopGroup.singleton) { [weak self] peer, name in
+                await self?.proxyDecision(peer: peer, name: name)
+            }
+        }
+        let ports = proxy.map { "\($0.tlsPort), \($0.httpPort)" } ?? "1"
         let table = "omnirun_\(tag)"
         let devices = "\(Self.devicePrefix)*"
         try await NetworkCommand.run(
@@ -299,6 +361,7 @@ public actor HostNetwork {
                   chain input {
                     type filter hook input priority filter - 10; policy accept;
                     iifname "\(devices)" ct state established,related accept
+                    iifname "\(devices)" tcp dport { \(ports) } accept
                     iifname "\(devices)" meta l4proto tcp reject with tcp reset
                     iifname "\(devices)" reject
                   }
