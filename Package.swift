@@ -86,6 +86,7 @@ let package = Package(
             dependencies: [
                 "OmniRunCore", "OmniRunError", "AgentClient", "AgentProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

@@ -23,6 +23,7 @@ cleanup() {
   [[ -n "$server" ]] && { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; }
   [[ -n "$upstream" ]] && { kill "$upstream" 2>/dev/null || true; wait "$upstream" 2>/dev/null || true; }
   for pid in $(pgrep -f "qemu-system-x86_64.*$data/" || true); do kill -9 "$pid" 2>/dev/null || true; done
+  network_cleanup "$data"
   rm -rf "$data"
 }
 trap cleanup EXIT

@@ -60,3 +60,20 @@ schemathesis_install() {
     pip install -q schemathesis >/dev/null
   fi
 }
+
+# Removes the network namespaces (with their devices) and the host nftables table of
+# the server whose data directory is $1 (its sandboxes with internet access; see
+# HostNetwork: the tag is the first 6 hex digits of FNV-1a 64 of "network|<dir>").
+network_cleanup() {
+  local tag ns
+  tag=$(python3 -c 'import sys
+h = 0xcbf29ce484222325
+for b in ("network|" + sys.argv[1]).encode():
+    h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+print("%016x" % h)' "$1" | cut -c1-6)
+  for ns in $(ls /run/netns 2>/dev/null | grep "^omnirun-$tag-" || true); do
+    ip -n "$ns" link del eth0 2>/dev/null || true
+    ip netns del "$ns" 2>/dev/null || true
+  done
+  nft delete table inet "omnirun_$tag" 2>/dev/null || true
+}

@@ -3,6 +3,9 @@
 
 #include <errno.h>
 #include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -25,6 +28,44 @@ int omr_loopback_up(void) {
     if (rc == 0) {
         ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
         if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0) rc = errno;
+    }
+    close(fd);
+    return rc;
+}
+
+int omr_configure_ipv4(const char *ifname, unsigned int address, int prefix, unsigned int gateway) {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return errno;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strncpy(ifr.ifr_name, ifname, IFNAMSIZ - 1);
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
+    int rc = 0;
+    sin->sin_family = AF_INET;
+    sin->sin_addr.s_addr = address;
+    if (ioctl(fd, SIOCSIFADDR, &ifr) < 0) rc = errno;
+    if (rc == 0) {
+        sin->sin_family = AF_INET;
+        sin->sin_addr.s_addr = prefix == 0 ? 0 : htonl(0xffffffffu << (32 - prefix));
+        if (ioctl(fd, SIOCSIFNETMASK, &ifr) < 0) rc = errno;
+    }
+    if (rc == 0 && ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) rc = errno;
+    if (rc == 0) {
+        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+        if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0) rc = errno;
+    }
+    if (rc == 0) {
+        struct rtentry route;
+        memset(&route, 0, sizeof route);
+        struct sockaddr_in *dst = (struct sockaddr_in *)&route.rt_dst;
+        struct sockaddr_in *gw = (struct sockaddr_in *)&route.rt_gateway;
+        struct sockaddr_in *mask = (struct sockaddr_in *)&route.rt_genmask;
+        dst->sin_family = AF_INET;
+        mask->sin_family = AF_INET;
+        gw->sin_family = AF_INET;
+        gw->sin_addr.s_addr = gateway;
+        route.rt_flags = RTF_UP | RTF_GATEWAY;
+        if (ioctl(fd, SIOCADDRT, &route) < 0 && errno != EEXIST) rc = errno;
     }
     close(fd);
     return rc;

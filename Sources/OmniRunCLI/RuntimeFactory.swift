@@ -45,6 +45,28 @@ enum RuntimeFactory {
         configuration.warmPoolSize = warmPool ?? Int(env["OMNIRUN_WARM_POOL"] ?? "") ?? 0
         if let ms = env["OMNIRUN_POOL_REFILL_DELAY_MS"].flatMap({ Int($0) }) { configuration.warmPoolRefillDelay = .milliseconds(ms) }
         if let dir = env["OMNIRUN_SNAPSHOT_DIR"], !dir.isEmpty { configuration.snapshotDirectory = dir }
+        configuration.network = try networkConfiguration(env, dataDirectory: dataDirectory)
         return SandboxRuntime(driver: driver, catalog: catalog, configuration: configuration, logger: logger)
+    }
+
+    /// Internet access: `OMNIRUN_NETWORK=off`, `OMNIRUN_NETWORK_DNS=<ip>`,
+    /// `OMNIRUN_NETWORK_HOSTS=name=ip[,name=ip...]` (docs/networking.md).
+    static func networkConfiguration(_ env: [String: String], dataDirectory: String) throws -> HostNetwork.Configuration {
+        var network = HostNetwork.Configuration(dataDirectory: dataDirectory)
+        network.enabled = env["OMNIRUN_NETWORK"] != "off"
+        if let dns = env["OMNIRUN_NETWORK_DNS"], !dns.isEmpty {
+            guard (try? EgressPolicy.validatedIPv4(dns)) != nil else {
+                throw OmniRunError(.invalidArgument, "OMNIRUN_NETWORK_DNS must be an IPv4 address, not '\(dns)'")
+            }
+            network.resolver = dns
+        }
+        for entry in (env["OMNIRUN_NETWORK_HOSTS"] ?? "").split(separator: ",") {
+            let parts = entry.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2, (try? EgressPolicy.validatedIPv4(parts[1])) != nil else {
+                throw OmniRunError(.invalidArgument, "OMNIRUN_NETWORK_HOSTS entries are name=ipv4, not '\(entry)'")
+            }
+            network.nameOverrides[parts[0].lowercased(), default: []].append(parts[1])
+        }
+        return network
     }
 }

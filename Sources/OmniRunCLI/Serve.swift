@@ -67,7 +67,12 @@ extension OmniRun {
             let sandboxes = try RuntimeFactory.makeRuntime(self.runtime, warmPool: pool)
             for template in prepare where template != "all" {
                 say("[omnirun] preparing the \(template) snapshot (first time: boots the template once)…")
-                try await sandboxes.prepare(template: template)
+                // `<template>+net`: its snapshot with a network card (sandboxes with internet access).
+                if template.hasSuffix("+net") {
+                    try await sandboxes.prepareNetworkSnapshot(template: String(template.dropLast(4)))
+                } else {
+                    try await sandboxes.prepare(template: template)
+                }
             }
             if prepare.contains("all") {
                 // Every built template; one that fails is reported and left for its first create.
@@ -101,6 +106,7 @@ extension OmniRun {
                 Task.detached {
                     while getppid() == parent { try? await Task.sleep(for: .milliseconds(500)) }
                     await sandboxes.destroyAll()
+                    await sandboxes.network.removeHostTable()
                     Glibc.exit(0)
                 }
             }

@@ -39,10 +39,12 @@ public struct MachineSnapshot: Sendable, Codable, Equatable {
     /// Which accelerator the snapshot was taken under (restore must match).
     public var accelerator: String
     public var createdAtMillis: Int64
+    /// Whether the machine has a network card (restores must attach one; nil: none).
+    public var hasNIC: Bool?
 
     public init(
         image: MachineImage, directory: String, memoryFile: String, deviceStateFile: String, diskFile: String,
-        accelerator: String, createdAtMillis: Int64
+        accelerator: String, createdAtMillis: Int64, hasNIC: Bool? = nil
     ) {
         self.image = image
         self.directory = directory
@@ -51,7 +53,27 @@ public struct MachineSnapshot: Sendable, Codable, Equatable {
         self.diskFile = diskFile
         self.accelerator = accelerator
         self.createdAtMillis = createdAtMillis
+        self.hasNIC = hasNIC
     }
+}
+
+/// A machine's network card and where its traffic goes.
+public enum MachineNIC: Sendable, Equatable {
+    /// A card connected to nothing (a template's snapshot boot: the card must exist
+    /// for restores to attach one, but the template itself needs no network).
+    case unconnected
+    /// A TAP device in a network namespace (`/run/netns/<namespace>`); the VMM runs
+    /// inside that namespace.
+    case tap(namespace: String, device: String)
+
+    /// Every guest with a card has the same interface (each lives in its own
+    /// namespace, so one snapshot serves all): this address, prefix and gateway, which
+    /// is also its DNS server. The guest reads them from its kernel command line.
+    public static let guestAddress = "10.0.2.15"
+    public static let guestPrefix = 24
+    public static let gatewayAddress = "10.0.2.2"
+    /// The kernel command line word that carries them (`omnirun.ip=10.0.2.15/24:10.0.2.2`).
+    public static var kernelArgument: String { "omnirun.ip=\(guestAddress)/\(guestPrefix):\(gatewayAddress)" }
 }
 
 /// A machine saved whole by `MachineInstance.pause(into:)`: its memory and device
@@ -87,10 +109,13 @@ public struct MachineOptions: Sendable {
     public var name: String
     /// Working directory for the machine's own files (sockets, overlay, log).
     public var directory: String
+    /// The network card (nil: none at all, a true air gap).
+    public var nic: MachineNIC?
 
-    public init(name: String, directory: String) {
+    public init(name: String, directory: String, nic: MachineNIC? = nil) {
         self.name = name
         self.directory = directory
+        self.nic = nic
     }
 }
 

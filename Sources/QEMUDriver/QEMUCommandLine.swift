@@ -1,3 +1,5 @@
+import OmniRunCore
+
 /// Builds QEMU's argument list. A restore must describe exactly the same machine
 /// as the boot that made the snapshot, so both come from here.
 struct QEMUCommandLine {
@@ -25,12 +27,18 @@ struct QEMUCommandLine {
     var extraKernelArguments: [String]
     var tcgCPU: String = "max"
     var tcgTranslationCacheMB: Int? = nil
+    /// A virtio network card (nil: none).
+    var nic: MachineNIC? = nil
+
+    /// Every guest with a card has this MAC address (each lives in its own namespace).
+    static let guestMAC = "52:54:00:0a:00:0f"
 
     var kernelCommandLine: String {
         var words = ["console=ttyS0", "quiet", "loglevel=3", "reboot=t", "panic=-1", "random.trust_cpu=on"]
         if let tscKHz {
             words += ["tsc_early_khz=\(tscKHz)", "tsc=reliable", "no_timer_check"]
         }
+        if nic != nil { words.append(MachineNIC.kernelArgument) }
         return (words + extraKernelArguments).joined(separator: " ")
     }
 
@@ -54,6 +62,16 @@ struct QEMUCommandLine {
             "-device", "virtserialport,chardev=agent,name=omnirun.0",
             "-qmp", "unix:\(qmpSocket),server=on,wait=off",
         ]
+        switch nic {
+        case nil: break
+        case .unconnected:
+            args += ["-netdev", "hubport,id=net0,hubid=0", "-device", "virtio-net-device,netdev=net0,mac=\(Self.guestMAC)"]
+        case .tap(_, let device):
+            args += [
+                "-netdev", "tap,id=net0,ifname=\(device),script=no,downscript=no",
+                "-device", "virtio-net-device,netdev=net0,mac=\(Self.guestMAC)",
+            ]
+        }
         if let memoryFile {
             args += [
                 "-object",

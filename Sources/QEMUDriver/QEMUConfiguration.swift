@@ -4,6 +4,8 @@
 public struct QEMUConfiguration: Sendable {
     public var qemuBinary: String = "/usr/bin/qemu-system-x86_64"
     public var qemuImgBinary: String = "/usr/bin/qemu-img"
+    /// Starts the VMM of a sandbox with internet access inside its network namespace.
+    public var nsenterBinary: String = "/usr/bin/nsenter"
     /// `auto` probes KVM's speed once and falls back to TCG.
     public var accelerator: AcceleratorChoice = .auto
     /// Runs QEMU under its seccomp filter (`-sandbox on,...`).

@@ -65,7 +65,7 @@ public struct QEMUDriver: MachineDriver {
             qmpSocket: MachineSockets.path(options.directory, "qmp.sock"), serialLog: options.directory + "/console.log",
             memoryFile: memoryFile, shareMemory: true, incoming: false, seccomp: configuration.seccomp,
             allowSpawn: snapshotable, runAs: nil, extraKernelArguments: kernelArguments,
-            tcgCPU: configuration.tcgCPU, tcgTranslationCacheMB: configuration.tcgTranslationCacheMB)
+            tcgCPU: configuration.tcgCPU, tcgTranslationCacheMB: configuration.tcgTranslationCacheMB, nic: options.nic)
         return try launch(
             commandLine, options: options, image: image, memoryFile: memoryFile, stdin: nil)
     }
@@ -74,6 +74,10 @@ public struct QEMUDriver: MachineDriver {
         guard snapshot.accelerator == accelerator.rawValue else {
             throw OmniRunError(
                 .conflict, "snapshot was taken under \(snapshot.accelerator), this host runs \(accelerator.rawValue)")
+        }
+        guard (snapshot.hasNIC ?? false) == (options.nic != nil) else {
+            throw OmniRunError(
+                .conflict, "the snapshot \(snapshot.hasNIC == true ? "has" : "has no") network card, the restore asks for the opposite")
         }
         let started = ContinuousClock.now
         let fm = FileManager.default
@@ -91,7 +95,7 @@ public struct QEMUDriver: MachineDriver {
             qmpSocket: MachineSockets.path(options.directory, "qmp.sock"), serialLog: options.directory + "/console.log",
             memoryFile: snapshot.memoryFile, shareMemory: false, incoming: true, seccomp: configuration.seccomp,
             allowSpawn: false, runAs: configuration.runAs, extraKernelArguments: kernelArguments,
-            tcgCPU: configuration.tcgCPU, tcgTranslationCacheMB: configuration.tcgTranslationCacheMB)
+            tcgCPU: configuration.tcgCPU, tcgTranslationCacheMB: configuration.tcgTranslationCacheMB, nic: options.nic)
         defer { try? state.close() }
         let machine = try launch(commandLine, options: options, image: image, memoryFile: nil, stdin: state)
         do {
@@ -125,8 +129,15 @@ public struct QEMUDriver: MachineDriver {
         stdin: FileHandle?
     ) throws -> QEMUMachine {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: configuration.qemuBinary)
-        process.arguments = commandLine.arguments
+        if case .tap(let namespace, _) = commandLine.nic {
+            // The VMM runs inside the sandbox's network namespace, where its TAP device is
+            // (nsenter execs QEMU in place: the pid stays the VMM's).
+            process.executableURL = URL(fileURLWithPath: configuration.nsenterBinary)
+            process.arguments = ["--net=/run/netns/\(namespace)", "--", configuration.qemuBinary] + commandLine.arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: configuration.qemuBinary)
+            process.arguments = commandLine.arguments
+        }
         process.currentDirectoryURL = URL(fileURLWithPath: options.directory)
         let logPath = options.directory + "/qemu.log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
@@ -144,7 +155,7 @@ public struct QEMUDriver: MachineDriver {
         try? log.close()
         let machine = QEMUMachine(
             name: options.name, directory: options.directory, process: process, pid: process.processIdentifier,
-            accelerator: accelerator, image: image, memoryFile: memoryFile,
+            accelerator: accelerator, image: image, memoryFile: memoryFile, hasNIC: commandLine.nic != nil,
             group: group, logger: logger)
         process.terminationHandler = { [weak machine] finished in
             machine?.processExited(status: finished.terminationStatus, reason: finished.terminationReason)

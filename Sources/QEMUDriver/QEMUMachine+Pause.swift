@@ -16,6 +16,9 @@ extension QEMUMachine {
     static let pausedStateName = "paused.state"
 
     public func pause() async throws -> PausedMachine {
+        guard !hasNIC else {
+            throw OmniRunError(.unsupported, "a sandbox with internet access cannot be paused (its network card would not come back)")
+        }
         let qmp = try await qmp()
         let statePath = directory + "/" + Self.pausedStateName
         let partial = statePath + ".partial"

@@ -19,6 +19,8 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
     let accelerator: Accelerator
     let image: MachineImage
     let memoryFile: String?
+    /// The machine has a network card (its snapshot says so; a pause cannot keep it yet).
+    let hasNIC: Bool
     let logger: Logger
     private let group: any EventLoopGroup
 
@@ -35,8 +37,9 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
 
     init(
         name: String, directory: String, process: Process?, pid: Int32, accelerator: Accelerator, image: MachineImage,
-        memoryFile: String?, group: any EventLoopGroup, logger: Logger
+        memoryFile: String?, hasNIC: Bool = false, group: any EventLoopGroup, logger: Logger
     ) {
+        self.hasNIC = hasNIC
         self.processID = pid
         self.name = name
         self.directory = directory
@@ -219,7 +222,8 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
         await destroy()
         return MachineSnapshot(
             image: image, directory: target, memoryFile: memoryTarget, deviceStateFile: statePath, diskFile: diskTarget,
-            accelerator: accelerator.rawValue, createdAtMillis: Int64(Date().timeIntervalSince1970 * 1000))
+            accelerator: accelerator.rawValue, createdAtMillis: Int64(Date().timeIntervalSince1970 * 1000),
+            hasNIC: hasNIC ? true : nil)
     }
 
     public func setPriority(_ niceness: Int32) {

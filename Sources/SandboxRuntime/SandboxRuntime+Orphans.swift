@@ -25,6 +25,7 @@ extension SandboxRuntime {
             MachineSockets.removeOutsideFolder(directory, names: MachineSockets.names)
             logger.warning("removed an orphaned sandbox machine", metadata: ["sandbox": "\(entry)"])
         }
+        await network.removeOrphans(keeping: keeping.union(sandboxes.keys))
     }
 
     /// Processes whose command line mentions `needle` (the VMMs of a machine folder).

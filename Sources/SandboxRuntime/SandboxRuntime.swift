@@ -17,11 +17,18 @@ public struct SandboxSpec: Sendable {
     public var envFilePath: String
     /// Skip the snapshot and boot from scratch.
     public var coldBoot: Bool
+    /// A network card and a route out (`HostNetwork`); without it, no card at all.
+    public var internet: Bool
+    /// The egress policy of a sandbox with internet access.
+    public var egress: EgressPolicy?
 
     public init(
         template: String, id: SandboxID? = nil, env: [String: String] = [:], defaultUser: String = "user",
-        envFileVars: [String: String]? = nil, envFilePath: String = "/tmp/.omnirun-env", coldBoot: Bool = false
+        envFileVars: [String: String]? = nil, envFilePath: String = "/tmp/.omnirun-env", coldBoot: Bool = false,
+        internet: Bool = false, egress: EgressPolicy? = nil
     ) {
+        self.internet = internet
+        self.egress = egress
         self.template = template
         self.id = id
         self.env = env
@@ -73,6 +80,8 @@ public actor SandboxRuntime {
         /// Commands run once in a template before its snapshot (warms the page cache) when
         /// its manifest names none (`WARMUP` in its template.env).
         public var warmUp: [String: [String]] = ["playground": ["python3 -c pass", "node -e 0"]]
+        /// Internet access (nil: the defaults for this data directory).
+        public var network: HostNetwork.Configuration?
 
         public init(dataDirectory: String) {
             self.dataDirectory = dataDirectory
@@ -89,7 +98,9 @@ public actor SandboxRuntime {
     public nonisolated let driver: any MachineDriver
     public nonisolated let catalog: ImageCatalog
     public nonisolated let configuration: Configuration
-    private let snapshots: SnapshotStore
+    /// Namespaces, devices and firewalls of sandboxes with internet access.
+    public nonisolated let network: HostNetwork
+    let snapshots: SnapshotStore
     let logger: Logger
     var sandboxes: [SandboxID: Sandbox] = [:]
     /// Template build machines (`SandboxRuntime+BuildMachines.swift`).
@@ -108,6 +119,9 @@ public actor SandboxRuntime {
         self.createLimiter = AsyncLimiter(
             limit: configuration.maxConcurrentCreates > 0 ? configuration.maxConcurrentCreates : 2 * cores)
         self.pool = WarmPool(size: configuration.warmPoolSize, logger: logger)
+        self.network = HostNetwork(
+            configuration: configuration.network ?? HostNetwork.Configuration(dataDirectory: configuration.dataDirectory),
+            logger: logger)
         self.snapshots = SnapshotStore(
             driver: driver, directory: configuration.snapshotDirectory ?? configuration.dataDirectory + "/snapshots",
             logger: logger)
@@ -135,7 +149,7 @@ public actor SandboxRuntime {
     }
 
     /// What runs before a template's snapshot: its manifest's, or else the configured warm-up.
-    private func setup(of built: TemplateImage) -> TemplateSetup {
+    func setup(of built: TemplateImage) -> TemplateSetup {
         var setup = built.setup
         if setup.warmUp.isEmpty { setup.warmUp = configuration.warmUp[built.image.template] ?? [] }
         return setup
@@ -209,7 +223,9 @@ public actor SandboxRuntime {
     public func create(_ spec: SandboxSpec) async throws -> Sandbox {
         let built = try catalog.template(named: spec.template)
         let image = built.image
-        if !spec.coldBoot {
+        if spec.internet {
+            try await prepareNetwork(spec, built: built)
+        } else if !spec.coldBoot {
             // Build the snapshot outside the limiter: it may take a while and is shared.
             let snapshot = try await snapshots.snapshot(for: image, setup: setup(of: built))
             if spec.id == nil, let entry = await pool.take(image.template) {
@@ -292,6 +308,8 @@ public actor SandboxRuntime {
         let machine: any MachineInstance
         if spec.coldBoot {
             machine = try await driver.boot(image: image, options: options, snapshotable: false)
+        } else if spec.internet {
+            machine = try await restoreWithNetwork(spec, built: built, options: options)
         } else {
             let snapshot = try await snapshots.snapshot(for: image, setup: setup(of: built))
             machine = try await driver.restore(snapshot: snapshot, options: options)
@@ -320,6 +338,7 @@ public actor SandboxRuntime {
             let console = await machine.consoleTail(maxBytes: 6000)
             let diagnostics = await machine.diagnostics()
             await machine.destroy()
+            if spec.internet { await network.tearDown(id) }
             logger.error(
                 "sandbox failed to start", metadata: ["sandbox": "\(id)", "error": "\(error)", "machine": "\(diagnostics)"])
             if let error = error as? OmniRunError, error.code == .timeout {
@@ -366,6 +385,7 @@ public actor SandboxRuntime {
         logger.warning("sandbox machine stopped", metadata: ["sandbox": "\(id)", "exit": "\(exit)"])
         await sandbox.agent.close()
         await sandbox.machine.destroy()
+        await network.tearDown(id)
         sandboxes[id] = nil
         failures[id] = exit
         for handler in exitHandlers { await handler(id, exit) }
@@ -382,6 +402,7 @@ public actor SandboxRuntime {
         guard let sandbox = sandboxes.removeValue(forKey: id) else { return }
         await sandbox.agent.close()
         await sandbox.machine.destroy()
+        await network.tearDown(id)
         logger.info("sandbox destroyed", metadata: ["sandbox": "\(id)"])
     }
 

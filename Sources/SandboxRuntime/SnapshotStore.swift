@@ -20,17 +20,20 @@ actor SnapshotStore {
         self.logger = logger
     }
 
-    static func key(for image: MachineImage, setup: TemplateSetup, driver: any MachineDriver) -> String {
+    static func key(for image: MachineImage, setup: TemplateSetup, driver: any MachineDriver, network: Bool = false) -> String {
         var parts = [
             "snapshot-v1", image.key, "\(image.memoryMB)", "\(image.vcpus)", "agent-api-\(AgentAPI.version)",
             driver.snapshotCompatibilityKey,
         ]
         if let service = setup.snapshotKeyPart { parts.append(service) }
+        if network { parts.append("nic") }
         return stableHash(parts.joined(separator: "|"))
     }
 
-    private func folder(for image: MachineImage, setup: TemplateSetup) -> String {
-        directory + "/\(image.template)-\(Self.key(for: image, setup: setup, driver: driver))"
+    /// A template has two snapshots: without a network card (air-gapped sandboxes) and,
+    /// taken on first use, with one (`<template>+net`, for sandboxes with internet access).
+    private func folder(for image: MachineImage, setup: TemplateSetup, network: Bool = false) -> String {
+        directory + "/\(image.template)\(network ? "+net" : "")-\(Self.key(for: image, setup: setup, driver: driver, network: network))"
     }
 
     func existing(for image: MachineImage, setup: TemplateSetup) -> MachineSnapshot? {
@@ -42,11 +45,11 @@ actor SnapshotStore {
         building[folder(for: image, setup: setup)] != nil
     }
 
-    func snapshot(for image: MachineImage, setup: TemplateSetup) async throws -> MachineSnapshot {
-        let dir = folder(for: image, setup: setup)
+    func snapshot(for image: MachineImage, setup: TemplateSetup, network: Bool = false) async throws -> MachineSnapshot {
+        let dir = folder(for: image, setup: setup, network: network)
         if let ready = Self.load(dir) { return ready }
         if let task = building[dir] { return try await task.value }
-        let task = Task { try await self.build(image: image, into: dir, setup: setup) }
+        let task = Task { try await self.build(image: image, into: dir, setup: setup, network: network) }
         building[dir] = task
         defer { building[dir] = nil }
         return try await task.value
@@ -62,7 +65,7 @@ actor SnapshotStore {
         return snapshot
     }
 
-    private func build(image: MachineImage, into dir: String, setup: TemplateSetup) async throws -> MachineSnapshot {
+    private func build(image: MachineImage, into dir: String, setup: TemplateSetup, network: Bool) async throws -> MachineSnapshot {
         let fm = FileManager.default
         try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
         // Other processes (parallel test runs, a second server) may build the same one.
@@ -73,10 +76,14 @@ actor SnapshotStore {
         try? fm.removeItem(atPath: dir)
 
         let started = ContinuousClock.now
-        logger.info("building template snapshot", metadata: ["template": "\(image.template)", "driver": "\(driver.description)"])
+        logger.info(
+            "building template snapshot",
+            metadata: ["template": "\(image.template)", "driver": "\(driver.description)", "network": "\(network)"])
         let machineDir = directory + "/.build-\(image.template)-\(UUID().uuidString.prefix(8))"
         let machine = try await driver.boot(
-            image: image, options: MachineOptions(name: "template-\(image.template)", directory: machineDir),
+            image: image,
+            options: MachineOptions(
+                name: "template-\(image.template)", directory: machineDir, nic: network ? .unconnected : nil),
             snapshotable: true)
         do {
             let agent = try await GuestAgentClient.connect(

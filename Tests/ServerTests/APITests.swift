@@ -321,9 +321,12 @@ struct APITests {
         #expect(bearer.status == 200)
         #expect(try await client.get("/sandboxes/sb_00000000").status == 404)
         #expect(try await client.get("/sandboxes/not-an-id").status == 404)
-        let later = try await client.post("/sandboxes", ["template": "playground", "internet": true])
-        #expect(later.status == 501)
-        #expect(later.object["error"] as? String == "not_implemented")
+        // Network policies are checked before anything starts (docs/networking.md).
+        let contradictory = try await client.post(
+            "/sandboxes", ["template": "playground", "internet": false, "network": ["allowIPs": ["10.9.9.9"]]])
+        #expect(contradictory.status == 400 && contradictory.object["error"] as? String == "invalid_argument")
+        let badPolicy = try await client.post("/sandboxes", ["template": "playground", "network": ["denyIPs": ["10.0.0.0/33"]]])
+        #expect(badPolicy.status == 400, "\(badPolicy.text)")
         let status = try await HTTPTestClient(baseURL: server.baseURL, apiKey: nil).get("/status")
         #expect(status.status == 200)
         #expect((status.object["templates"] as? [String])?.contains("python-3.11") == true)

@@ -1,4 +1,5 @@
 import Foundation
+import SandboxRuntime
 
 #if canImport(Glibc)
 import Glibc
@@ -131,7 +132,21 @@ public final class TestServer: @unchecked Sendable {
             kill(pid, SIGKILL)
         }
         try? await Task.sleep(for: .milliseconds(300))
+        removeNetwork()
         try? FileManager.default.removeItem(atPath: dataDirectory)
+    }
+
+    /// The namespace prefix and host table of this server's sandboxes with internet access.
+    public var networkTag: String { HostNetwork.tag(forDataDirectory: dataDirectory) }
+
+    /// Removes the namespaces (and with them the devices) and the host table the server made.
+    public func removeNetwork() {
+        let prefix = HostNetwork.namespacePrefix(tag: networkTag)
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? [] where name.hasPrefix(prefix) {
+            runTool(["/usr/sbin/ip", "-n", name, "link", "del", "eth0"])
+            runTool(["/usr/sbin/ip", "netns", "del", name])
+        }
+        runTool(["/usr/sbin/nft", "delete", "table", "inet", HostNetwork.hostTableName(tag: networkTag)])
     }
 
     static func freePort() throws -> Int {
@@ -150,4 +165,19 @@ public final class TestServer: @unchecked Sendable {
         guard bound else { throw TestSetupError("no free port") }
         return Int(UInt16(bigEndian: address.sin_port))
     }
+}
+
+/// Runs a host tool and returns its standard output (tests' network checks and cleanup).
+@discardableResult
+public func runTool(_ argv: [String]) -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: argv[0])
+    process.arguments = Array(argv.dropFirst())
+    let output = Pipe()
+    process.standardOutput = output
+    process.standardError = FileHandle.nullDevice
+    guard (try? process.run()) != nil else { return "" }
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return String(decoding: data, as: UTF8.self)
 }

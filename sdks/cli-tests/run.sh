@@ -97,6 +97,15 @@ url="$(tail -n1 <<<"$out")"
 code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 20 "$url" || true)"
 [[ "$code" == "200" ]] && ok "the preview URL answers through the gateway" || fail "preview URL" "$url: $code"
 
+echo "[cli] internet"
+expect "sandbox create --internet" 0 "$OMNI" sandbox create playground --timeout 120 --internet
+online="$out"
+expect "exec in the sandbox with internet access" 0 "$OMNI" sandbox exec "$online" -- 'ls /sys/class/net'
+contains "it has a network card" "$out" "eth0"
+expect "exec in the air-gapped sandbox" 0 "$OMNI" sandbox exec "$sandbox" -- 'ls /sys/class/net'
+[[ "$out" == "lo" ]] && ok "the air-gapped one has none" || fail "air-gapped: no card" "$out"
+expect "kill the sandbox with internet access" 0 "$OMNI" sandbox kill "$online"
+
 echo "[cli] files"
 head -c 3000000 /dev/urandom > "$work/blob"
 expect "files put" 0 "$OMNI" files put "$sandbox" "$work/blob" /tmp/cli/blob.bin

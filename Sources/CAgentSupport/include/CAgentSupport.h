@@ -54,6 +54,9 @@ int omr_set_fs_identity(uid_t uid, gid_t gid, const gid_t *groups, int ngroups);
 
 /// Brings the loopback interface up. Returns 0 or an errno.
 int omr_loopback_up(void);
+/* Gives `ifname` the IPv4 address/prefix, brings it up and adds a default route via
+   `gateway` (all in network byte order). Returns 0 or an errno. */
+int omr_configure_ipv4(const char *ifname, unsigned int address, int prefix, unsigned int gateway);
 
 /// pipe2(2) with O_CLOEXEC.
 int omr_pipe_cloexec(int fds[2]);

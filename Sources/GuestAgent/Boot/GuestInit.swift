@@ -24,10 +24,44 @@ struct GuestInit {
         setupRuntimeMounts()
         let rc = omr_loopback_up()
         if rc != 0 { logger.warning("loopback up failed", metadata: ["errno": "\(rc)"]) }
+        if let network = commandLineValue("omnirun.ip") { configureNetwork(network) }
         _ = "omnirun".withCString { sethostname($0, 7) }
         var limit = rlimit(rlim_cur: 65536, rlim_max: 65536)
         setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
         signal(SIGPIPE, SIG_IGN)
+    }
+
+    /// A machine with a network card (`omnirun.ip=ADDRESS/PREFIX:GATEWAY`): its one
+    /// interface gets the address and a default route, and the gateway is its DNS
+    /// server. Done before the template's snapshot, so a restore needs nothing here.
+    private func configureNetwork(_ value: String) {
+        let parts = value.split(separator: ":")
+        let address = parts.first?.split(separator: "/") ?? []
+        guard parts.count == 2, address.count == 2, let prefix = Int32(address[1]),
+            let ip = ipv4(String(address[0])), let gateway = ipv4(String(parts[1]))
+        else {
+            logger.warning("bad omnirun.ip", metadata: ["value": "\(value)"])
+            return
+        }
+        do {
+            try waitFor(path: "/sys/class/net/eth0", timeoutMillis: 3000)
+        } catch {
+            logger.warning("no network card appeared")
+            return
+        }
+        let rc = omr_configure_ipv4("eth0", ip, prefix, gateway)
+        if rc != 0 { logger.warning("network configuration failed", metadata: ["errno": "\(rc)"]) }
+        unlink("/etc/resolv.conf")
+        if !writeSmallFile("/etc/resolv.conf", "nameserver \(parts[1])\noptions timeout:2 attempts:2\n") {
+            logger.warning("writing /etc/resolv.conf failed")
+        }
+    }
+
+    /// A dotted IPv4 address in network byte order.
+    private func ipv4(_ text: String) -> UInt32? {
+        var address = in_addr()
+        guard inet_pton(AF_INET, text, &address) == 1 else { return nil }
+        return address.s_addr
     }
 
     private func mountFS(_ source: String, _ target: String, _ type: String, options: String = "", flags: UInt = 0) throws {

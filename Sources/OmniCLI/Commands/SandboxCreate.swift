@@ -23,12 +23,16 @@ struct SandboxCreate: AsyncParsableCommand {
     @Flag(help: "Inject the vault's credentials as environment variables.")
     var vaultInject = false
 
+    @Flag(help: "Give the sandbox internet access (default: none, a true air gap).")
+    var internet = false
+
     func run() async throws {
         try await reporting {
             var body: [String: Any] = ["template": template, "timeout": timeout]
             if !environment.isEmpty { body["envVars"] = try pairs(environment, "--env") }
             if !metadata.isEmpty { body["metadata"] = try pairs(metadata, "--metadata") }
             if vaultInject { body["vaultInject"] = true }
+            if internet { body["internet"] = true }
             let started = Date()
             if !connection.json { note("Creating a sandbox from \(template)…") }
             let created = try await connection.client().call(.POST, "/sandboxes", json: body).object

@@ -36,6 +36,8 @@ struct APIBench {
     }
 
     var serverPID: Int32? { server?.processIdentifier }
+    /// The server's data directory (its network objects are named after it).
+    var serverDataDirectory: String { dataDirectory }
 
     mutating func start() async throws {
         dataDirectory = parentDirectory + "/srv\(warmPool)-" + String(UInt16.random(in: 0...UInt16.max), radix: 16)

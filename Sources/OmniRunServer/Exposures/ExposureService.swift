@@ -55,6 +55,12 @@ actor ExposureService {
         networkCache[record.sandboxID] = record
     }
 
+    /// Records a sandbox's new egress policy (JSON).
+    func setPolicy(_ sandboxID: String, policy: String?) async throws {
+        try await network.setPolicy(sandboxID: sandboxID, policy: policy)
+        networkCache[sandboxID]?.policy = policy
+    }
+
     func networkSettings(_ sandboxID: String) async -> SandboxNetworkRecord? {
         if let cached = networkCache[sandboxID] { return cached }
         guard let stored = try? await network.find(sandboxID: sandboxID) else { return nil }

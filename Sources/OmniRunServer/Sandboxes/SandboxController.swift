@@ -20,7 +20,7 @@ struct SandboxController {
         var envVars: [String: String]?
         var metadata: [String: String]?
         var autoPause: Bool?
-        var network: AnyJSON?
+        var network: NetworkPolicyBody?
         var secure: Bool?
         var maskRequestHost: String?
         var vaultInject: Bool?
@@ -40,6 +40,7 @@ struct SandboxController {
         router.post("/sandboxes/:id/pause", use: pause)
         router.post("/sandboxes/:id/resume", use: resume)
         router.post("/sandboxes/:id/fork", use: fork)
+        router.post("/sandboxes/:id/network-policy", use: setNetworkPolicy)
         // Features that arrive with later work answer a clear 501, never a silent ignore.
         for (method, path, feature) in Self.notYet {
             router.on(RouterPath(path), method: method) { _, context -> Response in
@@ -50,15 +51,12 @@ struct SandboxController {
     }
 
     static let notYet: [(HTTPRequest.Method, String, String)] = [
-        (.post, "/sandboxes/:id/network-policy", "network policy"),
     ]
 
     @Sendable func create(_ request: Request, context: AppRequestContext) async throws -> Response {
         let account = try context.requireAccount()
         let body = try await JSON.decode(CreateBody.self, from: request, limit: configuration.maxJSONBody)
-        if body.internet == true || body.network != nil || body.sniProxy == true || body.allowDomains != nil {
-            throw OmniRunError(.notImplemented, "internet access and network policies are not available on this server yet")
-        }
+        let (internet, egress) = try await networkRequest(body)
         let mask = try Self.validateMask(body.maskRequestHost)
         // E2EE (§12): the handshake before the sandbox exists, so a bad key costs nothing.
         var handshake: (channel: E2EEChannel, serverPublicKey: String)? = nil
@@ -88,7 +86,8 @@ struct SandboxController {
         let record = try await service.create(
             CreateSandboxRequest(
                 template: template, timeoutSeconds: timeout, env: env, metadata: metadata, vaultInject: body.vaultInject == true,
-                memoryMB: body.memoryMB, autoPause: body.autoPause == true, vaultVariables: vaultVariables),
+                memoryMB: body.memoryMB, autoPause: body.autoPause == true, vaultVariables: vaultVariables,
+                internet: internet, egress: egress),
             account: account)
         var info = SandboxInfo(record)
         if let handshake {
@@ -107,7 +106,7 @@ struct SandboxController {
             try await exposures.register(
                 SandboxNetworkRecord(
                     sandboxID: record.id, trafficTokenHash: trafficToken.map(PreviewAccess.sha256Hex), maskRequestHost: mask,
-                    internet: false, policy: nil))
+                    internet: internet, policy: egress.map(NetworkPolicyBody.encoded)))
         } catch {
             try? await service.kill(record.id, account: account)
             throw error

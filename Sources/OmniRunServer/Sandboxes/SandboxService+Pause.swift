@@ -33,6 +33,9 @@ extension SandboxService {
     func pause(_ id: String, account: AccountRecord) async throws -> String {
         let record = try await record(id, account: account)
         guard let sandboxID = SandboxID(record.id) else { throw notFound(id) }
+        guard !runtime.network.hasNamespace(sandboxID) else {
+            throw OmniRunError(.conflict, "a sandbox with internet access cannot be paused (its network card would not come back)")
+        }
         return try await exclusive(sandboxID, kind: "pause") { try await self.pauseNow(sandboxID, reason: "requested") }
     }
 

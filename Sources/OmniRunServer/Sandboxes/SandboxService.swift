@@ -17,6 +17,9 @@ struct CreateSandboxRequest: Sendable {
     var autoPause: Bool = false
     /// The owner's vault, opened, when `vaultInject` (written to `/tmp/.omnirun-env` after restore).
     var vaultVariables: [String: String]? = nil
+    /// A network card, a route out and this egress policy (docs/networking.md).
+    var internet = false
+    var egress: EgressPolicy? = nil
 }
 
 /// The sandboxes of every account on this node: limits, timeouts, idle kills,
@@ -110,7 +113,9 @@ actor SandboxService {
             let userProvided = request.env.merging(request.vaultVariables ?? [:]) { $1 }
             let env = SandboxGateway.environment(userProvided: userProvided).merging(request.env) { $1 }
             sandbox = try await runtime.create(
-                SandboxSpec(template: request.template, env: env, defaultUser: "user", envFileVars: request.vaultVariables))
+                SandboxSpec(
+                    template: request.template, env: env, defaultUser: "user", envFileVars: request.vaultVariables,
+                    internet: request.internet, egress: request.egress))
         } catch let error as OmniRunError where error.code == .notFound || error.code == .invalidArgument {
             throw error
         } catch {

@@ -33,6 +33,9 @@ enum OpenAPIDocument {
                     "e2ee": ["type": "boolean"], "clientPublicKey": ["type": "string"],
                     "secure": ["type": "boolean"], "maskRequestHost": ["type": "string"],
                     "autoPause": ["type": "boolean"],
+                    // docs/networking.md: a network card and a route out, restricted by a policy.
+                    "internet": ["type": "boolean"], "network": networkPolicy, "sniProxy": ["type": "boolean"],
+                    "allowDomains": ["type": "array", "items": ["type": "string"], "maxItems": 256],
                 ],
             ]),
         Route(method: "get", path: "/sandboxes", summary: "List running and paused sandboxes", query: ["limit", "next_token", "state", "metadata"]),

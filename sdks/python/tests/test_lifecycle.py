@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from omnirun import (NotAvailableError, RateLimitError, Sandbox, SandboxError, SandboxNotFoundError, Vault,
+from omnirun import (RateLimitError, Sandbox, SandboxError, SandboxNotFoundError, Vault,
                      Webhooks)
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
@@ -72,10 +72,15 @@ def test_fourth_sandbox_is_rate_limited():
             sbx.kill()
 
 
-def test_internet_is_not_built_yet():
-    with pytest.raises(NotAvailableError) as caught:
-        Sandbox.create("playground", internet=True)
-    assert caught.value.status == 501
+def test_internet_sandbox_with_a_live_policy():
+    # Nothing here leaves the host: the probed address is refused inside the sandbox's own namespace.
+    with Sandbox.create("playground", timeout=120, internet=True) as sbx:
+        assert "eth0" in sbx.commands.run("ls /sys/class/net").stdout
+        assert "nameserver 10.0.2.2" in sbx.commands.run("cat /etc/resolv.conf").stdout
+        sbx.set_network_policy({"allowIPs": ["198.51.100.7"]})
+        probe = ("python3 -c \"import socket\ntry:\n socket.create_connection(('203.0.113.9', 443), timeout=3); print('open')\n"
+                 "except OSError as e: print('refused', e)\"")
+        assert sbx.commands.run(probe).stdout.startswith("refused")
 
 
 def test_secure_and_auto_pause_creates():

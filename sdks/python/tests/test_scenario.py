@@ -183,6 +183,11 @@ def run_step(sandbox, step):
         with pytest.raises(SandboxError) as caught:
             sandbox.contexts.create(step["badLanguage"])
         assert caught.value.status == 400 and "python" in str(caught.value), caught.value
+    elif op == "network-policy-air-gapped":
+        # The scenario's sandbox has no network card: a policy has nothing to apply to.
+        with pytest.raises(SandboxError) as caught:
+            sandbox.set_network_policy({"allowIPs": ["192.0.2.1"]})
+        assert caught.value.status == 409, caught.value
     elif op == "not-available":
         call = {
             "pause": lambda: sandbox.pause(),

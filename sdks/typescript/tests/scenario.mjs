@@ -242,6 +242,11 @@ export async function runStep(sdk, sandbox, step, opts = {}) {
       });
       return;
     }
+    case "network-policy-air-gapped": {
+      // The scenario's sandbox has no network card: a policy has nothing to apply to.
+      await rejectsWith(sandbox.setNetworkPolicy({ allowIPs: ["192.0.2.1"] }), sdk.SandboxError, (e) => assert.equal(e.status, 409));
+      return;
+    }
     case "not-available": {
       const call = {
         pause: () => sandbox.pause(),

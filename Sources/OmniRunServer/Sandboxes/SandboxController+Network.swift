@@ -1,0 +1,67 @@
+import Foundation
+import Hummingbird
+import OmniRunCore
+import OmniRunError
+import SandboxRuntime
+
+/// `network` at create and `POST /sandboxes/{id}/network-policy` (wire protocol §9.3).
+struct NetworkPolicyBody: Codable {
+    var allowDomains: [String]?
+    var denyDomains: [String]?
+    var allowIPs: [String]?
+    var denyIPs: [String]?
+
+    var policy: EgressPolicy {
+        EgressPolicy(allowDomains: allowDomains, denyDomains: denyDomains, allowIPs: allowIPs, denyIPs: denyIPs)
+    }
+
+    /// How a policy is kept in the store.
+    static func encoded(_ policy: EgressPolicy) throws -> String {
+        String(decoding: try JSONEncoder().encode(policy), as: UTF8.self)
+    }
+}
+
+extension SandboxController {
+    /// Whether a create asks for internet access, and with which egress policy. A policy
+    /// (`network`, or `sniProxy`/`allowDomains` as the docs' agent example sends them)
+    /// implies internet access restricted by it; `sniProxy: true` alone refuses every host.
+    func networkRequest(_ body: CreateBody) async throws -> (internet: Bool, egress: EgressPolicy?) {
+        var egress = body.network?.policy
+        if body.sniProxy == true || body.allowDomains != nil {
+            var policy = egress ?? EgressPolicy()
+            policy.allowDomains = (policy.allowDomains ?? []) + (body.allowDomains ?? [])
+            if body.sniProxy == true { policy.defaultDeny = true }
+            egress = policy
+        }
+        if egress != nil, body.internet == false {
+            throw OmniRunError(.invalidArgument, "a network policy needs internet access (leave out internet: false)")
+        }
+        let internet = body.internet == true || egress != nil
+        guard internet else { return (false, nil) }
+        egress = try egress?.validated()
+        if body.autoPause == true {
+            throw OmniRunError(.invalidArgument, "autoPause is not available for sandboxes with internet access")
+        }
+        if let reason = await service.runtime.network.availability() {
+            throw OmniRunError(.unavailable, "internet access is not available on this server: \(reason)")
+        }
+        return (true, egress)
+    }
+
+    /// Replaces a running sandbox's egress policy; new connections follow it at once.
+    @Sendable func setNetworkPolicy(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let account = try context.requireAccount()
+        let record = try await service.record(try context.parameters.require("id"), account: account)
+        let body = try await JSON.decode(NetworkPolicyBody.self, from: request, limit: 256 << 10)
+        let policy = try body.policy.validated()
+        guard let id = SandboxID(record.id), record.state == "running" else {
+            throw OmniRunError(.conflict, "sandbox \(record.id) is \(record.state), not running")
+        }
+        guard service.runtime.network.hasNamespace(id) else {
+            throw OmniRunError(.conflict, "sandbox \(record.id) has no internet access (create it with internet: true)")
+        }
+        try await service.runtime.network.apply(policy, to: id)
+        try await exposures.setPolicy(record.id, policy: try NetworkPolicyBody.encoded(policy))
+        return JSON.response(["status": "ok"])
+    }
+}
