@@ -10,6 +10,9 @@ cache="${OMNIRUN_CACHE_DIR:-$HOME/.cache/omnirun}"
 export OMNIRUN_TEST_SNAPSHOT_DIR="${OMNIRUN_TEST_SNAPSHOT_DIR:-$cache/test-snapshots}"
 export OMNIRUN_TEST_DATA_DIR="${OMNIRUN_TEST_DATA_DIR:-$cache/test-runs/run-$$}"
 mkdir -p "$OMNIRUN_TEST_DATA_DIR" "$OMNIRUN_TEST_SNAPSHOT_DIR"
+# Snapshots of earlier inputs (older agents, other checkouts, the per-run templates of the
+# custom-template tests) pile up: those untouched for two days go (current ones are remade).
+find "$OMNIRUN_TEST_SNAPSHOT_DIR" -mindepth 1 -maxdepth 1 -mtime +2 -exec rm -rf {} + 2>/dev/null || true
 start=$(date +%s)
 echo "[test] building tests"
 swift build --build-tests
