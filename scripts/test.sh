@@ -29,12 +29,13 @@ if [[ -f "$cache/images/desktop.json" || "${OMNIRUN_TEST_TEMPLATES:-}" =~ (deskt
 fi
 echo "[test] running (real QEMU microVMs, a real PostgreSQL; parallel)"
 status=0
-swift test --skip-build --skip 'TemplateTests\.' 2>&1 | tee .build/test-output.log || status=$?
+swift test --skip-build --skip 'TemplateTests\.|ContextTests\.|ForkTests\.' 2>&1 | tee .build/test-output.log || status=$?
 # On their own: compilers under emulation take the CPU for minutes, which tests with tight
-# timing (timeouts, idle kills) must not share. A template's test runs when its image is
-# built (make test builds javascript and php) or when OMNIRUN_TEST_TEMPLATES asks for it.
-echo "[test] built-in templates run their toolchains"
-swift test --skip-build --filter 'TemplateTests\.' 2>&1 | tee .build/test-templates-output.log || status=$?
+# timing (timeouts, idle kills) must not share; so do Jupyter kernels starting (contexts) and
+# the many resumes of a fork. A template's test runs when its image is built (make test
+# builds javascript and php) or when OMNIRUN_TEST_TEMPLATES asks for it.
+echo "[test] built-in templates run their toolchains; code contexts and fork"
+swift test --skip-build --filter 'TemplateTests\.|ContextTests\.|ForkTests\.' 2>&1 | tee .build/test-templates-output.log || status=$?
 # The SDKs and the omni CLI against one more real server (scripts/test-sdks.sh).
 echo "[test] SDKs (Python, TypeScript) and the omni CLI"
 sdk_status=0
