@@ -89,14 +89,10 @@ extension SandboxService {
 
         var records: [SandboxRecord] = []
         for (index, sandbox) in forked.copies.enumerated() {
-            let now = nowMillis()
-            let copy = SandboxRecord(
-                id: sandbox.id.rawValue, accountID: owner.id, template: record.template, state: "running", createdAt: now,
-                timeoutSeconds: record.timeoutSeconds,
-                expiresAt: record.timeoutSeconds > 0 ? now + record.timeoutSeconds * 1000 : nil, lastActivityAt: now,
+            let copy = runningRecord(
+                sandbox, accountID: owner.id, template: record.template, timeoutSeconds: record.timeoutSeconds,
                 metadata: record.metadata, env: record.env, vaultInject: record.vaultInject, cpuCount: record.cpuCount,
-                memoryMB: record.memoryMB, machineDirectory: sandbox.machine.directory, machinePID: sandbox.machine.processID,
-                nodeID: configuration.nodeID, autoPause: record.autoPause)
+                memoryMB: record.memoryMB, autoPause: record.autoPause)
             do {
                 try await repository.insert(copy)
             } catch {
@@ -104,7 +100,7 @@ extension SandboxService {
                 throw error
             }
             recordCache[sandbox.id] = copy
-            activity[sandbox.id] = now
+            activity[sandbox.id] = copy.createdAt
             metrics.increment("omnirun_sandboxes_created_total")
             notify("created", copy, reason: "fork of \(id)")
             await gateway.start(sandbox, owner: owner, onRequest: activity(sandbox.id))

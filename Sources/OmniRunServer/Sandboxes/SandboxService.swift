@@ -123,14 +123,10 @@ actor SandboxService {
             metrics.increment("omnirun_sandbox_create_failures_total")
             throw OmniRunError(.unavailable, "the sandbox failed to start: \(error)")
         }
-        let now = nowMillis()
-        let record = SandboxRecord(
-            id: sandbox.id.rawValue, accountID: account.id, template: request.template, state: "running", createdAt: now,
-            timeoutSeconds: request.timeoutSeconds,
-            expiresAt: request.timeoutSeconds > 0 ? now + request.timeoutSeconds * 1000 : nil, lastActivityAt: now,
+        let record = runningRecord(
+            sandbox, accountID: account.id, template: request.template, timeoutSeconds: request.timeoutSeconds,
             metadata: request.metadata, env: request.env, vaultInject: request.vaultInject, cpuCount: image.vcpus,
-            memoryMB: image.memoryMB, machineDirectory: sandbox.machine.directory, machinePID: sandbox.machine.processID,
-            nodeID: configuration.nodeID, autoPause: request.autoPause)
+            memoryMB: image.memoryMB, autoPause: request.autoPause)
         do {
             try await repository.insert(record)
         } catch {
@@ -330,5 +326,22 @@ actor SandboxService {
             try? await repository.markEnded(id: record.id, reason: "lost", at: nowMillis())
         }
         await runtime.removeOrphans(keeping: kept)
+    }
+}
+
+extension SandboxService {
+    /// The store's record of a sandbox that has just started running on this node (created
+    /// or forked): its timeout counts from now.
+    func runningRecord(
+        _ sandbox: Sandbox, accountID: String, template: String, timeoutSeconds: Int64, metadata: [String: String],
+        env: [String: String], vaultInject: Bool, cpuCount: Int, memoryMB: Int, autoPause: Bool
+    ) -> SandboxRecord {
+        let now = nowMillis()
+        return SandboxRecord(
+            id: sandbox.id.rawValue, accountID: accountID, template: template, state: "running", createdAt: now,
+            timeoutSeconds: timeoutSeconds, expiresAt: timeoutSeconds > 0 ? now + timeoutSeconds * 1000 : nil,
+            lastActivityAt: now, metadata: metadata, env: env, vaultInject: vaultInject, cpuCount: cpuCount,
+            memoryMB: memoryMB, machineDirectory: sandbox.machine.directory, machinePID: sandbox.machine.processID,
+            nodeID: configuration.nodeID, autoPause: autoPause)
     }
 }
