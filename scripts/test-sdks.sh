@@ -5,12 +5,15 @@
 # and CommonJS builds) and the `omni` CLI (the real binary; its interactive shell in tmux).
 # Needs .build/debug/omnirun (or $OMNIRUN_BIN) and .build/debug/omni; scripts/test.sh runs it
 # after the Swift suite.
-#   SDK_SUITES="python typescript cli" (default: all)
+#   SDK_SUITES="python typescript cli" (default: these three; "public" runs the public
+#   clients, which need their git directories: scripts/test-public-clients.sh)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH=/opt/swift/usr/bin:$PATH
 # shellcheck source=scripts/test-services.sh
 source scripts/test-services.sh
+# shellcheck source=scripts/test-public-clients.sh
+source scripts/test-public-clients.sh
 suites="${SDK_SUITES:-python typescript cli}"
 bin="$(realpath "${OMNIRUN_BIN:-.build/debug/omnirun}")"
 cache="${OMNIRUN_CACHE_DIR:-$HOME/.cache/omnirun}"
@@ -30,17 +33,18 @@ trap cleanup EXIT
 
 port_of() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# The LLM upstream stand-in (the real OpenAI protocol on a real socket).
+# The LLM upstream stand-in (the real protocols, chat completions, Messages and Responses, on a real socket).
 upstream_key="upstream-$$"
 upstream_port=$(port_of)
 python3 scripts/testdata/fake-llm-upstream.py --key "$upstream_key" --port "$upstream_port" --word-delay 0.05 \
+  --log "$data/upstream-requests.jsonl" \
   > "$data/upstream.log" 2>&1 &
 upstream=$!
 
 port=$(port_of)
 OMNIRUN_SNAPSHOT_DIR="${OMNIRUN_TEST_SNAPSHOT_DIR:-$cache/test-snapshots}" \
 OMNIRUN_LLM_UPSTREAM_URL="http://127.0.0.1:$upstream_port/v1" OMNIRUN_LLM_UPSTREAM_KEY="$upstream_key" \
-OMNIRUN_LLM_RATE_LIMIT=1000 \
+OMNIRUN_LLM_UPSTREAM_PROTOCOLS=chat,messages,responses OMNIRUN_LLM_RATE_LIMIT=1000 OMNIRUN_SIGNUP=open \
   "$bin" serve --data-dir "$data" --port "$port" --log-level warning > "$data/server.log" 2>&1 &
 server=$!
 for _ in $(seq 1 600); do
@@ -84,7 +88,7 @@ typescript_suite() {
 }
 
 cli_suite() {
-  OMNIRUN_TEST_KEY="$(new_key cli@sdk.test)" OMNIRUN_TEST_OUTBOX="$data/outbox" OMNI="${OMNI_BIN:-$PWD/.build/debug/omni}" \
+  OMNIRUN_TEST_KEY="$(new_key cli@sdk.test)" OMNIRUN_TEST_OUTBOX="$data/outbox" OMNIRUN_TEST_LLM_LOG="$data/upstream-requests.jsonl" OMNI="${OMNI_BIN:-$PWD/.build/debug/omni}" \
     bash sdks/cli-tests/run.sh
 }
 
@@ -93,6 +97,7 @@ for suite in $suites; do
     python) run_suite "Python SDK (pytest)" python_suite ;;
     typescript) run_suite "TypeScript SDK (node --test, ESM and CJS)" typescript_suite ;;
     cli) run_suite "omni CLI" cli_suite ;;
+    public) run_suite "the public clients (scripts/test-public-clients.sh)" public_suite ;;
     *) echo "[sdk] unknown suite $suite"; status=1 ;;
   esac
 done

@@ -5,6 +5,7 @@
 #   postgres_stop DIR
 #   schemathesis_install -> the schemathesis CLI from PyPI (only if missing)
 #   openai_install       -> the official `openai` Python package from PyPI (the LLM proxy tests' client)
+#   anthropic_install    -> the official `anthropic` Python package from PyPI (the Messages protocol tests' client)
 #   cryptography_install -> Python's `cryptography` from PyPI (the e2ee tests' independent client)
 # Source this file; the functions install Debian's postgresql if it is missing.
 
@@ -43,6 +44,14 @@ openai_install() {
     echo "[test] installing openai (PyPI)"
     python3 -m pip install -q openai >/dev/null 2>&1 \
       || python3 -m pip install -q --break-system-packages openai >/dev/null
+  fi
+}
+
+anthropic_install() {
+  if ! python3 -c 'import anthropic' >/dev/null 2>&1; then
+    echo "[test] installing anthropic (PyPI)"
+    python3 -m pip install -q anthropic >/dev/null 2>&1 \
+      || python3 -m pip install -q --break-system-packages anthropic >/dev/null
   fi
 }
 

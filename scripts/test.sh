@@ -14,6 +14,8 @@ mkdir -p "$OMNIRUN_TEST_DATA_DIR" "$OMNIRUN_TEST_SNAPSHOT_DIR"
 # custom-template tests) pile up: those untouched for two days go (current ones are remade).
 find "$OMNIRUN_TEST_SNAPSHOT_DIR" -mindepth 1 -maxdepth 1 -mtime +2 -exec rm -rf {} + 2>/dev/null || true
 start=$(date +%s)
+# Host packages and QEMU's user (the server runs every VMM as it); quick when ready.
+scripts/install-deps.sh
 echo "[test] building tests"
 swift build --build-tests
 # shellcheck source=scripts/test-services.sh
@@ -22,6 +24,7 @@ pgdir="/tmp/omnirun-test-postgres-$$"
 trap 'postgres_stop "$pgdir"' EXIT
 postgres_start "$pgdir"
 openai_install
+anthropic_install
 cryptography_install
 # The desktop's live-view test drives headless Chromium: installed when that test can run.
 if [[ -f "$cache/images/desktop.json" || "${OMNIRUN_TEST_TEMPLATES:-}" =~ (desktop|all) ]]; then
@@ -29,13 +32,23 @@ if [[ -f "$cache/images/desktop.json" || "${OMNIRUN_TEST_TEMPLATES:-}" =~ (deskt
 fi
 echo "[test] running (real QEMU microVMs, a real PostgreSQL; parallel)"
 status=0
-swift test --skip-build --skip 'TemplateTests\.|ContextTests\.|ForkTests\.' 2>&1 | tee .build/test-output.log || status=$?
+heavy='TemplateTests[./]|DesktopScreenTests[./]|DesktopLiveViewTests[./]|ContextTests[./]|ForkTests[./]|CodingAgentTests[./]'
+attacks='ListenerLimitTests[./]|GatewayLimitTests[./]|ExposureLifecycleTests[./]|HostileAgentClientTests[./]|HostileGuestTests[./]|WebhookAddressTests[./]|QuotaTests[./]|EgressDefaultsTests[./]|UserSwitchTests[./]'
+swift test --skip-build --skip "$heavy|$attacks" 2>&1 | tee .build/test-output.log || status=$?
 # On their own: compilers under emulation take the CPU for minutes, which tests with tight
-# timing (timeouts, idle kills) must not share; so do Jupyter kernels starting (contexts) and
-# the many resumes of a fork. A template's test runs when its image is built (make test
-# builds javascript and php) or when OMNIRUN_TEST_TEMPLATES asks for it.
-echo "[test] built-in templates run their toolchains; code contexts and fork"
-swift test --skip-build --filter 'TemplateTests\.|ContextTests\.|ForkTests\.' 2>&1 | tee .build/test-templates-output.log || status=$?
+# timing (timeouts, idle kills) must not share; so do Jupyter kernels starting (contexts), the
+# many resumes of a fork, the desktop (XFCE redrawing at a new size, Chromium), and the
+# coding agents (Claude Code and Codex under emulation). A
+# template's test runs when its image is built (make test builds javascript and php) or when
+# OMNIRUN_TEST_TEMPLATES asks for it. The patterns take `Suite.test` and `Suite/test` alike
+# (tests declared in an extension of a suite).
+echo "[test] built-in templates run their toolchains; code contexts, fork and the coding agents"
+swift test --skip-build --filter "$heavy" 2>&1 | tee .build/test-templates-output.log || status=$?
+# The attacks (floods, slowloris, hostile guests and agents, private networks, quotas) one at
+# a time: each measures the descriptors, memory and time of a server (or of this process)
+# while it runs, which no other test may share, and each is timed against its own limits.
+echo "[test] attacks on the host, one at a time"
+swift test --skip-build --no-parallel --filter "$attacks" 2>&1 | tee .build/test-attacks-output.log || status=$?
 # The SDKs and the omni CLI against one more real server (scripts/test-sdks.sh).
 echo "[test] SDKs (Python, TypeScript) and the omni CLI"
 sdk_status=0

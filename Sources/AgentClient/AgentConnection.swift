@@ -1,6 +1,8 @@
 import AgentProtocol
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
+import NIOHPACK
 import NIOHTTP1
 import NIOHTTP2
 import NIOPosix
@@ -13,11 +15,21 @@ final class AgentConnection: Sendable {
 
     let channel: any Channel
     private let multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<Void>
+    /// The first way the agent broke the protocol on this connection: HTTP/2 itself
+    /// (bad frames, headers or flow control: NIO closes the connection) or an answer
+    /// that cannot be true (`GuestAgentClient.violation`).
+    let violations: ViolationRecorder
 
-    private init(channel: any Channel, multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<Void>) {
+    private init(
+        channel: any Channel, multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<Void>, violations: ViolationRecorder
+    ) {
         self.channel = channel
         self.multiplexer = multiplexer
+        self.violations = violations
     }
+
+    /// Largest header block the agent may send (NIO's HPACK decoder enforces it).
+    static let maxHeaderListSize = 64 << 10
 
     static var configuration: NIOHTTP2Handler.Configuration {
         var configuration = NIOHTTP2Handler.Configuration()
@@ -25,6 +37,10 @@ final class AgentConnection: Sendable {
             HTTP2Setting(parameter: .maxConcurrentStreams, value: 4096),
             HTTP2Setting(parameter: .initialWindowSize, value: 4 << 20),
             HTTP2Setting(parameter: .maxFrameSize, value: 1 << 18),
+            HTTP2Setting(parameter: .maxHeaderListSize, value: maxHeaderListSize),
+            // The agent never pushes: a pushed stream nobody reads would hold up to a
+            // stream window of memory each, so a PUSH_PROMISE is a connection error.
+            HTTP2Setting(parameter: .enablePush, value: 0),
         ]
         configuration.stream.targetWindowSize = 4 << 20
         // HTTP/2's connection window defaults to 64 KiB: one 64 KiB piece in flight
@@ -37,17 +53,23 @@ final class AgentConnection: Sendable {
 
     static func connect(socketPath: String, group: any EventLoopGroup) async throws -> AgentConnection {
         let configuration = Self.configuration
+        let recorder = ViolationRecorder()
         let (channel, multiplexer) = try await ClientBootstrap(group: group)
             .connectTimeout(.seconds(2))
             .connect(unixDomainSocketPath: socketPath) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let multiplexer = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(
                         mode: .client, configuration: configuration
-                    ) { stream in stream.eventLoop.makeSucceededVoidFuture() }
+                    ) { stream in
+                        // The agent never opens streams (push is off): one that arrives is closed.
+                        stream.close(promise: nil)
+                        return stream.eventLoop.makeSucceededVoidFuture()
+                    }
+                    try channel.pipeline.syncOperations.addHandler(ProtocolErrorHandler(recorder: recorder))
                     return (channel, multiplexer)
                 }
             }
-        return AgentConnection(channel: channel, multiplexer: multiplexer)
+        return AgentConnection(channel: channel, multiplexer: multiplexer, violations: recorder)
     }
 
     var isActive: Bool { channel.isActive }
@@ -63,5 +85,61 @@ final class AgentConnection: Sendable {
 
     func close() async {
         try? await channel.close()
+    }
+}
+
+/// Remembers the first protocol violation of a connection and tells whoever listens
+/// (the sandbox's runtime), once.
+final class ViolationRecorder: Sendable {
+    private struct State {
+        var error: String?
+        var listener: (@Sendable (String) -> Void)?
+    }
+    private let state = NIOLockedValueBox(State())
+
+    /// The first error, if any.
+    var error: String? { state.withLockedValue { $0.error } }
+
+    func record(_ message: String) {
+        let listener: (@Sendable (String) -> Void)? = state.withLockedValue { state in
+            guard state.error == nil else { return nil }
+            state.error = message
+            return state.listener
+        }
+        listener?(message)
+    }
+
+    /// Calls `listener` with the error now if there was one, else when it happens.
+    func listen(_ listener: @escaping @Sendable (String) -> Void) {
+        let past: String? = state.withLockedValue { state in
+            state.listener = listener
+            return state.error
+        }
+        if let past { listener(past) }
+    }
+}
+
+/// Sits behind the HTTP/2 handler: an error it raises about what the agent sent (a
+/// connection error: NIO answers GOAWAY) is recorded and the connection closed, so every
+/// call on it ends at once. Other errors (the socket going away) are not the agent's
+/// protocol failing.
+private final class ProtocolErrorHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = HTTP2Frame.FramePayload
+
+    let recorder: ViolationRecorder
+
+    init(recorder: ViolationRecorder) {
+        self.recorder = recorder
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard error is any NIOHTTP2Error || error is any NIOHPACKError else {
+            context.fireErrorCaught(error)
+            return
+        }
+        recorder.record("the agent broke HTTP/2: \(error)")
+        context.fireErrorCaught(error)
+        // NIO has sent GOAWAY and leaves the connection open: nothing more is read from it.
+        context.close(promise: nil)
     }
 }

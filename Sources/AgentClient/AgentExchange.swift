@@ -16,17 +16,19 @@ extension GuestAgentClient {
     }
 
     func json<Reply: Decodable & Sendable>(
-        _ method: HTTPMethod, _ path: String, query: [(String, String)] = [], timeout: Duration = defaultTimeout
+        _ method: HTTPMethod, _ path: String, query: [(String, String)] = [], timeout: Duration = defaultTimeout,
+        limit: Int = maxSmallReplyBytes
     ) async throws -> Reply {
         try await exchange(method, path, query: query, timeout: timeout, writeBody: { try await $0.write(.end(nil)) }) {
             head, body in
             try await self.checkStatus(head, &body)
-            return try await self.decodeBody(Reply.self, &body)
+            return try await self.decodeBody(Reply.self, &body, limit: limit)
         }
     }
 
     func json<Request: Encodable & Sendable, Reply: Decodable & Sendable>(
-        _ method: HTTPMethod, _ path: String, body request: Request, timeout: Duration = defaultTimeout
+        _ method: HTTPMethod, _ path: String, body request: Request, timeout: Duration = defaultTimeout,
+        limit: Int = maxSmallReplyBytes
     ) async throws -> Reply {
         let bytes = try JSONEncoder().encode(request)
         return try await exchange(
@@ -37,16 +39,17 @@ extension GuestAgentClient {
             }
         ) { head, body in
             try await self.checkStatus(head, &body)
-            return try await self.decodeBody(Reply.self, &body)
+            return try await self.decodeBody(Reply.self, &body, limit: limit)
         }
     }
 
     func events<Request: Encodable & Sendable>(
-        _ path: String, body request: Request, onEvent: @escaping @Sendable (ProcessEvent) async throws -> Void
+        _ path: String, body request: Request, timeout: Duration? = nil,
+        onEvent: @escaping @Sendable (ProcessEvent) async throws -> Void
     ) async throws {
         let bytes = try JSONEncoder().encode(request)
         try await exchange(
-            .POST, path, query: [], timeout: nil,
+            .POST, path, query: [], timeout: timeout,
             writeBody: { writer in
                 try await writer.write(.body(.byteBuffer(ByteBuffer(bytes: bytes))))
                 try await writer.write(.end(nil))
@@ -65,37 +68,52 @@ extension GuestAgentClient {
     ) async throws {
         var pending: [UInt8] = []
         while let chunk = try await body.next() {
+            // Only the new bytes are searched: a long line arriving in small pieces costs
+            // its length once, not once per piece.
+            var scanned = pending.count
             pending.append(contentsOf: chunk.readableBytesView)
             var start = 0
-            while let newline = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
+            while let newline = pending[scanned...].firstIndex(of: UInt8(ascii: "\n")) {
                 try await handle(Array(pending[start..<newline]))
                 start = newline + 1
+                scanned = start
             }
             pending.removeFirst(start)
             if pending.count > limit {
-                throw OmniRunError(.protocolViolation, "the agent of \(name) sent an event line over \(limit) bytes")
+                throw OmniRunError(.payloadTooLarge, "the agent of \(name) sent an event line over \(limit) bytes")
             }
         }
         if !pending.isEmpty { try await handle(pending) }
     }
 
     func decode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8]) throws -> T {
+        guard JSONNesting.depth(of: bytes) <= JSONNesting.maxDepth else {
+            throw violation("sent a \(type) nested deeper than \(JSONNesting.maxDepth) levels")
+        }
         do {
             return try JSONDecoder().decode(type, from: Data(bytes))
         } catch {
-            throw OmniRunError(.protocolViolation, "the agent of \(name) sent a malformed \(type): \(error)")
+            throw violation("sent a malformed \(type): \(String("\(error)".prefix(300)))")
         }
     }
 
-    func decodeBody<T: Decodable>(_ type: T.Type, _ body: inout ResponseBody) async throws -> T {
-        try decode(type, try await body.collect(limit: Self.maxJSONBytes, name: name))
+    func decodeBody<T: Decodable>(_ type: T.Type, _ body: inout ResponseBody, limit: Int = maxJSONBytes) async throws -> T {
+        try decode(type, try await body.collect(limit: limit, name: name))
+    }
+
+    /// An answer no honest agent sends: the error to throw. `exchange` reports it to the
+    /// sandbox's runtime (`onProtocolViolation`), which ends the sandbox as failed.
+    func violation(_ what: String) -> OmniRunError {
+        OmniRunError(.protocolViolation, "the agent of \(name) \(what)")
     }
 
     func checkStatus(_ head: HTTPResponseHead, _ body: inout ResponseBody) async throws {
         let status = Int(head.status.code)
         guard !(200..<300).contains(status) else { return }
-        let bytes = (try? await body.collect(limit: 1 << 20, name: name)) ?? []
-        let error = try? JSONDecoder().decode(AgentErrorBody.self, from: Data(bytes))
+        let bytes = (try? await body.collect(limit: 64 << 10, name: name)) ?? []
+        let error =
+            JSONNesting.depth(of: bytes) <= JSONNesting.maxDepth
+            ? try? JSONDecoder().decode(AgentErrorBody.self, from: Data(bytes)) : nil
         let code: OmniRunError.Code
         switch error?.code {
         case AgentErrorCode.notFound: code = .notFound
@@ -105,7 +123,8 @@ extension GuestAgentClient {
         case AgentErrorCode.noSpace: code = .noSpace
         default: code = status == 502 ? .unavailable : .agentError
         }
-        throw OmniRunError(code, error?.message ?? "the agent of \(name) answered \(status)")
+        let message = error.map { String($0.message.prefix(4096)) }
+        throw OmniRunError(code, message ?? "the agent of \(name) answered \(status)")
     }
 
     /// Opens a stream, sends the request, and hands the response to `readResponse`.
@@ -159,9 +178,13 @@ extension GuestAgentClient {
                 return try await readResponse(head, &body)
             }
         } catch let error as OmniRunError {
+            if error.code == .protocolViolation { connection.violations.record(error.message) }
+            // The stream ended because the connection broke: say why.
+            if error.code == .unavailable, let broken = connection.violations.error { throw OmniRunError(.protocolViolation, broken) }
             if timedOut.withLockedValue({ $0 }) { throw timeoutError(timeout) }
             throw error
         } catch {
+            if let broken = connection.violations.error { throw OmniRunError(.protocolViolation, broken) }
             if timedOut.withLockedValue({ $0 }) { throw timeoutError(timeout) }
             if error is CancellationError { throw error }
             throw OmniRunError(.unavailable, "the agent of \(name) went away during \(method) \(path): \(error)")
@@ -214,7 +237,7 @@ struct ResponseBody {
         while let chunk = try await next() {
             bytes.append(contentsOf: chunk.readableBytesView)
             if bytes.count > limit {
-                throw OmniRunError(.protocolViolation, "the agent of \(name) sent more than \(limit) bytes")
+                throw OmniRunError(.payloadTooLarge, "the agent of \(name) sent more than \(limit) bytes")
             }
         }
         return bytes
@@ -228,5 +251,46 @@ extension Array where Element: Sendable {
             for element in self { continuation.yield(element) }
             continuation.finish()
         }
+    }
+}
+
+/// How deeply a JSON text nests arrays and objects, counted without parsing it. A
+/// decoder recurses once per level: the agent's answers are refused past `maxDepth`
+/// before any decoder sees them (our shapes nest a handful of levels; a context's rich
+/// result a few dozen at most).
+enum JSONNesting {
+    static let maxDepth = 128
+
+    /// The deepest nesting (stops counting once past `maxDepth`).
+    static func depth(of bytes: [UInt8]) -> Int {
+        var depth = 0
+        var deepest = 0
+        var inString = false
+        var escaped = false
+        for byte in bytes {
+            if inString {
+                if escaped {
+                    escaped = false
+                } else if byte == UInt8(ascii: "\\") {
+                    escaped = true
+                } else if byte == UInt8(ascii: "\"") {
+                    inString = false
+                }
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "\""): inString = true
+            case UInt8(ascii: "["), UInt8(ascii: "{"):
+                depth += 1
+                if depth > deepest {
+                    deepest = depth
+                    if deepest > maxDepth { return deepest }
+                }
+            case UInt8(ascii: "]"), UInt8(ascii: "}"):
+                depth = max(0, depth - 1)
+            default: break
+            }
+        }
+        return deepest
     }
 }

@@ -19,11 +19,13 @@ public struct CommandResult: Sendable, Equatable {
 }
 
 extension GuestAgentClient {
-    /// Runs a process to completion and collects its output (up to `limit` bytes of each stream).
-    public func run(_ request: ProcessStartRequest, limit: Int = 64 << 20) async throws -> CommandResult {
+    /// Runs a process to completion and collects its output (up to `limit` bytes of each
+    /// stream). With `timeout`, the host stops waiting after it (`.timeout`) whatever the
+    /// agent does about the request's own `timeoutMillis`.
+    public func run(_ request: ProcessStartRequest, limit: Int = 64 << 20, timeout: Duration? = nil) async throws -> CommandResult {
         let box = NIOLockedValueBox(CommandResult(pid: 0, stdout: [], stderr: [], exitCode: -1))
         let ended = NIOLockedValueBox(false)
-        try await startProcess(request) { event in
+        try await startProcess(request, timeout: timeout) { event in
             try box.withLockedValue { result in
                 switch event.type {
                 case .start: result.pid = event.pid ?? 0

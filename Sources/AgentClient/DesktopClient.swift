@@ -22,15 +22,18 @@ extension GuestAgentClient {
             writeBody: { writer in try await writer.write(.end(nil)) }
         ) { head, body in
             try await self.checkStatus(head, &body)
-            guard let width = head.headers.first(name: DesktopAPI.widthHeader).flatMap({ Int($0) }),
-                let height = head.headers.first(name: DesktopAPI.heightHeader).flatMap({ Int($0) }),
-                width > 0, height > 0, width * height <= 40_000_000
-            else { throw OmniRunError(.protocolViolation, "capture without a valid size from \(self.name)") }
-            let rgb = try await body.collect(limit: width * height * 3, name: self.name)
-            guard rgb.count == width * height * 3 else {
-                throw OmniRunError(.protocolViolation, "capture of \(rgb.count) bytes for \(width)×\(height) from \(self.name)")
+            let width = head.headers.first(name: DesktopAPI.widthHeader)
+            let height = head.headers.first(name: DesktopAPI.heightHeader)
+            guard let bytes = DesktopCapture.byteCount(width: width, height: height) else {
+                throw self.violation(
+                    "sent a capture of \(String((width ?? "?").prefix(24)))×\(String((height ?? "?").prefix(24))) pixels "
+                        + "(each side 1…\(DesktopCapture.maxSide), at most \(DesktopCapture.maxPixels) pixels)")
             }
-            return DesktopCapture(width: width, height: height, rgb: rgb)
+            let rgb = try await body.collect(limit: bytes.count, name: self.name)
+            guard rgb.count == bytes.count else {
+                throw self.violation("sent a capture of \(rgb.count) bytes for \(bytes.width)×\(bytes.height) pixels")
+            }
+            return DesktopCapture(width: bytes.width, height: bytes.height, rgb: rgb)
         }
     }
 
@@ -54,4 +57,20 @@ public struct DesktopCapture: Sendable {
     public var width: Int
     public var height: Int
     public var rgb: [UInt8]
+
+    /// X11 screens are at most 32767 pixels a side; an 8K screen has 33 million pixels.
+    public static let maxSide = 32767
+    public static let maxPixels = 40_000_000
+
+    /// The size of a capture whose headers say `width` × `height`, or nil when either is
+    /// not a number in 1…`maxSide` or the area is past `maxPixels`. Nothing is multiplied
+    /// before both sides are bounded.
+    public static func byteCount(width: String?, height: String?) -> (width: Int, height: Int, count: Int)? {
+        guard let width = width.flatMap({ Int($0) }), let height = height.flatMap({ Int($0) }),
+            (1...maxSide).contains(width), (1...maxSide).contains(height)
+        else { return nil }
+        let (pixels, overflow) = width.multipliedReportingOverflow(by: height)
+        guard !overflow, pixels <= maxPixels else { return nil }
+        return (width, height, pixels * 3)
+    }
 }

@@ -44,7 +44,7 @@ extension GuestAgentClient {
     }
 
     static func contextFailure(_ event: ContextEvent) -> OmniRunError {
-        let message = event.message ?? "the contexts service failed"
+        let message = String((event.message ?? "the contexts service failed").prefix(4096))
         switch event.status ?? 500 {
         case 400: return OmniRunError(.invalidArgument, message)
         case 404: return OmniRunError(.notFound, message)

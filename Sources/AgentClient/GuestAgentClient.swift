@@ -10,11 +10,17 @@ import OmniRunError
 /// The host's client of one guest agent. Everything the guest sends back is
 /// bounded: JSON answers, event lines and error bodies have size limits, and a
 /// guest that stops answering fails the call with a timeout naming the sandbox.
+/// An answer no honest agent sends (malformed JSON, impossible sizes or pids, broken
+/// HTTP/2) fails its call with `.protocolViolation` and is reported once to
+/// `onProtocolViolation`.
 public final class GuestAgentClient: Sendable {
     public let name: String
     let connection: AgentConnection
     let logger: Logger
+    /// Largest JSON answer that lists things (files, processes, a process's output).
     public static let maxJSONBytes = 64 << 20
+    /// Largest JSON answer of a fixed shape (health, metrics, a file's entry, `{}`).
+    public static let maxSmallReplyBytes = 64 << 10
     public static let maxEventLineBytes = 1 << 20
     public static let defaultTimeout: Duration = .seconds(30)
     static let sendBatchSize = 256 << 10
@@ -80,6 +86,10 @@ public final class GuestAgentClient: Sendable {
                 do {
                     _ = try await client.health(timeout: attemptTimeout)
                     return client
+                } catch let error as OmniRunError where error.code == .protocolViolation {
+                    // A lying agent does not get better by being asked again.
+                    await connection.close()
+                    throw error
                 } catch {
                     lastError = error
                     let starved = (await starvedFor?() ?? .zero) - starvedAtStart
@@ -101,6 +111,15 @@ public final class GuestAgentClient: Sendable {
     }
 
     public var isConnected: Bool { connection.isActive }
+
+    /// Calls `handler` once with the first protocol violation of this agent (at once if
+    /// one happened already). The runtime ends the sandbox with it as the reason.
+    public func onProtocolViolation(_ handler: @escaping @Sendable (String) -> Void) {
+        connection.violations.listen(handler)
+    }
+
+    /// The first protocol violation of this agent, if any.
+    public var protocolViolation: String? { connection.violations.error }
 
     /// Holds every later call except `init` until `work` has run, and fails them with
     /// its error if it fails. `work` starts with the first such call (or `startAdmission`),
@@ -153,10 +172,12 @@ public final class GuestAgentClient: Sendable {
     /// Starts a process and delivers its events in order until `end` (or until the
     /// caller stops: throwing from `onEvent` or cancelling detaches from the process,
     /// which keeps running).
+    /// With `timeout`, a stream still open after it is closed and the call fails with
+    /// `.timeout` (the agent's own `timeoutMillis` is the guest's word; this is the host's).
     public func startProcess(
-        _ request: ProcessStartRequest, onEvent: @escaping @Sendable (ProcessEvent) async throws -> Void
+        _ request: ProcessStartRequest, timeout: Duration? = nil, onEvent: @escaping @Sendable (ProcessEvent) async throws -> Void
     ) async throws {
-        try await events(AgentAPI.Path.processStart, body: request, onEvent: onEvent)
+        try await events(AgentAPI.Path.processStart, body: request, timeout: timeout, onEvent: onEvent)
     }
 
     /// Re-attaches to a running or finished process by pid or tag.
@@ -170,17 +191,26 @@ public final class GuestAgentClient: Sendable {
     /// `onEvent`, output keeps flowing to it in the background until the process
     /// ends; without, the call detaches at once (the process runs on and its output
     /// stays in the agent for `processOutput` and `connectProcess`).
+    /// An agent that has not reported the start within `startTimeout` fails the call (the
+    /// stream is closed; a process it starts later runs on unobserved).
     public func startDetached(
-        _ request: ProcessStartRequest, onEvent: (@Sendable (ProcessEvent) async throws -> Void)? = nil
+        _ request: ProcessStartRequest, startTimeout: Duration = defaultTimeout,
+        onEvent: (@Sendable (ProcessEvent) async throws -> Void)? = nil
     ) async throws -> Int32 {
         struct Detach: Error {}
         let (pidStream, pidContinuation) = AsyncThrowingStream<Int32, any Error>.makeStream()
-        Task {
+        let runner = Task {
             do {
                 try await self.startProcess(request) { event in
-                    if event.type == .start, let pid = event.pid {
+                    if event.type == .start {
+                        guard let pid = event.pid, pid > 0 else {
+                            throw self.violation("started a process with pid \(event.pid.map { "\($0)" } ?? "none")")
+                        }
+                        // The caller sees `start` before it sees the pid: what it refuses fails the start.
+                        try await onEvent?(event)
                         pidContinuation.yield(pid)
                         if onEvent == nil { throw Detach() }
+                        return
                     }
                     try await onEvent?(event)
                 }
@@ -191,6 +221,14 @@ public final class GuestAgentClient: Sendable {
                 pidContinuation.finish(throwing: error)
             }
         }
+        let name = self.name
+        let timer = Task {
+            try await Task.sleep(for: startTimeout)
+            pidContinuation.finish(
+                throwing: OmniRunError(.timeout, "the agent of \(name) did not start the process within \(startTimeout)"))
+            runner.cancel()
+        }
+        defer { timer.cancel() }
         for try await pid in pidStream { return pid }
         throw OmniRunError(.agentError, "the agent of \(name) ended the stream before the process started")
     }
@@ -211,11 +249,11 @@ public final class GuestAgentClient: Sendable {
     }
 
     public func processOutput(pid: Int32) async throws -> ProcessOutput {
-        try await json(.GET, AgentAPI.Path.processOutput, query: [("pid", "\(pid)")])
+        try await json(.GET, AgentAPI.Path.processOutput, query: [("pid", "\(pid)")], limit: Self.maxJSONBytes)
     }
 
     public func listProcesses(includeFinished: Bool = false) async throws -> [GuestProcessInfo] {
-        try await json(.GET, AgentAPI.Path.processList, query: includeFinished ? [("all", "1")] : [])
+        try await json(.GET, AgentAPI.Path.processList, query: includeFinished ? [("all", "1")] : [], limit: Self.maxJSONBytes)
     }
 
     // MARK: files
@@ -225,7 +263,8 @@ public final class GuestAgentClient: Sendable {
     }
 
     public func list(path: String, depth: Int = 1, user: String? = nil) async throws -> [FileEntry] {
-        try await json(.GET, AgentAPI.Path.fileList, query: [("path", path), ("depth", "\(depth)")] + userQuery(user))
+        try await json(
+            .GET, AgentAPI.Path.fileList, query: [("path", path), ("depth", "\(depth)")] + userQuery(user), limit: Self.maxJSONBytes)
     }
 
     public func makeDirectory(path: String, user: String? = nil) async throws -> FileEntry {
@@ -253,7 +292,7 @@ public final class GuestAgentClient: Sendable {
         ) { head, body in
             try await self.checkStatus(head, &body)
             while let chunk = try await body.next() { try await onChunk(chunk) }
-            return head.headers.first(name: "x-file-size").flatMap { Int64($0) }
+            return head.headers.first(name: "x-file-size").flatMap { Int64($0) }.flatMap { $0 >= 0 ? $0 : nil }
         }
     }
 

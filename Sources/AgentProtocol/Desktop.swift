@@ -83,6 +83,34 @@ public struct DesktopMouseRequest: Codable, Sendable, Equatable {
         self.amount = amount
     }
 
+    enum CodingKeys: String, CodingKey {
+        case action, x, y, endX, endY, direction, amount
+    }
+
+    /// Coordinates and `amount` are JSON numbers: a fraction (the public CLI sends
+    /// `parseFloat` values) is rounded to the nearest pixel; one past `Int`'s range becomes
+    /// its bound, which `validate` refuses with the field's name.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        action = try container.decode(Action.self, forKey: .action)
+        x = try Self.number(container, .x)
+        y = try Self.number(container, .y)
+        endX = try Self.number(container, .endX)
+        endY = try Self.number(container, .endY)
+        direction = try container.decodeIfPresent(Direction.self, forKey: .direction)
+        amount = try Self.number(container, .amount)
+    }
+
+    static func number(_ container: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys) throws -> Int? {
+        if let whole = try? container.decodeIfPresent(Int.self, forKey: key) { return whole }
+        guard let value = try container.decodeIfPresent(Double.self, forKey: key) else { return nil }
+        guard value.isFinite else {
+            throw DecodingError.dataCorruptedError(forKey: key, in: container, debugDescription: "\(key.stringValue) must be a number")
+        }
+        let rounded = value.rounded(.toNearestOrAwayFromZero)
+        return Int(exactly: rounded) ?? (rounded < 0 ? Int.min : Int.max)
+    }
+
     /// Checks what each action needs; the message says what is wrong.
     public func validate() throws(DesktopInputError) {
         for (name, value) in [("x", x), ("y", y), ("endX", endX), ("endY", endY)] {

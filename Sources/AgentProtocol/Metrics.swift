@@ -29,6 +29,8 @@ public struct GuestMetrics: Codable, Sendable, Equatable {
     }
 
     /// Parses `/proc/stat`'s first line and `/proc/meminfo` (kept here so both sides test it).
+    /// Both files are whatever the guest's root mounts there: sums and products saturate
+    /// at `UInt64.max` instead of trapping (the host clamps the figures to the machine).
     public static func parse(stat: String, meminfo: String) -> (busy: UInt64, total: UInt64, memTotal: UInt64, memUsed: UInt64) {
         var busy: UInt64 = 0
         var total: UInt64 = 0
@@ -36,20 +38,26 @@ public struct GuestMetrics: Codable, Sendable, Equatable {
             let fields = line.split(separator: " ").dropFirst().compactMap { UInt64($0) }
             // user nice system idle iowait irq softirq steal (guest time is already in user).
             for (index, value) in fields.prefix(8).enumerated() {
-                total += value
-                if index != 3 && index != 4 { busy += value }
+                total = saturatingSum(total, value)
+                if index != 3 && index != 4 { busy = saturatingSum(busy, value) }
             }
         }
         var values: [Substring: UInt64] = [:]
         for line in meminfo.split(separator: "\n") {
             let parts = line.split(separator: " ", omittingEmptySubsequences: true)
             guard parts.count >= 2, let kib = UInt64(parts[1]) else { continue }
-            values[parts[0].dropLast()] = kib * 1024
+            let (bytes, overflow) = kib.multipliedReportingOverflow(by: 1024)
+            values[parts[0].dropLast()] = overflow ? .max : bytes
         }
         let memTotal = values["MemTotal"] ?? 0
         let available = values["MemAvailable"] ?? values["MemFree"] ?? 0
         return (busy, total, memTotal, memTotal > available ? memTotal - available : 0)
     }
+}
+
+private func saturatingSum(_ a: UInt64, _ b: UInt64) -> UInt64 {
+    let (sum, overflow) = a.addingReportingOverflow(b)
+    return overflow ? .max : sum
 }
 
 /// `POST /v1/clock`: sets the guest's wall clock (after a resume: it stood still while paused).

@@ -57,6 +57,8 @@ pid_t omr_spawn(const omr_spawn_args *a, int *err) {
         }
         syscall(SYS_close_range, 3, ~0U, 0);
         if (a->change_identity) {
+            /* (uid_t)-1 and (gid_t)-1 mean "leave unchanged" to setres*id: the child would stay root. */
+            if (a->uid == (uid_t)-1 || a->gid == (gid_t)-1) { child_errno = EINVAL; _exit(127); }
             if (syscall(SYS_setgroups, a->ngroups, a->groups) < 0) { child_errno = errno; _exit(127); }
             if (syscall(SYS_setresgid, a->gid, a->gid, a->gid) < 0) { child_errno = errno; _exit(127); }
             if (syscall(SYS_setresuid, a->uid, a->uid, a->uid) < 0) { child_errno = errno; _exit(127); }
@@ -141,10 +143,29 @@ int omr_inotify_record(const char *buf, int offset, int *wd, uint32_t *mask, con
 }
 
 int omr_set_fs_identity(uid_t uid, gid_t gid, const gid_t *groups, int ngroups) {
-    if (syscall(SYS_setgroups, ngroups, groups) < 0) return errno;
-    syscall(SYS_setfsgid, gid);
-    syscall(SYS_setfsuid, uid);
-    return 0;
+    /* setfsuid/setfsgid report no errors: each is checked by reading the value back
+       (a call with -1 changes nothing and returns the current one). -1 itself is
+       "no change" to them, so it is refused. On any failure the thread goes back to
+       root's identity and the caller gets an errno: it must not go on as root. */
+    if (uid == (uid_t)-1 || gid == (gid_t)-1 || ngroups < 0) return EINVAL;
+    int err = 0;
+    if (syscall(SYS_setgroups, ngroups, groups) < 0) {
+        err = errno;
+    } else {
+        syscall(SYS_setfsgid, gid);
+        if ((gid_t)syscall(SYS_setfsgid, (gid_t)-1) != gid) {
+            err = EPERM;
+        } else {
+            syscall(SYS_setfsuid, uid);
+            if ((uid_t)syscall(SYS_setfsuid, (uid_t)-1) != uid) err = EPERM;
+        }
+    }
+    if (err != 0) {
+        syscall(SYS_setfsuid, 0);
+        syscall(SYS_setfsgid, 0);
+        syscall(SYS_setgroups, 0, NULL);
+    }
+    return err;
 }
 
 int omr_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC) < 0 ? errno : 0; }

@@ -1,14 +1,16 @@
 import Foundation
 import OmniRunError
 
-/// One OpenAI-compatible server the proxy forwards to (an aggregator such as
-/// OpenRouter, a vLLM or LiteLLM server, OpenAI itself).
+/// One server the proxy forwards to (an aggregator such as OpenRouter, a vLLM or LiteLLM
+/// server, OpenAI, Anthropic), with the protocols it speaks.
 public struct Upstream: Sendable, Codable, Equatable {
     /// A short name for logs and the usage ledger.
     public var name: String
-    /// The API root, e.g. `https://openrouter.ai/api/v1` (`/chat/completions` and `/models` are appended).
+    /// The API root, e.g. `https://openrouter.ai/api/v1` or `https://api.anthropic.com/v1`
+    /// (`/chat/completions`, `/messages`, `/responses` and `/models` are appended).
     public var baseURL: String
-    /// The key sent as `Authorization: Bearer`. Prefer `apiKeyEnv` so the config file holds no secret.
+    /// The key, sent as `x-api-key` with Anthropic Messages and as `Authorization: Bearer`
+    /// otherwise. Prefer `apiKeyEnv` so the config file holds no secret.
     public var apiKey: String?
     /// Name of an environment variable holding the key.
     public var apiKeyEnv: String?
@@ -20,10 +22,12 @@ public struct Upstream: Sendable, Codable, Equatable {
     public var requestCost: Bool?
     /// Seconds to wait for the answer to start, and at most between two streamed chunks.
     public var timeoutSeconds: Double?
+    /// The protocols it speaks (`"chat"`, `"messages"`, `"responses"`); default `["chat"]`.
+    public var protocols: [LLMProtocol]?
 
     public init(
         name: String, baseURL: String, apiKey: String? = nil, apiKeyEnv: String? = nil, models: [String],
-        stripPrefix: Bool? = nil, requestCost: Bool? = nil, timeoutSeconds: Double? = nil
+        stripPrefix: Bool? = nil, requestCost: Bool? = nil, timeoutSeconds: Double? = nil, protocols: [LLMProtocol]? = nil
     ) {
         self.name = name
         self.baseURL = baseURL
@@ -33,7 +37,15 @@ public struct Upstream: Sendable, Codable, Equatable {
         self.stripPrefix = stripPrefix
         self.requestCost = requestCost
         self.timeoutSeconds = timeoutSeconds
+        self.protocols = protocols
     }
+
+    /// Whether it speaks `wire` (an upstream that names none speaks chat completions).
+    public func speaks(_ wire: LLMProtocol) -> Bool {
+        (protocols ?? [.chatCompletions]).contains(wire)
+    }
+
+    public var spokenProtocols: [LLMProtocol] { protocols ?? [.chatCompletions] }
 
     /// The key to send: `apiKey`, else the variable `apiKeyEnv` names.
     public func resolvedKey(environment: [String: String]) -> String? {
@@ -133,7 +145,8 @@ public struct LLMConfiguration: Sendable, Codable, Equatable {
 
     /// Reads the file (if any), then applies the environment:
     /// - `OMNIRUN_LLM_CONFIG`: the JSON file (default `<dataDirectory>/llm.json` when it exists)
-    /// - `OMNIRUN_LLM_UPSTREAM_URL`, `OMNIRUN_LLM_UPSTREAM_KEY`: one more upstream serving every model (`"*"`)
+    /// - `OMNIRUN_LLM_UPSTREAM_URL`, `OMNIRUN_LLM_UPSTREAM_KEY`: one more upstream serving every model (`"*"`),
+    ///   speaking the protocols in `OMNIRUN_LLM_UPSTREAM_PROTOCOLS` (comma-separated, default `chat`)
     /// - `OMNIRUN_LLM_SPEND_CAP_CENTS`, `OMNIRUN_LLM_RATE_LIMIT` (requests per minute),
     ///   `OMNIRUN_LLM_TIMEOUT` (seconds), `OMNIRUN_LLM_FREE_TIER` (comma-separated),
     ///   `OMNIRUN_LLM_FREE_TIER_ONLY` (1/0)
@@ -154,8 +167,11 @@ public struct LLMConfiguration: Sendable, Codable, Equatable {
             throw OmniRunError(.invalidArgument, "the LLM configuration \(explicit) does not exist")
         }
         if let url = environment["OMNIRUN_LLM_UPSTREAM_URL"], !url.isEmpty {
+            let protocols = try environment["OMNIRUN_LLM_UPSTREAM_PROTOCOLS"].map { try LLMProtocol.list($0) }
             configuration.upstreams.append(
-                Upstream(name: "default", baseURL: url, apiKeyEnv: "OMNIRUN_LLM_UPSTREAM_KEY", models: ["*"]))
+                Upstream(
+                    name: "default", baseURL: url, apiKeyEnv: "OMNIRUN_LLM_UPSTREAM_KEY", models: ["*"],
+                    protocols: protocols?.isEmpty == false ? protocols : nil))
         }
         if let cap = environment["OMNIRUN_LLM_SPEND_CAP_CENTS"].flatMap({ Int64($0) }) { configuration.spendCapCents = cap }
         if let rate = environment["OMNIRUN_LLM_RATE_LIMIT"].flatMap({ Int($0) }) { configuration.requestsPerMinute = rate }
@@ -179,6 +195,9 @@ public struct LLMConfiguration: Sendable, Codable, Equatable {
             }
             guard !upstream.models.isEmpty else {
                 throw OmniRunError(.invalidArgument, "upstream \(upstream.name): list the models it serves (or \"*\")")
+            }
+            guard upstream.protocols?.isEmpty != true else {
+                throw OmniRunError(.invalidArgument, "upstream \(upstream.name): protocols must name at least one (chat, messages, responses)")
             }
             guard names.insert(upstream.name).inserted else {
                 throw OmniRunError(.invalidArgument, "two upstreams are named \(upstream.name)")

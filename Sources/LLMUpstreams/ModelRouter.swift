@@ -1,5 +1,6 @@
 /// Picks the upstream for a model: an exact id wins, then the longest `prefix*`
 /// pattern, then an upstream that serves `"*"`. Ties go to the upstream listed first.
+/// Asked for a protocol, it chooses among the upstreams that speak it.
 public struct ModelRouter: Sendable {
     public let upstreams: [Upstream]
 
@@ -13,9 +14,9 @@ public struct ModelRouter: Sendable {
         public var upstreamModel: String
     }
 
-    public func route(_ model: String) -> Route? {
+    public func route(_ model: String, speaking wire: LLMProtocol? = nil) -> Route? {
         var best: (upstream: Upstream, score: Int)? = nil
-        for upstream in upstreams {
+        for upstream in upstreams where wire.map(upstream.speaks) ?? true {
             for pattern in upstream.models {
                 let score: Int
                 if pattern == model {

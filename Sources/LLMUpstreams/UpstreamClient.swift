@@ -40,14 +40,22 @@ public final class UpstreamClient: Sendable {
         .milliseconds(Int64((upstream.timeoutSeconds ?? defaultTimeout) * 1000))
     }
 
-    func request(_ upstream: Upstream, path: String, method: HTTPMethod, body: ByteBuffer?, stream: Bool) -> HTTPClientRequest {
+    func request(
+        _ upstream: Upstream, path: String, method: HTTPMethod, body: ByteBuffer?, stream: Bool, wire: LLMProtocol = .chatCompletions,
+        headers: [(String, String)] = []
+    ) -> HTTPClientRequest {
         var request = HTTPClientRequest(url: upstream.root + path)
         request.method = method
         if let key = upstream.resolvedKey(environment: environment) {
-            request.headers.add(name: "Authorization", value: "Bearer \(key)")
+            if wire == .messages {
+                request.headers.add(name: "x-api-key", value: key)
+            } else {
+                request.headers.add(name: "Authorization", value: "Bearer \(key)")
+            }
         }
         request.headers.add(name: "Accept", value: stream ? "text/event-stream" : "application/json")
         request.headers.add(name: "User-Agent", value: "omnirun-llm-proxy")
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(body)
@@ -55,9 +63,14 @@ public final class UpstreamClient: Sendable {
         return request
     }
 
-    /// Sends a chat completion request; returns once the upstream's head has arrived.
-    public func chat(_ upstream: Upstream, body: ByteBuffer, stream: Bool) async throws -> Answer {
-        let request = request(upstream, path: "/chat/completions", method: .POST, body: body, stream: stream)
+    /// Sends a request of `wire` (`countTokens`: Anthropic's `/messages/count_tokens`) with
+    /// the client's protocol headers; returns once the upstream's head has arrived.
+    public func send(
+        _ upstream: Upstream, wire: LLMProtocol, body: ByteBuffer, stream: Bool, countTokens: Bool = false,
+        headers: [(String, String)] = []
+    ) async throws -> Answer {
+        let path = wire.path + (countTokens ? "/count_tokens" : "")
+        let request = request(upstream, path: path, method: .POST, body: body, stream: stream, wire: wire, headers: headers)
         do {
             let response = try await http.execute(request, timeout: timeout(upstream), logger: logger)
             return Answer(
@@ -70,7 +83,11 @@ public final class UpstreamClient: Sendable {
 
     /// The model ids the upstream lists (`GET /models`).
     public func models(_ upstream: Upstream) async throws -> [String] {
-        let request = request(upstream, path: "/models", method: .GET, body: nil, stream: false)
+        // An upstream that speaks only Anthropic Messages lists its models the Anthropic way.
+        let anthropic = upstream.spokenProtocols == [.messages]
+        let request = request(
+            upstream, path: "/models", method: .GET, body: nil, stream: false, wire: anthropic ? .messages : .chatCompletions,
+            headers: anthropic ? [("anthropic-version", MessagesHeaders.defaultVersion)] : [])
         do {
             let response = try await http.execute(request, timeout: .seconds(15), logger: logger)
             let bytes = try await response.body.collect(upTo: Self.maxBodyBytes)

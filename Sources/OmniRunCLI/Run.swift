@@ -45,7 +45,7 @@ extension OmniRun {
             let line = words.count == 1 ? words[0] : words.map(shellQuote).joined(separator: " ")
             var exitCode: Int32 = 0
             do {
-                let result = try await sandbox.agent.run(ProcessStartRequest(shell: line, user: user))
+                let result = try await sandbox.exec(ProcessStartRequest(shell: line, user: user))
                 FileHandle.standardOutput.write(Data(result.stdout))
                 FileHandle.standardError.write(Data(result.stderr))
                 exitCode = result.exitCode

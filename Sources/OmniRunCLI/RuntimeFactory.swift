@@ -29,7 +29,11 @@ enum RuntimeFactory {
         default: break
         }
         if let tb = env["OMNIRUN_TCG_TB_MB"], let mb = Int(tb) { qemu.tcgTranslationCacheMB = mb }
-        if let user = env["OMNIRUN_QEMU_RUNAS"], !user.isEmpty { qemu.runAs = user }
+        if let user = env["OMNIRUN_QEMU_USER"] ?? env["OMNIRUN_QEMU_RUNAS"], !user.isEmpty { qemu.user = user }
+        if env["OMNIRUN_QEMU_CGROUPS"] == "off" || env["OMNIRUN_QEMU_CGROUPS"] == "0" { qemu.cgroups = false }
+        if let mb = env["OMNIRUN_QEMU_MEMORY_OVERHEAD_MB"].flatMap({ Int($0) }), mb >= 0 { qemu.memoryOverheadMB = mb }
+        if let pids = env["OMNIRUN_QEMU_PIDS_MAX"].flatMap({ Int($0) }), pids > 0 { qemu.pidsMax = pids }
+        if let kb = env["OMNIRUN_CONSOLE_LOG_KB"].flatMap({ Int($0) }), kb > 0 { qemu.consoleLogBytes = min(kb, 1 << 20) << 10 }
         let accel = env["OMNIRUN_ACCEL"] ?? options.accel
         guard let choice = AcceleratorChoice(rawValue: accel) else {
             throw OmniRunError(.invalidArgument, "unknown accelerator '\(accel)' (auto, kvm, tcg)")
@@ -50,7 +54,8 @@ enum RuntimeFactory {
     }
 
     /// Internet access: `OMNIRUN_NETWORK=off`, `OMNIRUN_NETWORK_DNS=<ip>`,
-    /// `OMNIRUN_NETWORK_HOSTS=name=ip[,name=ip...]` (docs/networking.md).
+    /// `OMNIRUN_NETWORK_HOSTS=name=ip[,name=ip...]`,
+    /// `OMNIRUN_EGRESS_ALLOW_PRIVATE=cidr[,cidr...]` (docs/networking.md).
     static func networkConfiguration(_ env: [String: String], dataDirectory: String) throws -> HostNetwork.Configuration {
         var network = HostNetwork.Configuration(dataDirectory: dataDirectory)
         network.enabled = env["OMNIRUN_NETWORK"] != "off"
@@ -60,6 +65,7 @@ enum RuntimeFactory {
             }
             network.resolver = dns
         }
+        network.privateNetworks = try PrivateNetworks(setting: env["OMNIRUN_EGRESS_ALLOW_PRIVATE"] ?? "")
         for entry in (env["OMNIRUN_NETWORK_HOSTS"] ?? "").split(separator: ",") {
             let parts = entry.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
             guard parts.count == 2, (try? EgressPolicy.validatedIPv4(parts[1])) != nil else {

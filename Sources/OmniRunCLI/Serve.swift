@@ -5,6 +5,7 @@ import Logging
 import OmniRunServer
 import OmniRunStore
 import SandboxRuntime
+import TemplateBuilder
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -52,12 +53,18 @@ extension OmniRun {
             if let limit = env["OMNIRUN_MAX_SANDBOXES"].flatMap({ Int($0) }) { configuration.maxSandboxes = limit }
             if let node = env["OMNIRUN_NODE_ID"], !node.isEmpty { configuration.nodeID = node }
             configuration.webhookAllowLoopback = env["OMNIRUN_WEBHOOK_ALLOW_LOOPBACK"] == "1"
+            configuration.webhookAllowPrivate = env["OMNIRUN_WEBHOOK_ALLOW_PRIVATE"] ?? ""
             if let millis = env["OMNIRUN_WEBHOOK_RETRY_BASE_MS"].flatMap({ Int64($0) }), millis > 0 {
                 configuration.webhookRetryBase = .milliseconds(millis)
             }
             if let seconds = env["OMNIRUN_METRICS_INTERVAL"].flatMap({ Double($0) }), seconds >= 0 {
                 configuration.metricsInterval = seconds > 0 ? .milliseconds(Int64(max(seconds, 0.2) * 1000)) : nil
             }
+            if let bytes = env["OMNIRUN_CONTEXT_OUTPUT_LIMIT"].flatMap({ Int($0) }), bytes > 0 {
+                configuration.maxContextOutput = bytes
+            }
+            if let egress = env["OMNIRUN_BUILD_EGRESS"] { configuration.buildEgress = try BuildEgress.parse(egress) }
+            if let file = env["OMNIRUN_BUILD_CA_FILE"] { configuration.buildCertificates = ["", "none"].contains(file) ? nil : file }
             // Sign-in mail, the vault's master key and the LLM proxy (OMNIRUN_SMTP_*, OMNIRUN_LLM_*, ...).
             try configuration.applyAccountEnvironment(env)
 
@@ -121,6 +128,8 @@ extension OmniRun {
                 await database.close()
                 throw error
             }
+            // A clean stop: the sandboxes re-attached at this start did not bring the server down.
+            await sandboxes.settleAllReattaches()
             await sandboxes.drainPool()
             await sandboxes.destroyBuildMachines()
             await database.close()

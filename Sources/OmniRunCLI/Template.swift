@@ -1,5 +1,7 @@
 import ArgumentParser
+import AsyncHTTPClient
 import Foundation
+import NIOCore
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -66,6 +68,9 @@ extension OmniRun {
             @Option(name: .customLong("build-arg"), help: "NAME=value for an ARG (repeatable).")
             var buildArgs: [String] = []
 
+            @Flag(help: "Run every step again instead of reusing cached layers.")
+            var noCache = false
+
             @OptionGroup var server: Server
 
             func run() async throws {
@@ -84,6 +89,7 @@ extension OmniRun {
                     args[String(pair[..<eq])] = String(pair[pair.index(after: eq)...])
                 }
                 if !args.isEmpty { settings["buildArgs"] = args }
+                if noCache { settings["noCache"] = true }
                 say("[template] packing \(directory) as the build context")
                 let context = try Self.tar(directory)
                 say("[template] uploading (\(context.count / 1024) KiB of context) to \(client.base.absoluteString)")
@@ -96,25 +102,38 @@ extension OmniRun {
                     throw ValidationError("the server refused the build (\(reply.status)): \(reply.object["message"] as? String ?? reply.text)")
                 }
                 say("[template] build \(build) of \(name)")
-                // Progress: the log as it grows, with the time spent so far.
-                var printed = 0
-                while true {
-                    let status = try await client.request("GET", "/templates/\(name)/builds/\(build)")
-                    let logs = status.object["logs"] as? [String] ?? []
-                    for line in logs.dropFirst(printed) {
-                        say(String(format: "%6.1fs  ", Date().timeIntervalSince(started)) + line)
+                // Progress: each step (n/N, its instruction, cached or not, how long) and the
+                // log as it happens, from the build's event stream.
+                var outcome: (status: String, error: String)?
+                do {
+                    try await client.events("/templates/\(name)/builds/\(build)") { event in
+                        let elapsed = String(format: "%6.1fs  ", Date().timeIntervalSince(started))
+                        switch event["type"] as? String {
+                        case "log", "step":
+                            say(elapsed + (event["line"] as? String ?? ""))
+                        case "end":
+                            outcome = (event["status"] as? String ?? "failed", event["error"] as? String ?? "")
+                            return true
+                        default:
+                            break
+                        }
+                        return false
                     }
-                    printed = max(printed, logs.count)
-                    switch status.object["status"] as? String {
-                    case "ready":
-                        say("[template] \(name) is ready (\(Int(Date().timeIntervalSince(started))) s): Sandbox.create('\(name)')")
-                        return
-                    case "failed":
-                        throw ValidationError("the build failed: \(status.object["error"] as? String ?? "?")")
-                    default:
-                        try await Task.sleep(for: .milliseconds(500))
+                } catch {
+                    say("[template] the build's event stream broke (\(error)); waiting for the build")
+                }
+                while outcome == nil {
+                    let status = try await client.request("GET", "/templates/\(name)/builds/\(build)")
+                    if let state = status.object["status"] as? String, state != "building" {
+                        outcome = (state, status.object["error"] as? String ?? "")
+                    } else {
+                        try await Task.sleep(for: .seconds(1))
                     }
                 }
+                guard outcome?.status == "ready" else {
+                    throw ValidationError("the build failed: \(outcome?.error ?? "?")")
+                }
+                say("[template] \(name) is ready (\(Int(Date().timeIntervalSince(started))) s): Sandbox.create('\(name)')")
             }
 
             /// The folder as a tar (owned by root, without VCS folders).
@@ -169,6 +188,32 @@ extension OmniRun {
 struct TemplateClient {
     let base: URL
     let key: String
+
+    /// Follows a server-sent event stream; `onEvent` gets each event's JSON object and
+    /// returns true to stop.
+    func events(_ path: String, onEvent: ([String: Any]) throws -> Bool) async throws {
+        var request = HTTPClientRequest(url: base.appendingPathComponent(String(path.dropFirst())).absoluteString)
+        request.headers.add(name: "X-API-Key", value: key)
+        request.headers.add(name: "Accept", value: "text/event-stream")
+        let response = try await HTTPClient.shared.execute(request, timeout: .hours(24))
+        guard response.status.code == 200 else {
+            let body = try await response.body.collect(upTo: 1 << 20)
+            throw ValidationError("\(response.status.code): \(String(buffer: body))")
+        }
+        var pending: [UInt8] = []
+        for try await chunk in response.body {
+            pending += chunk.readableBytesView
+            while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: pending[..<newline], as: UTF8.self)
+                pending.removeSubrange(...newline)
+                guard line.hasPrefix("data: "),
+                    let event = (try? JSONSerialization.jsonObject(with: Data(line.dropFirst(6).utf8))) as? [String: Any]
+                else { continue }
+                if try onEvent(event) { return }
+            }
+            guard pending.count <= 1 << 20 else { throw ValidationError("an event of the build's stream is larger than 1 MiB") }
+        }
+    }
 
     struct Reply {
         var status: Int

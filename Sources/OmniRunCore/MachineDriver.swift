@@ -87,10 +87,14 @@ public struct PausedMachine: Sendable, Codable, Equatable {
     public var diskFile: String
     public var accelerator: String
     public var pausedAtMillis: Int64
+    /// Whether the machine had a network card (a resume must give it one again).
+    public var hasNIC: Bool?
 
     public init(
-        image: MachineImage, directory: String, stateFile: String, diskFile: String, accelerator: String, pausedAtMillis: Int64
+        image: MachineImage, directory: String, stateFile: String, diskFile: String, accelerator: String, pausedAtMillis: Int64,
+        hasNIC: Bool? = nil
     ) {
+        self.hasNIC = hasNIC
         self.image = image
         self.directory = directory
         self.stateFile = stateFile

@@ -8,12 +8,16 @@ public enum MachineExit: Sendable, Equatable, CustomStringConvertible {
     case guestShutdown
     /// The VMM process died or the guest stopped answering.
     case crashed(String)
+    /// Its agent sent what no honest agent sends (`GuestAgentClient.onProtocolViolation`):
+    /// the host stopped the machine.
+    case agentViolation(String)
 
     public var description: String {
         switch self {
         case .requested: "stopped on request"
         case .guestShutdown: "guest shut down"
         case .crashed(let reason): "crashed: \(reason)"
+        case .agentViolation(let reason): "agent protocol violation: \(reason)"
         }
     }
 }

@@ -35,3 +35,25 @@ public enum MachineSockets {
         return String(repeating: "0", count: 16 - hex.count) + hex
     }
 }
+
+/// How a VMM's command line names its machine's folder, so that the server can find the
+/// VMMs of a folder (after a restart, or to remove an orphan): QEMU gets
+/// `-name guest=<folder>/` (its other files are named relative to the folder; the
+/// slash keeps "<folder>/" in the command line, as paths inside it were before).
+public enum MachineProcessMarker {
+    /// The argument that names `directory` (QEMU's option syntax doubles commas).
+    public static func argument(forDirectory directory: String) -> String {
+        "guest=" + directory.replacingOccurrences(of: ",", with: ",,") + "/"
+    }
+
+    /// Whether a process's raw `/proc/PID/cmdline` is the VMM of `directory` (or, for a
+    /// VMM of an older server, names its agent socket).
+    public static func matches(_ cmdline: [UInt8], directory: String) -> Bool {
+        let marker = argument(forDirectory: directory)
+        let socket = MachineSockets.path(directory, "agent.sock")
+        return cmdline.split(separator: 0).contains { bytes in
+            let word = String(decoding: bytes, as: UTF8.self)
+            return word == marker || word.contains(socket)
+        }
+    }
+}

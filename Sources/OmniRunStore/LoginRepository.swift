@@ -78,6 +78,31 @@ public struct LoginRepository: Sendable {
         try await database.query("SELECT * FROM login_challenges WHERE link_hash = ?", [.text(linkHash)]).first.map(Self.record)
     }
 
+    /// Takes one of the code's tries before the code is compared: one conditional statement,
+    /// so any number of parallel verifications get no more than `maxAttempts` tries between
+    /// them. Returns the tries used including this one, or nil when none is left (or the
+    /// code is used or expired).
+    public func takeAttempt(id: String, at now: Int64, maxAttempts: Int) async throws -> Int? {
+        let rows = try await database.query(
+            """
+            UPDATE login_challenges SET attempts = attempts + 1
+            WHERE id = ? AND consumed_at IS NULL AND expires_at > ? AND attempts < ?
+            RETURNING attempts
+            """, [.text(id), .int(now), SQLValue(maxAttempts)])
+        return try rows.first.map { Int(try $0.int("attempts")) }
+    }
+
+    /// Uses a code whose try was taken with `takeAttempt`: true for the one call that used it.
+    public func consumeCode(id: String, at now: Int64) async throws -> Bool {
+        let rows = try await database.query(
+            """
+            UPDATE login_challenges SET consumed_at = ?
+            WHERE id = ? AND consumed_at IS NULL AND expires_at > ?
+            RETURNING id
+            """, [.int(now), .text(id), .int(now)])
+        return !rows.isEmpty
+    }
+
     /// Counts a wrong code; returns the attempts made so far.
     public func recordFailure(id: String) async throws -> Int {
         let rows = try await database.query(

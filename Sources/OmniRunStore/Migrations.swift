@@ -253,6 +253,23 @@ public enum Migrations {
                 """,
             ]
         ),
+        (
+            7,
+            [
+                // E2EE: the request nonces each e2ee sandbox has admitted (replays are refused
+                // across restarts); `retry_route` lets one retry of that route in after a 5xx.
+                """
+                CREATE TABLE sandbox_e2ee_nonces (
+                    sandbox_id TEXT NOT NULL,
+                    nonce TEXT NOT NULL,
+                    seen_at BIGINT NOT NULL,
+                    retry_route TEXT,
+                    PRIMARY KEY (sandbox_id, nonce)
+                )
+                """,
+                "CREATE INDEX sandbox_e2ee_nonces_seen ON sandbox_e2ee_nonces(sandbox_id, seen_at)",
+            ]
+        ),
     ]
 
     /// Applies what is missing, in one transaction. Servers (and test suites) starting at

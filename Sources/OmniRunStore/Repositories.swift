@@ -86,12 +86,33 @@ public struct AccountRepository: Sendable {
     }
 }
 
+/// Seals the environment variables a sandbox was created with (`envVars`, which often hold
+/// secrets) before they are stored, and opens them when read.
+public protocol SandboxEnvSealing: Sendable {
+    func seal(_ plaintext: String, sandboxID: String) throws -> String
+    func open(_ sealed: String, sandboxID: String) throws -> String
+}
+
 /// Sandboxes, running and ended (the ended ones are the history).
 public struct SandboxRepository: Sendable {
     let database: any SQLDatabase
+    /// With a sealer the `env` column holds ciphertext; rows stored in the clear (JSON, from
+    /// before sealing) are still read as they are.
+    let envSealer: (any SandboxEnvSealing)?
 
-    public init(database: any SQLDatabase) {
+    public init(database: any SQLDatabase, envSealer: (any SandboxEnvSealing)? = nil) {
         self.database = database
+        self.envSealer = envSealer
+    }
+
+    func storedEnv(_ env: [String: String], sandboxID: String) throws -> String {
+        let json = JSONText.encode(env)
+        return try envSealer?.seal(json, sandboxID: sandboxID) ?? json
+    }
+
+    func openedEnv(_ stored: String?, sandboxID: String) -> [String: String] {
+        guard let stored, !stored.hasPrefix("{") else { return JSONText.decode(stored) }
+        return JSONText.decode(try? envSealer?.open(stored, sandboxID: sandboxID))
     }
 
     public func insert(_ record: SandboxRecord) async throws {
@@ -105,7 +126,7 @@ public struct SandboxRepository: Sendable {
             [
                 .text(record.id), .text(record.accountID), .text(record.template), .text(record.state), .int(record.createdAt),
                 SQLValue(record.endedAt), SQLValue(record.endReason), .int(record.timeoutSeconds), SQLValue(record.expiresAt),
-                .int(record.lastActivityAt), .text(JSONText.encode(record.metadata)), .text(JSONText.encode(record.env)),
+                .int(record.lastActivityAt), .text(JSONText.encode(record.metadata)), .text(try storedEnv(record.env, sandboxID: record.id)),
                 SQLValue(record.vaultInject), SQLValue(record.cpuCount), SQLValue(record.memoryMB),
                 SQLValue(record.machineDirectory), SQLValue(record.machinePID.map { Int64($0) }), SQLValue(record.nodeID),
                 SQLValue(record.autoPause),
@@ -113,16 +134,16 @@ public struct SandboxRepository: Sendable {
     }
 
     public func find(id: String) async throws -> SandboxRecord? {
-        try await database.query("SELECT * FROM sandboxes WHERE id = ?", [.text(id)]).first.map(Self.record)
+        try await database.query("SELECT * FROM sandboxes WHERE id = ?", [.text(id)]).first.map(record)
     }
 
     public func running(accountID: String? = nil) async throws -> [SandboxRecord] {
         if let accountID {
             return try await database.query(
                 "SELECT * FROM sandboxes WHERE state = 'running' AND account_id = ? ORDER BY created_at, id", [.text(accountID)]
-            ).map(Self.record)
+            ).map(record)
         }
-        return try await database.query("SELECT * FROM sandboxes WHERE state = 'running' ORDER BY created_at, id").map(Self.record)
+        return try await database.query("SELECT * FROM sandboxes WHERE state = 'running' ORDER BY created_at, id").map(record)
     }
 
     /// Running and paused sandboxes (what lists show, what a restart recovers).
@@ -131,11 +152,11 @@ public struct SandboxRepository: Sendable {
             return try await database.query(
                 "SELECT * FROM sandboxes WHERE state IN ('running', 'paused') AND account_id = ? ORDER BY created_at, id",
                 [.text(accountID)]
-            ).map(Self.record)
+            ).map(record)
         }
         return try await database.query(
             "SELECT * FROM sandboxes WHERE state IN ('running', 'paused') ORDER BY created_at, id"
-        ).map(Self.record)
+        ).map(record)
     }
 
     /// Paused sandboxes and the disk their saved state and disks use.
@@ -143,6 +164,21 @@ public struct SandboxRepository: Sendable {
         // Summed here: PostgreSQL's SUM of a BIGINT is a NUMERIC.
         let rows = try await database.query("SELECT paused_bytes FROM sandboxes WHERE state = 'paused'")
         return (rows.count, rows.reduce(0) { $0 + ($1.optionalInt("paused_bytes") ?? 0) })
+    }
+
+    /// How many sandboxes of this account are paused (the per-account limit).
+    public func countPaused(accountID: String) async throws -> Int {
+        Int(
+            try await database.query(
+                "SELECT COUNT(*) AS n FROM sandboxes WHERE state = 'paused' AND account_id = ?", [.text(accountID)]
+            ).first?.int("n") ?? 0)
+    }
+
+    /// Sandboxes paused before `cutoff` (their retention has run out).
+    public func paused(before cutoff: Int64) async throws -> [SandboxRecord] {
+        try await database.query(
+            "SELECT * FROM sandboxes WHERE state = 'paused' AND paused_at < ? ORDER BY paused_at, id", [.int(cutoff)]
+        ).map(record)
     }
 
     public func markPaused(id: String, at: Int64, bytes: Int64) async throws {
@@ -167,19 +203,21 @@ public struct SandboxRepository: Sendable {
             ).first?.int("n") ?? 0)
     }
 
-    public func ended(accountID: String, limit: Int, before: Int64?) async throws -> [SandboxRecord] {
+    /// Ended sandboxes, newest first: `limit` of them after skipping `offset` (of those
+    /// created before `before`, when given).
+    public func ended(accountID: String, limit: Int, before: Int64?, offset: Int = 0) async throws -> [SandboxRecord] {
         if let before {
             return try await database.query(
                 """
                 SELECT * FROM sandboxes WHERE state = 'ended' AND account_id = ? AND created_at < ?
-                ORDER BY created_at DESC, id DESC LIMIT ?
-                """, [.text(accountID), .int(before), SQLValue(limit)]
-            ).map(Self.record)
+                ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?
+                """, [.text(accountID), .int(before), SQLValue(limit), SQLValue(max(0, offset))]
+            ).map(record)
         }
         return try await database.query(
-            "SELECT * FROM sandboxes WHERE state = 'ended' AND account_id = ? ORDER BY created_at DESC, id DESC LIMIT ?",
-            [.text(accountID), SQLValue(limit)]
-        ).map(Self.record)
+            "SELECT * FROM sandboxes WHERE state = 'ended' AND account_id = ? ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+            [.text(accountID), SQLValue(limit), SQLValue(max(0, offset))]
+        ).map(record)
     }
 
     public func markEnded(id: String, reason: String, at: Int64) async throws {
@@ -204,13 +242,14 @@ public struct SandboxRepository: Sendable {
             [SQLValue(directory), SQLValue(pid.map { Int64($0) }), .text(id)])
     }
 
-    static func record(_ row: SQLRow) throws -> SandboxRecord {
-        SandboxRecord(
-            id: try row.string("id"), accountID: try row.string("account_id"), template: try row.string("template"),
+    func record(_ row: SQLRow) throws -> SandboxRecord {
+        let id = try row.string("id")
+        return SandboxRecord(
+            id: id, accountID: try row.string("account_id"), template: try row.string("template"),
             state: try row.string("state"), createdAt: try row.int("created_at"), endedAt: row.optionalInt("ended_at"),
             endReason: row.optionalString("end_reason"), timeoutSeconds: try row.int("timeout_seconds"),
             expiresAt: row.optionalInt("expires_at"), lastActivityAt: try row.int("last_activity_at"),
-            metadata: JSONText.decode(row.optionalString("metadata")), env: JSONText.decode(row.optionalString("env")),
+            metadata: JSONText.decode(row.optionalString("metadata")), env: openedEnv(row.optionalString("env"), sandboxID: id),
             vaultInject: row.bool("vault_inject"), cpuCount: Int(row.optionalInt("cpu_count") ?? 1),
             memoryMB: Int(row.optionalInt("memory_mb") ?? 256), machineDirectory: row.optionalString("machine_dir"),
             machinePID: row.optionalInt("machine_pid").map { Int32($0) }, nodeID: row.optionalString("node_id"),

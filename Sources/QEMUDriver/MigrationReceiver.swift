@@ -22,7 +22,8 @@ final class MigrationReceiver: @unchecked Sendable {
     }
     private let state = NIOLockedValueBox(State())
 
-    init(socketPath: String, outputPath: String) throws {
+    /// `owner`: QEMU's user, the only one (besides the server) that may connect.
+    init(socketPath: String, outputPath: String, owner: VMMIdentity? = nil) throws {
         self.socketPath = socketPath
         self.outputPath = outputPath
         unlink(socketPath)
@@ -46,8 +47,9 @@ final class MigrationReceiver: @unchecked Sendable {
             close(fd)
             throw OmniRunError(.internalError, "cannot listen on \(socketPath): errno \(error)")
         }
-        // QEMU may run as another user (`OMNIRUN_QEMU_RUNAS`).
-        chmod(socketPath, 0o666)
+        // QEMU runs as its own user: the socket is that user's alone.
+        if let owner { _ = chown(socketPath, owner.uid, owner.gid) }
+        chmod(socketPath, 0o600)
         listener = fd
         let thread = Thread { [self] in self.receive() }
         thread.name = "omnirun-migration"
@@ -94,7 +96,7 @@ final class MigrationReceiver: @unchecked Sendable {
         }
         _ = fcntl(connection, F_SETFD, FD_CLOEXEC)
         defer { close(connection) }
-        let output = open(outputPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        let output = open(outputPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard output >= 0 else {
             return complete(.failure(OmniRunError(.internalError, "cannot create \(outputPath): errno \(errno)")))
         }

@@ -16,13 +16,19 @@ extension QEMUDriver {
     public func fork(_ paused: PausedMachine, into directories: [String]) async throws -> [PausedMachine] {
         let fm = FileManager.default
         let source = paused.directory
+        // The paused disk becomes a layer: it must still name what it was given, and it
+        // becomes the server's read-only file (QEMU's user wrote it until now).
+        let previous = try chainOfPausedDisk(in: source)
+        try DiskChain.verify(overlay: paused.diskFile, names: previous.backingName)
         let layer = "base-\(UInt64.random(in: 0..<UInt64.max) & 0xffff_ffff_ffff).qcow2"
         let frozen = source + "/" + layer
         try fm.moveItem(atPath: paused.diskFile, toPath: frozen)
-        chmod(frozen, 0o444)
         do {
+            try QEMUMachine.freeze(frozen)
             try await createOverlay(backing: layer, backingFormat: "qcow2", at: paused.diskFile, in: source)
+            try DiskChain.below(backingName: layer, format: "qcow2", in: source, trusting: layerOwner).write(into: source)
         } catch {
+            try? fm.removeItem(atPath: paused.diskFile)
             try? fm.moveItem(atPath: frozen, toPath: paused.diskFile)
             throw error
         }
@@ -34,6 +40,7 @@ extension QEMUDriver {
                 throw OmniRunError(.machineFailed, "linking \(name) into \(directory) failed: errno \(errno)")
             }
             try await createOverlay(backing: layer, backingFormat: "qcow2", at: directory + "/disk.qcow2", in: directory)
+            try DiskChain.below(backingName: layer, format: "qcow2", in: directory, trusting: layerOwner).write(into: directory)
             var copy = paused
             copy.directory = directory
             copy.diskFile = directory + "/disk.qcow2"

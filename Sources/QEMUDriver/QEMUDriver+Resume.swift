@@ -12,6 +12,11 @@ extension QEMUDriver {
             throw OmniRunError(
                 .conflict, "\(options.name) was paused under \(paused.accelerator), this host runs \(accelerator.rawValue)")
         }
+        // The device state in the stream names the card: the new VMM must have the same one.
+        guard (paused.hasNIC ?? false) == (options.nic != nil) else {
+            throw OmniRunError(
+                .conflict, "paused \(options.name) \(paused.hasNIC == true ? "had" : "had no") network card, the resume asks for the opposite")
+        }
         guard FileManager.default.fileExists(atPath: paused.diskFile) else {
             throw OmniRunError(.notFound, "the disk of paused \(options.name) is missing: \(paused.diskFile)")
         }
@@ -24,14 +29,11 @@ extension QEMUDriver {
             try? FileManager.default.removeItem(atPath: MachineSockets.path(options.directory, name))
         }
         let image = paused.image
-        let commandLine = QEMUCommandLine(
-            accelerator: accelerator, tscKHz: tscKHz, memoryMB: image.memoryMB, vcpus: image.vcpus, kernel: image.kernel,
-            initrd: image.initrd, disk: paused.diskFile, agentSocket: MachineSockets.path(options.directory, "agent.sock"),
-            qmpSocket: MachineSockets.path(options.directory, "qmp.sock"), serialLog: options.directory + "/console.log",
-            memoryFile: nil, shareMemory: false, anonymousMemory: true, incoming: true, seccomp: configuration.seccomp,
-            allowSpawn: false, runAs: configuration.runAs, extraKernelArguments: kernelArguments,
-            tcgCPU: configuration.tcgCPU, tcgTranslationCacheMB: configuration.tcgTranslationCacheMB)
-        let machine = try launch(commandLine, options: options, image: image, memoryFile: nil, stdin: state)
+        guard paused.diskFile == options.directory + "/disk.qcow2" else {
+            throw OmniRunError(.internalError, "the disk of paused \(options.name) is not in its folder: \(paused.diskFile)")
+        }
+        let chain = try chainOfPausedDisk(in: options.directory)
+        let machine = try launch(options: options, image: image, chain: chain, memory: .anonymous, stdin: state)
         do {
             let qmp = try await machine.qmp()
             try await qmp.execute("migrate-incoming", arguments: #"{"uri":"fd:0"}"#)
@@ -46,5 +48,22 @@ extension QEMUDriver {
             throw OmniRunError(.machineFailed, "resuming \(options.name) failed: \(error)\n\(diagnostics)")
         }
         return machine
+    }
+
+    /// The layers under a paused machine's disk: as recorded when it was started (the
+    /// server's own file). A pause made before that record existed (its VMM ran as root,
+    /// so its overlay is the server's) is read from the overlay's header.
+    func chainOfPausedDisk(in directory: String) throws -> DiskChain {
+        if let recorded = DiskChain.read(from: directory) {
+            // The layers are checked again (they must still be the server's read-only files).
+            for layer in recorded.layers { try DiskChain.checkTrusted(layer.path, owner: layerOwner) }
+            return recorded
+        }
+        let disk = directory + "/disk.qcow2"
+        try DiskChain.checkTrusted(disk, owner: layerOwner)
+        guard let header = try QCOW2Header.read(disk), let backing = header.backingName, let format = header.backingFormat else {
+            throw OmniRunError(.machineFailed, "the disk of the paused machine in \(directory) names no backing file")
+        }
+        return try DiskChain.below(backingName: backing, format: format, in: directory, trusting: layerOwner)
     }
 }

@@ -10,6 +10,10 @@ public struct QEMUDriver: MachineDriver {
     public let configuration: QEMUConfiguration
     public let accelerator: Accelerator
     public let tscKHz: Int?
+    /// Who QEMU runs as (nil: the server's own user) and the VMMs' cgroups.
+    public let identity: VMMIdentity?
+    public let cgroups: VMMCgroups
+    let sealedMemory = SealedMemory()
     let group: any EventLoopGroup
     let logger: Logger
 
@@ -23,11 +27,30 @@ public struct QEMUDriver: MachineDriver {
         self.configuration = configuration
         self.group = group
         self.logger = logger
+        self.identity = try VMMIdentity.resolve(configuration.user, logger: logger)
+        self.cgroups = VMMCgroups.detect(enabled: configuration.cgroups, logger: logger)
+        if !configuration.seccomp {
+            logger.warning("QEMU runs without its seccomp filter (OMNIRUN_QEMU_SECCOMP=0)")
+        }
         self.accelerator = AcceleratorProbe.decide(configuration.accelerator, logger: logger)
         self.tscKHz = HostTSC.kilohertz()
+        if accelerator == .kvm, let identity, !Self.canOpenKVM(identity) {
+            throw OmniRunError(
+                .unavailable,
+                "QEMU's user \(identity.user) cannot open /dev/kvm: give it the device's group (usermod -aG kvm \(identity.user)) or set OMNIRUN_ACCEL=tcg")
+        }
     }
 
     public var description: String { "qemu-microvm/\(accelerator.rawValue)" }
+
+    /// Whether `identity` may read and write /dev/kvm (by the device's mode bits).
+    static func canOpenKVM(_ identity: VMMIdentity) -> Bool {
+        var info = stat()
+        guard stat("/dev/kvm", &info) == 0 else { return false }
+        if info.st_uid == identity.uid { return info.st_mode & 0o600 == 0o600 }
+        if identity.groups.contains(info.st_gid) || info.st_gid == identity.gid { return info.st_mode & 0o060 == 0o060 }
+        return info.st_mode & 0o006 == 0o006
+    }
 
     /// Kernel arguments beyond the fixed ones (a snapshot's boot and its restores agree).
     var kernelArguments: [String] {
@@ -47,8 +70,10 @@ public struct QEMUDriver: MachineDriver {
         try fm.createDirectory(atPath: options.directory, withIntermediateDirectories: true)
         let disk = options.directory + "/disk.qcow2"
         // A template build boots from a qcow2 layer; built images are raw.
-        try await createOverlay(backing: image.rootfs, backingFormat: image.rootfs.hasSuffix(".qcow2") ? "qcow2" : "raw", at: disk)
-        var memoryFile: String? = nil
+        let format = image.rootfs.hasSuffix(".qcow2") ? "qcow2" : "raw"
+        try await createOverlay(backing: image.rootfs, backingFormat: format, at: disk)
+        let chain = try DiskChain.below(backingName: image.rootfs, format: format, in: options.directory, trusting: layerOwner)
+        var memory = MemorySource.none
         if snapshotable {
             let path = options.directory + "/memory.raw"
             guard fm.createFile(atPath: path, contents: nil) else {
@@ -57,17 +82,10 @@ public struct QEMUDriver: MachineDriver {
             let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
             try handle.truncate(atOffset: UInt64(image.memoryMB) << 20)
             try handle.close()
-            memoryFile = path
+            try identity.own(path)
+            memory = .shared("memory.raw", path: path)
         }
-        let commandLine = QEMUCommandLine(
-            accelerator: accelerator, tscKHz: tscKHz, memoryMB: image.memoryMB, vcpus: image.vcpus, kernel: image.kernel,
-            initrd: image.initrd, disk: disk, agentSocket: MachineSockets.path(options.directory, "agent.sock"),
-            qmpSocket: MachineSockets.path(options.directory, "qmp.sock"), serialLog: options.directory + "/console.log",
-            memoryFile: memoryFile, shareMemory: true, incoming: false, seccomp: configuration.seccomp,
-            allowSpawn: snapshotable, runAs: nil, extraKernelArguments: kernelArguments,
-            tcgCPU: configuration.tcgCPU, tcgTranslationCacheMB: configuration.tcgTranslationCacheMB, nic: options.nic)
-        return try launch(
-            commandLine, options: options, image: image, memoryFile: memoryFile, stdin: nil)
+        return try launch(options: options, image: image, chain: chain, memory: memory, stdin: nil)
     }
 
     public func restore(snapshot: MachineSnapshot, options: MachineOptions) async throws -> any MachineInstance {
@@ -89,15 +107,10 @@ public struct QEMUDriver: MachineDriver {
             throw OmniRunError(.notFound, "snapshot device state missing: \(snapshot.deviceStateFile)")
         }
         let image = snapshot.image
-        let commandLine = QEMUCommandLine(
-            accelerator: accelerator, tscKHz: tscKHz, memoryMB: image.memoryMB, vcpus: image.vcpus, kernel: image.kernel,
-            initrd: image.initrd, disk: disk, agentSocket: MachineSockets.path(options.directory, "agent.sock"),
-            qmpSocket: MachineSockets.path(options.directory, "qmp.sock"), serialLog: options.directory + "/console.log",
-            memoryFile: snapshot.memoryFile, shareMemory: false, incoming: true, seccomp: configuration.seccomp,
-            allowSpawn: false, runAs: configuration.runAs, extraKernelArguments: kernelArguments,
-            tcgCPU: configuration.tcgCPU, tcgTranslationCacheMB: configuration.tcgTranslationCacheMB, nic: options.nic)
+        let chain = try DiskChain.below(backingName: snapshot.diskFile, format: "qcow2", in: options.directory, trusting: layerOwner)
         defer { try? state.close() }
-        let machine = try launch(commandLine, options: options, image: image, memoryFile: nil, stdin: state)
+        let machine = try launch(
+            options: options, image: image, chain: chain, memory: .sealedCopy(of: snapshot.memoryFile), stdin: state)
         do {
             // RAM is the snapshot's file mapped copy-on-write; only device state streams in.
             // `cont` during an incoming migration means "run as soon as it completes".
@@ -124,65 +137,23 @@ public struct QEMUDriver: MachineDriver {
         return machine
     }
 
-    func launch(
-        _ commandLine: QEMUCommandLine, options: MachineOptions, image: MachineImage, memoryFile: String?,
-        stdin: FileHandle?
-    ) throws -> QEMUMachine {
-        let process = Process()
-        if case .tap(let namespace, _) = commandLine.nic {
-            // The VMM runs inside the sandbox's network namespace, where its TAP device is
-            // (nsenter execs QEMU in place: the pid stays the VMM's).
-            process.executableURL = URL(fileURLWithPath: configuration.nsenterBinary)
-            process.arguments = ["--net=/run/netns/\(namespace)", "--", configuration.qemuBinary] + commandLine.arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: configuration.qemuBinary)
-            process.arguments = commandLine.arguments
-        }
-        process.currentDirectoryURL = URL(fileURLWithPath: options.directory)
-        let logPath = options.directory + "/qemu.log"
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        process.standardOutput = log
-        process.standardError = log
-        process.standardInput = stdin ?? FileHandle.nullDevice
-        process.terminationHandler = nil
-        do {
-            try process.run()
-        } catch {
-            try? log.close()
-            throw OmniRunError(.machineFailed, "cannot start QEMU for \(options.name): \(error)")
-        }
-        try? log.close()
-        let machine = QEMUMachine(
-            name: options.name, directory: options.directory, process: process, pid: process.processIdentifier,
-            accelerator: accelerator, image: image, memoryFile: memoryFile, hasNIC: commandLine.nic != nil,
-            group: group, logger: logger)
-        process.terminationHandler = { [weak machine] finished in
-            machine?.processExited(status: finished.terminationStatus, reason: finished.terminationReason)
-        }
-        if !process.isRunning {
-            machine.processExited(status: process.terminationStatus, reason: process.terminationReason)
-        }
-        machine.markStarted()
-        machine.watchForMissedExit()
-        logger.debug(
-            "machine started",
-            metadata: ["machine": "\(options.name)", "pid": "\(process.processIdentifier)", "restore": "\(stdin != nil)"])
-        return machine
-    }
-
     public func attach(image: MachineImage, options: MachineOptions, pid: Int32) async throws -> any MachineInstance {
-        // The pid must still be the VMM of that directory (pids are reused).
+        // The pid must still be the VMM of that directory (pids are reused). Its command
+        // line names the folder (`-name guest=…`; older servers' VMMs: the agent socket).
         guard let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"),
-            String(decoding: cmdline, as: UTF8.self).contains(MachineSockets.path(options.directory, "agent.sock"))
+            MachineProcessMarker.matches(Array(cmdline), directory: options.directory)
         else {
+            // Its VMM ended while no server watched it: its group goes too.
+            cgroups.remove(machine: options.name, directory: options.directory)
             throw OmniRunError(.notFound, "machine \(options.name) (pid \(pid)) is not running")
         }
         let machine = QEMUMachine(
-            name: options.name, directory: options.directory, process: nil, pid: pid, accelerator: accelerator,
-            image: image, memoryFile: nil, group: group, logger: logger)
+            name: options.name, directory: options.directory, ownChild: false, pid: pid, accelerator: accelerator,
+            image: image, memoryFile: nil, confinement: confinement(for: options, chain: DiskChain.read(from: options.directory)),
+            group: group, logger: logger)
         machine.markStarted()
         machine.monitorDetached()
+        machine.limitConsole()
         return machine
     }
 

@@ -16,13 +16,11 @@ extension QEMUMachine {
     static let pausedStateName = "paused.state"
 
     public func pause() async throws -> PausedMachine {
-        guard !hasNIC else {
-            throw OmniRunError(.unsupported, "a sandbox with internet access cannot be paused (its network card would not come back)")
-        }
         let qmp = try await qmp()
         let statePath = directory + "/" + Self.pausedStateName
         let partial = statePath + ".partial"
-        let receiver = try MigrationReceiver(socketPath: MachineSockets.path(directory, "migrate.sock"), outputPath: partial)
+        let receiver = try MigrationReceiver(
+            socketPath: MachineSockets.path(directory, "migrate.sock"), outputPath: partial, owner: confinement.identity)
         defer { receiver.cancel() }
         let started = ContinuousClock.now
         try await qmp.execute("stop")
@@ -34,7 +32,7 @@ extension QEMUMachine {
             try await qmp.execute(
                 "migrate-set-capabilities", arguments: #"{"capabilities":[{"capability":"x-ignore-shared","state":false}]}"#)
             try await qmp.execute("migrate-set-parameters", arguments: #"{"max-bandwidth":17179869184,"downtime-limit":2000}"#)
-            try await qmp.execute("migrate", arguments: #"{"uri":"unix:\#(receiver.socketPath)"}"#)
+            try await qmp.execute("migrate", arguments: #"{"uri":"unix:\#(socketName(receiver.socketPath))"}"#)
             try await waitForMigration(qmp, deadline: .seconds(600), what: "pausing")
             bytes = try await receiver.finished()
         } catch {
@@ -53,7 +51,7 @@ extension QEMUMachine {
         Self.syncFile(disk)
         let paused = PausedMachine(
             image: image, directory: directory, stateFile: statePath, diskFile: disk, accelerator: accelerator.rawValue,
-            pausedAtMillis: Int64(Date().timeIntervalSince1970 * 1000))
+            pausedAtMillis: Int64(Date().timeIntervalSince1970 * 1000), hasNIC: hasNIC)
         let manifest = PausedMachine.manifestPath(in: directory)
         try JSONEncoder().encode(paused).write(to: URL(fileURLWithPath: manifest + ".tmp"))
         Self.syncFile(manifest + ".tmp")

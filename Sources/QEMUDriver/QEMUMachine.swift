@@ -13,14 +13,15 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
     public let directory: String
     let qmpSocketPath: String
     let serialLogPath: String
-    /// Nil when the machine was attached after a restart (not our child).
-    let process: Process?
+    /// False when the machine was attached after a restart (not our child).
+    let ownChild: Bool
     public let processID: Int32
     let accelerator: Accelerator
     let image: MachineImage
     let memoryFile: String?
     /// The machine has a network card (its snapshot says so; a pause cannot keep it yet).
     let hasNIC: Bool
+    let confinement: MachineConfinement
     let logger: Logger
     private let group: any EventLoopGroup
 
@@ -30,23 +31,22 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
         var exitWaiters: [CheckedContinuation<MachineExit, Never>] = []
         var qmp: QMPClient?
         var destroyed = false
-        /// This object reaped the process itself (see `reapIfExited`).
-        var reapedHere = false
     }
     private let inner = NIOLockedValueBox(Inner())
 
     init(
-        name: String, directory: String, process: Process?, pid: Int32, accelerator: Accelerator, image: MachineImage,
-        memoryFile: String?, hasNIC: Bool = false, group: any EventLoopGroup, logger: Logger
+        name: String, directory: String, ownChild: Bool, pid: Int32, accelerator: Accelerator, image: MachineImage,
+        memoryFile: String?, hasNIC: Bool = false, confinement: MachineConfinement, group: any EventLoopGroup, logger: Logger
     ) {
         self.hasNIC = hasNIC
+        self.confinement = confinement
         self.processID = pid
         self.name = name
         self.directory = directory
         self.agentSocketPath = MachineSockets.path(directory, "agent.sock")
         self.qmpSocketPath = MachineSockets.path(directory, "qmp.sock")
         self.serialLogPath = directory + "/console.log"
-        self.process = process
+        self.ownChild = ownChild
         self.accelerator = accelerator
         self.image = image
         self.memoryFile = memoryFile
@@ -65,13 +65,13 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
         }
     }
 
-    /// Called from the process's termination handler (or by `reapIfExited`).
-    func processExited(status: Int32, reason: Process.TerminationReason, reaper: Bool = false) {
+    /// Called once the VMM has gone (by its reaper thread, or the watch of an attached one).
+    func processExited(status: Int32, reason: Process.TerminationReason) {
         let waiters: [CheckedContinuation<MachineExit, Never>]
         let exit: MachineExit?
         (waiters, exit) = inner.withLockedValue { inner in
-            // The first report wins; Foundation's comes late (and empty) when we reaped.
-            if inner.exit != nil || (inner.reapedHere && !reaper) { return ([], nil) }
+            // The first report wins.
+            if inner.exit != nil { return ([], nil) }
             let exit: MachineExit
             if inner.lifecycle.state == .stopping || inner.destroyed {
                 exit = .requested
@@ -93,36 +93,6 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
         for waiter in waiters { waiter.resume(returning: exit) }
     }
 
-    /// Foundation's child monitoring can miss an exit when many children end at once
-    /// (seen with 50 machines destroyed in a row: a zombie QEMU nobody reaped, and a
-    /// destroy waiting for ever). This reaps our own child if it has exited.
-    @discardableResult
-    func reapIfExited() -> Bool {
-        guard process != nil, !hasExited else { return hasExited }
-        let pid = processID
-        let reaped: Int32? = inner.withLockedValue { inner in
-            var status: Int32 = 0
-            guard waitpid(pid, &status, WNOHANG) == pid else { return nil }
-            inner.reapedHere = true
-            return status
-        }
-        guard let status = reaped else { return hasExited }
-        let signal = status & 0x7f
-        processExited(
-            status: signal != 0 ? signal : (status >> 8) & 0xff, reason: signal != 0 ? .uncaughtSignal : .exit, reaper: true)
-        return true
-    }
-
-    /// Checks now and then that the process has not ended unnoticed.
-    func watchForMissedExit() {
-        Task { [weak self] in
-            while let machine = self, !machine.hasExited {
-                machine.reapIfExited()
-                try? await Task.sleep(for: .seconds(2))
-            }
-        }
-    }
-
     public func waitForExit() async -> MachineExit {
         await withCheckedContinuation { continuation in
             let ready: MachineExit? = inner.withLockedValue { inner in
@@ -141,6 +111,7 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
         Task { [weak self] in
             while let self, !self.hasExited {
                 if kill(self.processID, 0) != 0 && errno == ESRCH {
+                    self.confinement.removeCgroup()
                     self.processExited(status: -1, reason: .uncaughtSignal)
                     return
                 }
@@ -187,43 +158,49 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
         let fm = FileManager.default
         try fm.createDirectory(atPath: target, withIntermediateDirectories: true)
         let statePath = target + "/device.state"
-        try await qmp.execute("migrate", arguments: #"{"uri":"exec:cat > \#(statePath)"}"#)
-        struct MigrationInfo: Decodable {
-            var status: String?
-            var errorDesc: String?
-            enum CodingKeys: String, CodingKey {
-                case status
-                case errorDesc = "error-desc"
-            }
-        }
-        let deadline = ContinuousClock.now + .seconds(60)
-        while true {
-            let info = try await qmp.query("query-migrate", as: MigrationInfo.self)
-            if info.status == "completed" { break }
-            if info.status == "failed" || info.status == "cancelled" {
-                throw OmniRunError(.machineFailed, "saving \(name) failed: \(info.errorDesc ?? info.status ?? "?")")
-            }
-            if ContinuousClock.now > deadline { throw OmniRunError(.timeout, "saving \(name) took over 60 s") }
-            try await Task.sleep(for: .milliseconds(10))
-        }
+        // The device state streams to the server (QEMU may not spawn `exec:` helpers).
+        let receiver = try MigrationReceiver(
+            socketPath: MachineSockets.path(directory, "migrate.sock"), outputPath: statePath, owner: confinement.identity)
+        defer { receiver.cancel() }
+        try await qmp.execute("migrate", arguments: #"{"uri":"unix:\#(socketName(receiver.socketPath))"}"#)
+        try await waitForMigration(qmp, deadline: .seconds(60), what: "saving")
+        _ = try await receiver.finished()
         markStopping()
         _ = try? await qmp.execute("quit")
         _ = await waitForExit()
+        // The disk becomes a layer: it must still name the backing file it was given, and
+        // from now on it is the server's, read-only (QEMU's user can no longer change it).
+        let disk = directory + "/disk.qcow2"
+        if let chain = confinement.chain {
+            try DiskChain.verify(overlay: disk, names: chain.backingName)
+        }
         // Move the memory file and the disk beside the device state.
         let memoryTarget = target + "/memory.raw"
         let diskTarget = target + "/disk.qcow2"
         try? fm.removeItem(atPath: memoryTarget)
         try? fm.removeItem(atPath: diskTarget)
         try fm.moveItem(atPath: memoryFile, toPath: memoryTarget)
-        try fm.moveItem(atPath: directory + "/disk.qcow2", toPath: diskTarget)
+        try fm.moveItem(atPath: disk, toPath: diskTarget)
         for path in [memoryTarget, diskTarget, statePath] {
-            try fm.setAttributes([.posixPermissions: 0o444], ofItemAtPath: path)
+            try Self.freeze(path)
         }
         await destroy()
         return MachineSnapshot(
             image: image, directory: target, memoryFile: memoryTarget, deviceStateFile: statePath, diskFile: diskTarget,
             accelerator: accelerator.rawValue, createdAtMillis: Int64(Date().timeIntervalSince1970 * 1000),
             hasNIC: hasNIC ? true : nil)
+    }
+
+    /// Makes a file the server's and read-only for everyone.
+    static func freeze(_ path: String) throws {
+        guard chown(path, geteuid(), getegid()) == 0, chmod(path, 0o444) == 0 else {
+            throw OmniRunError(.internalError, "cannot make \(path) read-only: errno \(errno)")
+        }
+    }
+
+    /// How QEMU, working in the machine's folder, names a socket of the server's.
+    func socketName(_ path: String) -> String {
+        path.hasPrefix(directory + "/") ? String(path.dropFirst(directory.count + 1)) : path
     }
 
     public func setPriority(_ niceness: Int32) {
@@ -269,8 +246,6 @@ public final class QEMUMachine: MachineInstance, @unchecked Sendable {
             kill(processID, SIGKILL)
         }
         while !hasExited {
-            reapIfExited()
-            if hasExited { break }
             try? await Task.sleep(for: .milliseconds(20))
         }
     }

@@ -49,11 +49,14 @@ public struct TemplateDefaults: Sendable, Equatable {
     public var env: [String: String]
     public var user: String?
     public var workdir: String?
+    /// The ports the template's service listens on (a Dockerfile's `EXPOSE`), for clients to show.
+    public var ports: [Int]
 
-    public init(env: [String: String] = [:], user: String? = nil, workdir: String? = nil) {
+    public init(env: [String: String] = [:], user: String? = nil, workdir: String? = nil, ports: [Int] = []) {
         self.env = env
         self.user = user
         self.workdir = workdir
+        self.ports = ports
     }
 }
 
@@ -94,6 +97,8 @@ public struct ImageCatalog: Sendable {
     /// Names users may ask for, mapped to the image that serves them.
     public static let aliases: [String: String] = [
         "python-3.11": "playground", "python": "playground", "base": "playground",
+        // The product docs' networking example: `Sandbox.create('agent', …)`.
+        "agent": "claude-agent",
     ]
 
     public func resolve(_ name: String) -> String {
@@ -127,7 +132,8 @@ public struct ImageCatalog: Sendable {
             throw OmniRunError(.invalidArgument, "invalid template name '\(template)'")
         }
         guard let path = manifestPath(resolved), let data = FileManager.default.contents(atPath: path) else {
-            let available = templates()
+            // Only the built-in images: custom templates' names are their owners' business.
+            let available = builtInTemplates()
             throw OmniRunError(
                 .notFound,
                 "template '\(template)' is not built (available: \(available.isEmpty ? "none; run `make image`" : available.joined(separator: ", ")))"
@@ -154,7 +160,7 @@ public struct ImageCatalog: Sendable {
             cwd: manifest.workdir)
         return TemplateImage(
             image: image, setup: setup, description: manifest.description,
-            defaults: TemplateDefaults(env: manifest.env ?? [:], user: manifest.user, workdir: manifest.workdir))
+            defaults: TemplateDefaults(env: manifest.env ?? [:], user: manifest.user, workdir: manifest.workdir, ports: manifest.ports ?? []))
     }
 
     /// Writes a template's manifest into `directory` in one rename (custom templates:
@@ -168,7 +174,7 @@ public struct ImageCatalog: Sendable {
             start: template.setup.start, ready: template.setup.ready,
             readyTimeout: Int(template.setup.readyTimeout.components.seconds), startUser: template.setup.user,
             env: template.defaults.env.isEmpty ? nil : template.defaults.env, user: template.defaults.user,
-            workdir: template.defaults.workdir)
+            workdir: template.defaults.workdir, ports: template.defaults.ports.isEmpty ? nil : template.defaults.ports)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let path = directory + "/\(image.template).json"
         let encoder = JSONEncoder()
@@ -191,7 +197,14 @@ public struct ImageCatalog: Sendable {
         return Self.isLookupName(resolved) && manifestPath(resolved) != nil
     }
 
-    /// Templates with a manifest.
+    /// The images of the cache (`scripts/build-image.sh`): the templates every account may
+    /// use and see, none of the custom ones.
+    public func builtInTemplates() -> [String] {
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: cacheDirectory + "/images")) ?? []
+        return files.filter { $0.hasSuffix(".json") }.map { String($0.dropLast(5)) }.sorted()
+    }
+
+    /// Templates with a manifest (custom ones too).
     public func templates() -> [String] {
         var names: Set<String> = []
         for directory in [cacheDirectory + "/images"] + extraManifestDirectories {
@@ -229,6 +242,8 @@ public struct ImageCatalog: Sendable {
         var env: [String: String]? = nil
         var user: String? = nil
         var workdir: String? = nil
+        /// Custom templates: the ports of `EXPOSE`.
+        var ports: [Int]? = nil
     }
 }
 

@@ -19,12 +19,15 @@ public struct SandboxSpec: Sendable {
     public var internet: Bool
     /// The egress policy of a sandbox with internet access.
     public var egress: EgressPolicy?
+    /// The screen of a desktop sandbox, when not the snapshot's (`RESOLUTION`).
+    public var screenSize: ScreenSize?
 
     public init(
         template: String, id: SandboxID? = nil, env: [String: String] = [:], defaultUser: String = "user",
         envFileVars: [String: String]? = nil, envFilePath: String = "/tmp/.omnirun-env", coldBoot: Bool = false,
-        internet: Bool = false, egress: EgressPolicy? = nil
+        internet: Bool = false, egress: EgressPolicy? = nil, screenSize: ScreenSize? = nil
     ) {
+        self.screenSize = screenSize
         self.internet = internet
         self.egress = egress
         self.template = template
@@ -37,12 +40,13 @@ public struct SandboxSpec: Sendable {
     }
 }
 
-/// A running sandbox: its machine and the client of its agent.
+/// A running sandbox: its machine and the client of its agent. Only the runtime talks to
+/// the agent; everyone else uses the sandbox's methods (`Face/`).
 public final class Sandbox: Sendable {
     public let id: SandboxID
     public let template: String
     public let machine: any MachineInstance
-    public let agent: GuestAgentClient
+    let agent: GuestAgentClient
     public let createdAt: Date
 
     init(id: SandboxID, template: String, machine: any MachineInstance, agent: GuestAgentClient) {
@@ -51,6 +55,11 @@ public final class Sandbox: Sendable {
         self.machine = machine
         self.agent = agent
         self.createdAt = Date()
+    }
+
+    /// The agent's health; a call on a pooled machine waits for its identity first.
+    public func health(timeout: Duration = GuestAgentClient.defaultTimeout) async throws -> HealthResponse {
+        try await agent.health(timeout: timeout)
     }
 
     public func run(_ shell: String, user: String? = nil, timeoutMillis: Int64? = nil) async throws -> CommandResult {

@@ -28,7 +28,12 @@ extension SandboxRuntime {
             try await Self.waitForParked(console: console, after: mark, name: "sandbox \(id)")
             // The agent's last words reach the console just before it blocks (as for snapshots).
             try await Task.sleep(for: .milliseconds(100))
-            return try await sandbox.machine.pause()
+            let paused = try await sandbox.machine.pause()
+            // A sandbox with internet access gives its namespace back while paused (its
+            // slot, devices and firewall); the resume builds a new one, identical as the
+            // guest sees it (the same addresses and gateway), under the policy it then has.
+            if network.hasNamespace(id) { await network.tearDown(id) }
+            return paused
         } catch {
             logger.error("pausing a sandbox failed", metadata: ["sandbox": "\(id)", "error": "\(error)"])
             if !(await sandbox.machine.state.isTerminal),
@@ -56,16 +61,27 @@ extension SandboxRuntime {
     }
 
     /// Brings a paused sandbox back: processes, open files, memory and disk as they
-    /// were; the guest's clock (which stood still) is set to now. The saved state stays
-    /// on disk until `discardPausedState` (the caller records the resume first).
-    public func resume(_ id: SandboxID, template: String) async throws -> Sandbox {
+    /// were; the guest's clock (which stood still) is set to now. A sandbox that had
+    /// internet access gets a new namespace under `egress` (its connections from before
+    /// the pause are gone, as after any network outage). The saved state stays on disk
+    /// until `discardPausedState` (the caller records the resume first).
+    public func resume(_ id: SandboxID, template: String, egress: EgressPolicy? = nil) async throws -> Sandbox {
         if let running = sandboxes[id] { return running }
         guard let paused = pausedMachine(id) else {
             throw OmniRunError(.notFound, "sandbox \(id) has no saved state to resume from")
         }
-        let options = MachineOptions(name: id.rawValue, directory: machineDirectory(of: id))
+        var options = MachineOptions(name: id.rawValue, directory: machineDirectory(of: id))
         let started = ContinuousClock.now
-        let machine = try await createLimiter.run { try await self.driver.resume(paused, options: options) }
+        if paused.hasNIC == true {
+            options.nic = try await network.setUp(id, policy: egress)
+        }
+        let machine: any MachineInstance
+        do {
+            machine = try await createLimiter.run { [options] in try await self.driver.resume(paused, options: options) }
+        } catch {
+            if options.nic != nil { await network.tearDown(id) }
+            throw error
+        }
         do {
             // The whole memory streams in before the agent can answer.
             let agent = try await GuestAgentClient.connect(
@@ -80,6 +96,7 @@ extension SandboxRuntime {
             return sandbox
         } catch {
             await machine.stopKeepingFiles()
+            if options.nic != nil { await network.tearDown(id) }
             logger.error("resuming a sandbox failed", metadata: ["sandbox": "\(id)", "error": "\(error)"])
             throw OmniRunError(.unavailable, "resuming sandbox \(id) failed (it stays paused): \(error)")
         }
@@ -131,9 +148,12 @@ extension SandboxRuntime {
         return stat(path, &info) == 0 ? UInt64(info.st_size) : 0
     }
 
-    /// Waits until the agent writes its parked line to the console after `offset`.
+    /// Waits until the agent writes its parked line to the console after `offset`. A guest
+    /// starved of CPU on a loaded host (TCG, several forks and builds at once) was seen to
+    /// need more than 30 s to wind its streams down, and a pause that gives up loses the
+    /// machine: so it waits up to 90 s.
     static func waitForParked(console: String, after offset: UInt64, name: String) async throws {
-        let deadline = ContinuousClock.now + .seconds(30)
+        let deadline = ContinuousClock.now + .seconds(90)
         while true {
             if let handle = FileHandle(forReadingAtPath: console) {
                 let size = (try? handle.seekToEnd()) ?? 0

@@ -50,7 +50,11 @@ public actor SandboxRuntime {
     var sandboxes: [SandboxID: Sandbox] = [:]
     /// Template build machines (`SandboxRuntime+BuildMachines.swift`).
     var buildMachines: [String: any MachineInstance] = [:]
+    /// The network namespaces of build machines that have one, by machine name.
+    var buildNetworks: [String: SandboxID] = [:]
     var failures: [SandboxID: MachineExit] = [:]
+    /// Sandboxes being torn down after a failure (`fail`).
+    var failing: Set<SandboxID> = []
     private var exitHandlers: [@Sendable (SandboxID, MachineExit) async -> Void] = []
     let createLimiter: AsyncLimiter
     let pool: WarmPool
@@ -173,7 +177,8 @@ public actor SandboxRuntime {
         } else if !spec.coldBoot {
             // Build the snapshot outside the limiter: it may take a while and is shared.
             let snapshot = try await snapshots.snapshot(for: image, setup: setup(of: built))
-            if spec.id == nil, let entry = await pool.take(image.template) {
+            // A screen of another size is set before the create answers: not from the pool.
+            if spec.id == nil, spec.screenSize == nil, let entry = await pool.take(image.template) {
                 refillPool(snapshot, after: configuration.warmPoolRefillDelay)
                 return adopt(entry, spec: spec, built: built, started: ContinuousClock.now)
             }
@@ -269,6 +274,7 @@ public actor SandboxRuntime {
                 giveUpIf: { await machine.state.isTerminal ? "\(await machine.state)" : nil })
             let agentReady = ContinuousClock.now
             try await Self.initialize(agent, id: id, spec: spec, defaults: built.defaults)
+            if let size = spec.screenSize { try await Self.setScreen(agent, id: id, size: size, logger: logger) }
             let sandbox = Sandbox(id: id, template: image.template, machine: machine, agent: agent)
             sandboxes[id] = sandbox
             watch(sandbox)
@@ -293,46 +299,46 @@ public actor SandboxRuntime {
         }
     }
 
-    /// Re-attaches to a sandbox whose machine outlived an earlier server process.
-    public func reattach(id: SandboxID, template: String, pid: Int32) async throws -> Sandbox {
-        let image = try catalog.image(for: template)
-        let directory = configuration.dataDirectory + "/sandboxes/\(id)"
-        let machine = try await driver.attach(
-            image: image, options: MachineOptions(name: id.rawValue, directory: directory), pid: pid)
-        do {
-            // A sandbox adopted from the pool may still have its CPUs stopped.
-            try? await machine.continueCPUs()
-            let agent = try await GuestAgentClient.connect(
-                socketPath: machine.agentSocketPath, name: "sandbox \(id)", timeout: configuration.agentTimeout,
-                logger: logger, giveUpIf: { await machine.state.isTerminal ? "\(await machine.state)" : nil })
-            let sandbox = Sandbox(id: id, template: image.template, machine: machine, agent: agent)
-            sandboxes[id] = sandbox
-            watch(sandbox)
-            logger.info("sandbox re-attached", metadata: ["sandbox": "\(id)", "pid": "\(pid)"])
-            return sandbox
-        } catch {
-            await machine.destroy()
-            throw error
-        }
-    }
-
+    /// Notices the sandbox's machine stopping, and its agent breaking the protocol: a
+    /// guest that lies is stopped and reported like one whose machine died.
     func watch(_ sandbox: Sandbox) {
         Task { [weak self] in
             let exit = await sandbox.machine.waitForExit()
             await self?.machineExited(sandbox, exit)
         }
+        // Weak: the agent keeps this handler for as long as it lives.
+        sandbox.agent.onProtocolViolation { [weak self, weak sandbox] reason in
+            guard let sandbox else { return }
+            Task { await self?.agentViolated(sandbox, reason) }
+        }
     }
 
     private func machineExited(_ stopped: Sandbox, _ exit: MachineExit) async {
         // A paused sandbox's machine stops on purpose (and a resumed one is another machine).
-        let id = stopped.id
-        guard let sandbox = sandboxes[id], sandbox === stopped else { return }
-        logger.warning("sandbox machine stopped", metadata: ["sandbox": "\(id)", "exit": "\(exit)"])
+        guard let sandbox = sandboxes[stopped.id], sandbox === stopped else { return }
+        logger.warning("sandbox machine stopped", metadata: ["sandbox": "\(sandbox.id)", "exit": "\(exit)"])
+        await fail(sandbox, exit)
+    }
+
+    private func agentViolated(_ violator: Sandbox, _ reason: String) async {
+        guard let sandbox = sandboxes[violator.id], sandbox === violator else { return }
+        logger.error(
+            "a sandbox's agent broke the protocol; its machine is stopped", metadata: ["sandbox": "\(sandbox.id)", "reason": "\(reason)"])
+        await fail(sandbox, .agentViolation(reason))
+    }
+
+    /// Ends a sandbox that stopped or was stopped without being asked to, and tells the
+    /// exit handlers, once (its machine stopping and its agent lying may both report it).
+    /// It leaves the table once its machine and files are gone.
+    private func fail(_ sandbox: Sandbox, _ exit: MachineExit) async {
+        let id = sandbox.id
+        guard failing.insert(id).inserted else { return }
         await sandbox.agent.close()
         await sandbox.machine.destroy()
         await network.tearDown(id)
-        sandboxes[id] = nil
         failures[id] = exit
+        if sandboxes[id] === sandbox { sandboxes[id] = nil }
+        failing.remove(id)
         for handler in exitHandlers { await handler(id, exit) }
     }
 

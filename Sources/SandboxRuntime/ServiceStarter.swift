@@ -66,11 +66,12 @@ struct ServiceStarter {
         let tail = Self.tail(stderr.isEmpty ? stdout : stderr)
         throw OmniRunError(
             .machineFailed,
-            "template \(template): the start command `\(output.info.command)` exited with \(code)\(tail.isEmpty ? "" : ": \(tail)")")
+            "template \(template): the start command `\(output.info.command.prefix(500))` exited with \(code)\(tail.isEmpty ? "" : ": \(tail)")")
     }
 
     /// The last few lines of some output, for an error message.
+    /// (At most 4000 characters: it is the guest's output, quoted in an error the store keeps.)
     static func tail(_ text: String, lines: Int = 12) -> String {
-        text.split(separator: "\n", omittingEmptySubsequences: true).suffix(lines).joined(separator: "\n")
+        String(text.split(separator: "\n", omittingEmptySubsequences: true).suffix(lines).joined(separator: "\n").suffix(4000))
     }
 }

@@ -36,11 +36,21 @@ struct SHA256Stream {
 }
 
 /// A step's output, split into lines for the build log (a partial line waits for its end).
+/// The build machine's output is the Dockerfile author's: a line is kept to `maxLineBytes`
+/// (the rest is counted, not kept), so the log's line bound is a byte bound too.
 final class StepOutput: @unchecked Sendable {
     private let log: BuildLog
     private let lock = NSLock()
     private var pending: [UInt8] = []
     private var exit: (Int32, String?)?
+    /// When the step last printed something (or was said to be still running).
+    private var lastActivity = ContinuousClock.now
+
+    /// How long the step has printed nothing.
+    var quietFor: Duration { lock.withLock { ContinuousClock.now - lastActivity } }
+
+    /// A "still running" line was logged.
+    func noted() { lock.withLock { lastActivity = ContinuousClock.now } }
 
     /// The process's exit code and the agent's error, once it ended.
     var end: (Int32, String?)? { lock.withLock { exit } }
@@ -55,18 +65,18 @@ final class StepOutput: @unchecked Sendable {
 
     func add(_ data: Data) {
         let lines: [String] = lock.withLock {
+            lastActivity = ContinuousClock.now
             pending += data
             guard let last = pending.lastIndex(of: UInt8(ascii: "\n")) else {
-                if pending.count > 64 << 10 {
+                if pending.count > Self.maxLineBytes {
                     defer { pending.removeAll() }
-                    return [String(decoding: pending, as: UTF8.self)]
+                    return [Self.text(pending[...])]
                 }
                 return []
             }
             let complete = pending[...last]
             pending.removeFirst(last + 1)
-            return complete.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).dropLast()
-                .map { String(decoding: $0, as: UTF8.self) }
+            return complete.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).dropLast().map(Self.text)
         }
         for line in lines { log.append("  " + line) }
     }
@@ -76,6 +86,14 @@ final class StepOutput: @unchecked Sendable {
             defer { pending.removeAll() }
             return pending
         }
-        if !rest.isEmpty { log.append("  " + String(decoding: rest, as: UTF8.self)) }
+        if !rest.isEmpty { log.append("  " + Self.text(rest[...])) }
+    }
+
+    static let maxLineBytes = 16 << 10
+
+    /// One line of the log: at most `maxLineBytes`, with what was cut counted.
+    static func text(_ bytes: ArraySlice<UInt8>) -> String {
+        guard bytes.count > maxLineBytes else { return String(decoding: bytes, as: UTF8.self) }
+        return String(decoding: bytes.prefix(maxLineBytes), as: UTF8.self) + " … (\(bytes.count - maxLineBytes) more bytes)"
     }
 }

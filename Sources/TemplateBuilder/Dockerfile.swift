@@ -1,8 +1,13 @@
+import Foundation
 import OmniRunError
 
 /// A parsed Dockerfile: the subset OmniRun builds templates from. One stage: `FROM`
-/// (a built-in template or `debian:bookworm`), then `RUN`, `COPY`, `ADD`, `ENV`,
-/// `WORKDIR`, `USER` and `ARG`. Anything else is refused with its line number.
+/// (a built-in template or `debian:bookworm`), then `RUN` (shell or exec form, heredocs,
+/// `--network`), `COPY`/`ADD` (from the context, `--from` a built-in template, heredocs),
+/// `ENV`, `WORKDIR`, `USER`, `ARG`, `SHELL`, and what a sandbox starts with: `EXPOSE`
+/// (the template's ports), `CMD`/`ENTRYPOINT` (its start command), `HEALTHCHECK` (its ready
+/// check). `LABEL`, `MAINTAINER`, `STOPSIGNAL` and `VOLUME` are accepted and change nothing.
+/// Anything else is refused with its line number.
 public struct Dockerfile: Sendable, Equatable {
     public var from: String
     public var instructions: [Instruction]
@@ -14,32 +19,81 @@ public struct Dockerfile: Sendable, Equatable {
         public var kind: Kind
         /// The instruction as written (continuations joined), for logs and cache keys.
         public var text: String
+        /// `RUN --network=none`: the step runs without a network card.
+        public var withoutNetwork = false
+    }
+
+    /// A here-document (`<<EOF` … `EOF`) attached to a `RUN`, `COPY` or `ADD`.
+    public struct Heredoc: Sendable, Equatable {
+        public var name: String
+        /// The lines between the marker and the terminator, each ending in a newline
+        /// (leading tabs removed for `<<-`).
+        public var body: String
+        /// `<<'EOF'` or `<<"EOF"`: no variable expansion.
+        public var quoted: Bool
+        /// The lines as written, with the terminator (handed to a shell as they are).
+        public var raw: String
+        /// The marker as written (`<<EOF`, `<<-'EOF'`).
+        public var marker: String
+    }
+
+    /// A command in shell form (run by the `SHELL`, `/bin/sh -c` by default) or exec form.
+    public enum Command: Sendable, Equatable {
+        case shell(String)
+        case exec([String])
     }
 
     public enum Kind: Sendable, Equatable {
-        /// A shell command (`/bin/sh -c`) or an exec-form argument vector.
+        /// A shell command (`/bin/sh -c`, or the `SHELL`) or an exec-form argument vector.
         case run(shell: String?, argv: [String]?)
         case copy(sources: [String], destination: String, chown: String?, chmod: String?, isAdd: Bool)
+        /// `COPY --from=<built-in template>`: files out of that template's image.
+        case copyFrom(template: String, sources: [String], destination: String, chown: String?, chmod: String?)
+        /// `COPY <<EOF /path`: files written from here-documents.
+        case copyInline(files: [Heredoc], destination: String, chown: String?, chmod: String?)
         case env([(String, String)])
         case workdir(String)
         case user(String)
         case arg(name: String, defaultValue: String?)
+        /// The shell of later shell-form instructions (`SHELL ["/bin/bash", "-c"]`).
+        case shell([String])
+        /// Ports (`8000`, `8000/tcp`, `8000-8002`, `$PORT`), resolved when the plan is made.
+        case expose([String])
+        case cmd(Command)
+        case entrypoint(Command)
+        /// The ready check; nil for `HEALTHCHECK NONE`.
+        case healthcheck(Command?)
+        /// Accepted and without effect on the template (`LABEL`, `MAINTAINER`, …).
+        case ignored(String)
 
         public static func == (lhs: Kind, rhs: Kind) -> Bool {
             switch (lhs, rhs) {
             case (.run(let a, let b), .run(let c, let d)): a == c && b == d
             case (.copy(let a, let b, let c, let d, let e), .copy(let f, let g, let h, let i, let j)):
                 a == f && b == g && c == h && d == i && e == j
+            case (.copyFrom(let a, let b, let c, let d, let e), .copyFrom(let f, let g, let h, let i, let j)):
+                a == f && b == g && c == h && d == i && e == j
+            case (.copyInline(let a, let b, let c, let d), .copyInline(let e, let f, let g, let h)):
+                a == e && b == f && c == g && d == h
             case (.env(let a), .env(let b)): a.map(\.0) == b.map(\.0) && a.map(\.1) == b.map(\.1)
             case (.workdir(let a), .workdir(let b)): a == b
             case (.user(let a), .user(let b)): a == b
             case (.arg(let a, let b), .arg(let c, let d)): a == c && b == d
+            case (.shell(let a), .shell(let b)): a == b
+            case (.expose(let a), .expose(let b)): a == b
+            case (.cmd(let a), .cmd(let b)): a == b
+            case (.entrypoint(let a), .entrypoint(let b)): a == b
+            case (.healthcheck(let a), .healthcheck(let b)): a == b
+            case (.ignored(let a), .ignored(let b)): a == b
             default: false
             }
         }
     }
 
-    public static let supported = ["FROM", "RUN", "COPY", "ADD", "ENV", "WORKDIR", "USER", "ARG"]
+    public static let supported = [
+        "FROM", "RUN", "COPY", "ADD", "ENV", "WORKDIR", "USER", "ARG", "SHELL", "EXPOSE", "CMD", "ENTRYPOINT", "HEALTHCHECK",
+        "LABEL", "MAINTAINER", "STOPSIGNAL", "VOLUME",
+    ]
 
     /// Parses Dockerfile text (at most 1 MiB, 1000 instructions).
     public static func parse(_ text: String) throws -> Dockerfile {
@@ -47,17 +101,21 @@ public struct Dockerfile: Sendable, Equatable {
         var from: String?
         var globalArgs: [String: String?] = [:]
         var instructions: [Instruction] = []
-        for (line, logical) in try logicalLines(text) {
-            let (keyword, rest) = splitKeyword(logical)
+        for logical in try logicalLines(text) {
+            let line = logical.line
+            let (keyword, rest) = splitKeyword(logical.text)
             let upper = keyword.uppercased()
             let arguments = rest.trimmingCharacters(in: .whitespaces)
             if from == nil, upper != "FROM", upper != "ARG" {
                 throw bad("line \(line): \(upper) before FROM (a Dockerfile starts with FROM, optionally after ARG)")
             }
+            func add(_ kind: Kind) { instructions.append(Instruction(line: line, kind: kind, text: logical.text)) }
             switch upper {
             case "FROM":
                 guard from == nil else {
-                    throw bad("line \(line): a second FROM: multi-stage builds are not supported")
+                    throw bad(
+                        "line \(line): a second FROM: multi-stage builds are not supported (COPY --from=<built-in template> copies files out of a built-in template)"
+                    )
                 }
                 let words = arguments.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
                 guard let image = words.first, words.count == 1 || (words.count == 3 && words[1].uppercased() == "AS"),
@@ -67,56 +125,17 @@ public struct Dockerfile: Sendable, Equatable {
                 }
                 from = try substitute(image, globalArgs.compactMapValues { $0 }, line: line)
             case "RUN":
-                guard !arguments.isEmpty else { throw bad("line \(line): RUN needs a command") }
-                if arguments.hasPrefix("--") {
-                    throw bad("line \(line): RUN options (\(arguments.split(separator: " ")[0])) are not supported")
-                }
-                if let argv = try jsonArray(arguments, line: line) {
-                    guard !argv.isEmpty else { throw bad("line \(line): RUN [] is empty") }
-                    instructions.append(.init(line: line, kind: .run(shell: nil, argv: argv), text: logical))
-                } else {
-                    instructions.append(.init(line: line, kind: .run(shell: arguments, argv: nil), text: logical))
-                }
+                instructions.append(try runInstruction(arguments, logical: logical))
             case "COPY", "ADD":
-                var words = try jsonArray(arguments, line: line) ?? shellWords(arguments, line: line)
-                var chown: String?
-                var chmod: String?
-                while let first = words.first, first.hasPrefix("--") {
-                    words.removeFirst()
-                    if first.hasPrefix("--chown=") {
-                        chown = String(first.dropFirst(8))
-                    } else if first.hasPrefix("--chmod=") {
-                        chmod = String(first.dropFirst(8))
-                        guard let mode = chmod, !mode.isEmpty, mode.count <= 4, mode.allSatisfy({ ("0"..."7").contains($0) }) else {
-                            throw bad("line \(line): \(upper) --chmod takes an octal mode")
-                        }
-                    } else if first.hasPrefix("--from=") {
-                        throw bad("line \(line): \(upper) --from needs multi-stage builds, which are not supported")
-                    } else {
-                        throw bad("line \(line): \(upper) option \(first) is not supported")
-                    }
-                }
-                guard words.count >= 2, let destination = words.last else {
-                    throw bad("line \(line): \(upper) needs at least one source and a destination")
-                }
-                let sources = Array(words.dropLast())
-                for source in sources where source.contains("://") {
-                    throw bad(
-                        "line \(line): \(upper) from a URL needs the network, which template builds do not have yet")
-                }
-                instructions.append(
-                    .init(
-                        line: line,
-                        kind: .copy(sources: sources, destination: destination, chown: chown, chmod: chmod, isAdd: upper == "ADD"),
-                        text: logical))
+                add(try copyInstruction(upper, arguments, logical: logical))
             case "ENV":
-                instructions.append(.init(line: line, kind: .env(try envPairs(arguments, line: line)), text: logical))
+                add(.env(try envPairs(arguments, line: line)))
             case "WORKDIR":
                 guard !arguments.isEmpty else { throw bad("line \(line): WORKDIR needs a path") }
-                instructions.append(.init(line: line, kind: .workdir(try unquote(arguments, line: line)), text: logical))
+                add(.workdir(try unquote(arguments, line: line)))
             case "USER":
                 guard !arguments.isEmpty, !arguments.contains(" ") else { throw bad("line \(line): USER takes one user name") }
-                instructions.append(.init(line: line, kind: .user(arguments), text: logical))
+                add(.user(arguments))
             case "ARG":
                 let words = try shellWords(arguments, line: line)
                 guard words.count == 1, let word = words.first else { throw bad("line \(line): ARG takes one NAME[=default]") }
@@ -133,205 +152,41 @@ public struct Dockerfile: Sendable, Equatable {
                 if from == nil {
                     globalArgs[name] = value
                 } else {
-                    instructions.append(.init(line: line, kind: .arg(name: name, defaultValue: value), text: logical))
+                    add(.arg(name: name, defaultValue: value))
                 }
+            case "SHELL":
+                guard let argv = try jsonArray(arguments, line: line), !argv.isEmpty, argv.allSatisfy({ !$0.isEmpty }) else {
+                    throw bad("line \(line): SHELL takes the JSON form, e.g. SHELL [\"/bin/bash\", \"-o\", \"pipefail\", \"-c\"]")
+                }
+                add(.shell(argv))
+            case "EXPOSE":
+                let ports = try shellWords(arguments, line: line)
+                guard !ports.isEmpty else { throw bad("line \(line): EXPOSE needs a port") }
+                add(.expose(ports))
+            case "CMD":
+                add(.cmd(try command(arguments, keyword: upper, line: line)))
+            case "ENTRYPOINT":
+                add(.entrypoint(try command(arguments, keyword: upper, line: line)))
+            case "HEALTHCHECK":
+                add(.healthcheck(try healthcheck(arguments, line: line)))
+            case "LABEL", "MAINTAINER", "STOPSIGNAL", "VOLUME":
+                add(.ignored(upper))
             default:
                 let hint: String
                 switch upper {
-                case "CMD", "ENTRYPOINT": hint = " (use the template's start command instead)"
-                case "HEALTHCHECK": hint = " (use the template's ready check instead)"
-                case "EXPOSE": hint = " (ports are reached through the agent; nothing to declare)"
+                case "ONBUILD": hint = " (templates are not built upon by other Dockerfiles)"
                 default: hint = ""
                 }
                 throw bad(
                     "line \(line): unsupported instruction \(upper)\(hint); supported: \(supported.joined(separator: ", "))")
             }
-            guard instructions.count <= 1000 else { throw bad("more than 1000 instructions") }
+            guard instructions.count <= 1000 else { throw bad("line \(line): more than 1000 instructions") }
         }
         guard let from else { throw bad("the Dockerfile has no FROM") }
         return Dockerfile(from: from, instructions: instructions, globalArgs: globalArgs)
     }
 
-    // MARK: lexing
-
-    /// Joins continuation lines (a trailing `\`), drops comments and blank lines; each
-    /// logical line with the number of its first physical line.
-    static func logicalLines(_ text: String) throws -> [(Int, String)] {
-        var result: [(Int, String)] = []
-        var current = ""
-        var start = 0
-        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            var line = String(raw)
-            if line.hasSuffix("\r") { line.removeLast() }
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
-            // Comments inside a continued instruction are skipped too, as Docker does.
-            if trimmed.hasPrefix("#") { continue }
-            if current.isEmpty {
-                if trimmed.isEmpty { continue }
-                start = index + 1
-            }
-            if trimmed.hasSuffix("\\") {
-                current += String(trimmed.dropLast()) + " "
-                continue
-            }
-            current += trimmed
-            result.append((start, current.trimmingCharacters(in: .whitespaces)))
-            current = ""
-        }
-        if !current.trimmingCharacters(in: .whitespaces).isEmpty {
-            result.append((start, current.trimmingCharacters(in: .whitespaces)))
-        }
-        return result
-    }
-
-    static func splitKeyword(_ line: String) -> (String, String) {
-        guard let space = line.firstIndex(where: { $0 == " " || $0 == "\t" }) else { return (line, "") }
-        return (String(line[..<space]), String(line[line.index(after: space)...]))
-    }
-
-    /// The exec form `["a", "b"]`, or nil when the text is not a JSON array.
-    static func jsonArray(_ text: String, line: Int) throws -> [String]? {
-        guard text.hasPrefix("["), text.hasSuffix("]") else { return nil }
-        guard let data = text.data(using: .utf8),
-            let array = try? JSONSerialization.jsonObject(with: data) as? [Any]
-        else { return nil }
-        let strings = array.compactMap { $0 as? String }
-        guard strings.count == array.count else { throw bad("line \(line): the JSON array must hold strings only") }
-        return strings
-    }
-
-    /// Splits on blanks, honouring '…', "…" and backslash escapes (no expansion).
-    static func shellWords(_ text: String, line: Int) throws -> [String] {
-        var words: [String] = []
-        var current = ""
-        var inWord = false
-        var quote: Character?
-        var iterator = text.makeIterator()
-        while let c = iterator.next() {
-            if let q = quote {
-                if c == q {
-                    quote = nil
-                } else if c == "\\", q == "\"", let next = iterator.next() {
-                    if next != "\"" && next != "\\" { current.append("\\") }
-                    current.append(next)
-                } else {
-                    current.append(c)
-                }
-                continue
-            }
-            switch c {
-            case "'", "\"":
-                quote = c
-                inWord = true
-            case "\\":
-                if let next = iterator.next() { current.append(next) }
-                inWord = true
-            case " ", "\t":
-                if inWord { words.append(current) }
-                current = ""
-                inWord = false
-            default:
-                current.append(c)
-                inWord = true
-            }
-        }
-        guard quote == nil else { throw bad("line \(line): unterminated quote") }
-        if inWord { words.append(current) }
-        return words
-    }
-
-    static func unquote(_ text: String, line: Int) throws -> String {
-        let words = try shellWords(text, line: line)
-        guard words.count == 1, let word = words.first else { throw bad("line \(line): expected one value, got '\(text)'") }
-        return word
-    }
-
-    /// `ENV K=V K2="v 2"` or the legacy `ENV K the rest`.
-    static func envPairs(_ text: String, line: Int) throws -> [(String, String)] {
-        let words = try shellWords(text, line: line)
-        guard let first = words.first else { throw bad("line \(line): ENV needs NAME=value") }
-        if !first.contains("=") {
-            guard isName(first), words.count >= 2 else { throw bad("line \(line): ENV needs NAME=value") }
-            let value = String(text.trimmingCharacters(in: .whitespaces).dropFirst(first.count)).trimmingCharacters(in: .whitespaces)
-            return [(first, try unquoteLegacy(value))]
-        }
-        return try words.map { word in
-            guard let eq = word.firstIndex(of: "=") else { throw bad("line \(line): ENV expects NAME=value, got '\(word)'") }
-            let name = String(word[..<eq])
-            guard isName(name) else { throw bad("line \(line): invalid ENV name '\(name)'") }
-            return (name, String(word[word.index(after: eq)...]))
-        }
-    }
-
-    private static func unquoteLegacy(_ value: String) throws -> String {
-        if value.count >= 2, let f = value.first, f == value.last, f == "\"" || f == "'" {
-            return String(value.dropFirst().dropLast())
-        }
-        return value
-    }
-
-    static func isName(_ name: String) -> Bool {
-        guard let first = name.unicodeScalars.first, first == "_" || (first.isASCII && first.properties.isAlphabetic) else {
-            return false
-        }
-        return name.count <= 256
-            && name.unicodeScalars.allSatisfy { $0 == "_" || ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) }
-    }
-
-    /// `$NAME`, `${NAME}`, `${NAME:-default}` and `${NAME:+alternative}`; `\$` is a literal `$`.
-    public static func substitute(_ text: String, _ variables: [String: String], line: Int) throws -> String {
-        var out = ""
-        var index = text.startIndex
-        while index < text.endIndex {
-            let c = text[index]
-            if c == "\\", text.index(after: index) < text.endIndex, text[text.index(after: index)] == "$" {
-                out.append("$")
-                index = text.index(index, offsetBy: 2)
-                continue
-            }
-            guard c == "$" else {
-                out.append(c)
-                index = text.index(after: index)
-                continue
-            }
-            var cursor = text.index(after: index)
-            if cursor < text.endIndex, text[cursor] == "{" {
-                guard let close = text[cursor...].firstIndex(of: "}") else { throw bad("line \(line): unterminated ${") }
-                let inner = String(text[text.index(after: cursor)..<close])
-                if let range = inner.range(of: ":-") {
-                    let value = variables[String(inner[..<range.lowerBound])] ?? ""
-                    out += value.isEmpty ? String(inner[range.upperBound...]) : value
-                } else if let range = inner.range(of: ":+") {
-                    let value = variables[String(inner[..<range.lowerBound])] ?? ""
-                    out += value.isEmpty ? "" : String(inner[range.upperBound...])
-                } else {
-                    guard isName(inner) else { throw bad("line \(line): bad substitution ${\(inner)}") }
-                    out += variables[inner] ?? ""
-                }
-                index = text.index(after: close)
-                continue
-            }
-            var name = ""
-            while cursor < text.endIndex, text[cursor] == "_" || text[cursor].isLetter && text[cursor].isASCII
-                || (!name.isEmpty && text[cursor].isNumber && text[cursor].isASCII)
-            {
-                name.append(text[cursor])
-                cursor = text.index(after: cursor)
-            }
-            if name.isEmpty {
-                out.append("$")
-                index = text.index(after: index)
-            } else {
-                out += variables[name] ?? ""
-                index = cursor
-            }
-        }
-        return out
-    }
-
-    private static func bad(_ message: String) -> OmniRunError {
+    static func bad(_ message: String) -> OmniRunError {
         OmniRunError(.invalidArgument, "Dockerfile: \(message)")
     }
 }
-
-import Foundation

@@ -9,10 +9,12 @@ import SandboxRuntime
 /// Builds custom templates from a Dockerfile. Every step that changes the disk runs
 /// inside a build machine (a microVM booted from the previous layer), never on the
 /// host; its result is a qcow2 layer over its parent, cached by the step's key, so
-/// an unchanged prefix of steps is not run again. The last layer is flattened into
-/// the template's raw image; its snapshot is taken (with the start command running
-/// once the ready check passes) before the template's manifest is published, so a
-/// failed build leaves the previous version in place.
+/// an unchanged prefix of steps is not run again. `RUN` steps have a network card (the
+/// build egress policy) through the same namespaces and firewalls as sandboxes with
+/// internet access. The last layer is flattened into the template's raw image; its
+/// snapshot is taken (with the start command running once the ready check passes)
+/// before the template's manifest is published, so a failed build leaves the previous
+/// version in place.
 public actor TemplateBuilder {
     public struct Configuration: Sendable {
         /// Layers: `<cache>/template-layers/<key>.qcow2`, shared by builds (keys are per account).
@@ -25,6 +27,16 @@ public actor TemplateBuilder {
         public var stepTimeout: Duration = .seconds(3600)
         /// Memory of build machines (at least; a template asking for more gets its own).
         public var buildMemoryMB: Int = 1024
+        /// What `RUN` and `ADD <url>` steps may reach (`OMNIRUN_BUILD_EGRESS`, default `open`).
+        public var egress: BuildEgress = .open
+        /// A step that prints nothing for this long gets a "still running" line.
+        public var quietStepNotice: Duration = .seconds(30)
+        /// PEM certificates that `RUN` and `ADD <url>` steps trust besides the image's own
+        /// (`OMNIRUN_BUILD_CA_FILE`, default the host's bundle): a TLS-inspecting proxy between
+        /// this host and the registries is then trusted by builds as by the host. Given to a
+        /// step through the usual variables (`SSL_CERT_FILE`, `PIP_CERT`, `NODE_EXTRA_CA_CERTS`,
+        /// …) and a file in the build machine's `/run`, never written to the template's disk.
+        public var trustedCertificates: String?
 
         public init(layerDirectory: String, templateDirectory: String) {
             self.layerDirectory = layerDirectory
@@ -43,12 +55,15 @@ public actor TemplateBuilder {
         public var contextPath: String?
         /// Caches are per scope (the account).
         public var scope: String
+        /// Names this build (`--no-cache` layers are its own).
+        public var buildID: String
 
-        public init(dockerfile: Dockerfile, settings: TemplateSettings, contextPath: String?, scope: String) {
+        public init(dockerfile: Dockerfile, settings: TemplateSettings, contextPath: String?, scope: String, buildID: String = UUID().uuidString) {
             self.dockerfile = dockerfile
             self.settings = settings
             self.contextPath = contextPath
             self.scope = scope
+            self.buildID = buildID
         }
     }
 
@@ -65,7 +80,7 @@ public actor TemplateBuilder {
         self.logger = logger
     }
 
-    /// The built-in template a `FROM` names.
+    /// The built-in template a `FROM` (or `COPY --from`) names.
     public static func baseTemplate(for from: String) -> String? {
         let lower = from.lowercased()
         if debianAliases.contains(lower) { return "playground" }
@@ -74,14 +89,24 @@ public actor TemplateBuilder {
     }
 
     /// Checks what can be checked before a build starts (the errors a user should get at
-    /// once: COPY without a context, a source outside it, a bad USER…).
-    public static func validate(_ dockerfile: Dockerfile, settings: TemplateSettings, hasContext: Bool) throws {
+    /// once: COPY without a context, a source outside it, a bad USER, a `COPY --from` of a
+    /// template that is not built…). `template` answers a built-in template's image.
+    public static func validate(
+        _ dockerfile: Dockerfile, settings: TemplateSettings, hasContext: Bool,
+        template: (String) throws -> (rootfs: String, key: String) = { _ in ("", "") }
+    ) throws {
         _ = try BuildPlan.make(
             dockerfile, buildArgs: settings.buildArgs ?? [:], scope: "validate", baseKey: "validate", growTo: nil,
-            contextHash: hasContext ? "validate" : nil)
+            contextHash: hasContext ? "validate" : nil, template: template)
     }
 
-    /// Runs a build to the end; the log gets every step's output.
+    /// A built-in template's image (never a user's: only the cache's own manifests count).
+    nonisolated func builtInImage(_ name: String) throws -> (rootfs: String, key: String) {
+        let image = try ImageCatalog(cacheDirectory: runtime.catalog.cacheDirectory).template(named: name).image
+        return (image.rootfs, image.key)
+    }
+
+    /// Runs a build to the end; the log gets every step's output and progress.
     public func build(_ request: Request, log: BuildLog) async throws -> TemplateImage {
         let started = ContinuousClock.now
         let settings = request.settings
@@ -104,27 +129,48 @@ public actor TemplateBuilder {
             throw OmniRunError(.invalidArgument, "diskMB \(disk) is smaller than the base template's \(baseDisk) MiB")
         }
         let contextHash = try request.contextPath.map { try Self.fileHash($0) }
+        let noCache = settings.noCache == true
         let plan = try BuildPlan.make(
             request.dockerfile, buildArgs: settings.buildArgs ?? [:], scope: request.scope, baseKey: base.image.key,
-            growTo: settings.diskMB.flatMap { $0 > baseDisk ? $0 : nil }, contextHash: contextHash)
+            growTo: settings.diskMB.flatMap { $0 > baseDisk ? $0 : nil }, contextHash: contextHash,
+            salt: noCache ? request.buildID : nil, template: { try self.builtInImage($0) })
         log.append("building template \(settings.name) from \(baseName) (\(plan.steps.count) steps that change the disk)")
+        let egress = try await effectiveEgress(log: log)
+        let certificates = egress == .off ? nil : try trustedCertificates(log: log)
+        if noCache { log.append("--no-cache: every step runs again") }
         for (line, title) in plan.configurationLines { log.append("line \(line): \(title)") }
 
         // Layers: the longest cached prefix is reused; the rest runs, one machine per step.
         var parent = base.image.rootfs
+        var made: [String] = []
+        // A --no-cache build's layers are its own (no later build can find them): they go
+        // once its image is flattened, or with the build when it fails.
+        defer { if noCache { for layer in made { try? fm.removeItem(atPath: layer) } } }
         let total = plan.steps.count
         for (index, step) in plan.steps.enumerated() {
             let layer = configuration.layerDirectory + "/\(step.key).qcow2"
-            let header = "step \(index + 1)/\(total)\(step.line > 0 ? " (line \(step.line))" : ""): \(step.title)"
+            @Sendable func progress(_ status: StepProgress.Status, _ elapsed: Duration? = nil) -> StepProgress {
+                StepProgress(
+                    step: index + 1, total: total, line: step.line > 0 ? step.line : nil, command: step.title, status: status,
+                    elapsedSeconds: elapsed.map(Self.secondsValue))
+            }
             if fm.fileExists(atPath: layer) {
-                log.append("\(header)\n  cached")
+                log.step(progress(.cached))
                 parent = layer
                 continue
             }
-            log.append(header)
+            log.step(progress(.running))
             let stepStarted = ContinuousClock.now
-            try await runStep(step, parent: parent, into: layer, base: base, request: request, log: log)
-            log.append("  done in \(Self.seconds(ContinuousClock.now - stepStarted))")
+            do {
+                try await runStep(
+                    step, parent: parent, into: layer, base: base, request: request, egress: egress, certificates: certificates,
+                    log: log, progress: { progress(.running, $0) })
+            } catch {
+                log.step(progress(.failed, ContinuousClock.now - stepStarted))
+                throw error
+            }
+            log.step(progress(.done, ContinuousClock.now - stepStarted))
+            made.append(layer)
             parent = layer
         }
 
@@ -149,16 +195,21 @@ public actor TemplateBuilder {
         let user = plan.user ?? "user"
         var prepare: [String] = []
         if plan.workdir != "/" { prepare.append("mkdir -p \(Self.shellQuote(plan.workdir))") }
+        let start = settings.startCmd ?? plan.startCommand
+        let ready = settings.readyCmd ?? plan.readyCommand
+        if settings.startCmd == nil, let start { log.append("start command (from CMD/ENTRYPOINT): \(start)") }
+        if settings.readyCmd == nil, let ready { log.append("ready check (from HEALTHCHECK): \(ready)") }
+        if !plan.ports.isEmpty { log.append("ports (from EXPOSE): \(plan.ports.map(String.init).joined(separator: ", "))") }
         let setup = TemplateSetup(
-            warmUp: prepare, start: settings.startCmd, ready: settings.readyCmd,
-            readyTimeout: .seconds(settings.readyTimeout ?? 120), user: user, env: plan.env,
-            cwd: plan.workdir == "/" ? nil : plan.workdir)
+            warmUp: prepare, start: start, ready: ready, readyTimeout: .seconds(settings.readyTimeout ?? 120), user: user,
+            env: plan.env, cwd: plan.workdir == "/" ? nil : plan.workdir)
         let template = TemplateImage(
             image: image, setup: setup, description: settings.description,
-            defaults: TemplateDefaults(env: plan.env, user: plan.user, workdir: plan.workdir == "/" ? nil : plan.workdir))
+            defaults: TemplateDefaults(
+                env: plan.env, user: plan.user, workdir: plan.workdir == "/" ? nil : plan.workdir, ports: plan.ports))
 
         // The snapshot, with the service up; only then is the new version published.
-        if settings.startCmd != nil || settings.readyCmd != nil {
+        if start != nil || ready != nil {
             log.append("starting the template (start command, then the ready check) and taking its snapshot")
         } else {
             log.append("taking the template's snapshot")
@@ -173,110 +224,31 @@ public actor TemplateBuilder {
         return template
     }
 
-    /// Boots a build machine on `parent`, runs the step, keeps the disk's changes as `layer`.
-    private func runStep(
-        _ step: BuildPlan.Step, parent: String, into layer: String, base: TemplateImage, request: Request, log: BuildLog
-    ) async throws {
-        let fm = FileManager.default
-        let id = UUID().uuidString.prefix(8).lowercased()
-        let work = configuration.layerDirectory + "/.build-\(id)"
-        try fm.createDirectory(atPath: work, withIntermediateDirectories: true)
-        defer { try? fm.removeItem(atPath: work) }
-        let image = MachineImage(
-            template: "build-\(request.settings.name)", kernel: base.image.kernel, initrd: base.image.initrd, rootfs: parent,
-            vcpus: max(request.settings.cpuCount ?? base.image.vcpus, 1),
-            memoryMB: max(request.settings.memoryMB ?? base.image.memoryMB, configuration.buildMemoryMB),
-            diskMB: nil, key: "build")
-        let machineName = "build-\(id)"
-        let machine = try await runtime.bootBuildMachine(image: image, name: machineName)
-        defer { Task { await runtime.releaseBuildMachine(machineName) } }
-        do {
-            let agent = try await GuestAgentClient.connect(
-                socketPath: machine.agentSocketPath, name: "template build \(request.settings.name)", timeout: .seconds(120),
-                logger: logger, starvedFor: { machine.starvation() }, giveUpIf: { await machine.state.isTerminal ? "\(await machine.state)" : nil })
-            defer { Task { await agent.close() } }
-            try await execute(step, agent: agent, contextPath: request.contextPath, log: log)
-            try await agent.prepareSnapshot()  // sync: the disk holds everything the step wrote
-            await agent.close()
-            let saved = try await machine.snapshot(into: work + "/saved")
-            try fm.moveItem(atPath: saved.diskFile, toPath: layer + ".tmp")
-            try fm.moveItem(atPath: layer + ".tmp", toPath: layer)
-        } catch {
-            await machine.destroy()
-            throw error
+    /// The build's network as configured, or none (with the reason in the log) where this
+    /// server cannot give machines a network.
+    private func effectiveEgress(log: BuildLog) async throws -> BuildEgress {
+        guard configuration.egress != .off else {
+            log.append("network of RUN steps: \(BuildEgress.off.summary)")
+            return .off
         }
+        if let reason = await runtime.buildNetworkUnavailable() {
+            log.append("network of RUN steps: none, as this server cannot give machines a network (\(reason))")
+            return .off
+        }
+        log.append("network of RUN steps: \(configuration.egress.summary)")
+        return configuration.egress
     }
 
-    private func execute(_ step: BuildPlan.Step, agent: GuestAgentClient, contextPath: String?, log: BuildLog) async throws {
-        let timeout = Int64(configuration.stepTimeout.components.seconds * 1000)
-        switch step.action {
-        case .growFileSystem:
-            try await checked(
-                agent, ProcessStartRequest(argv: ["/bin/sh", "-c", "resize2fs \"$(findmnt -no SOURCE /)\""], user: "root", timeoutMillis: timeout),
-                step: step, log: log)
-        case .run(let shell, let argv):
-            if step.workdir != "/" {
-                _ = try await agent.run(ProcessStartRequest(argv: ["mkdir", "-p", step.workdir], user: "root"))
-            }
-            let command = argv ?? ["/bin/sh", "-c", shell ?? ""]
-            try await checked(
-                agent, ProcessStartRequest(argv: command, env: step.env, cwd: step.workdir, user: step.user, timeoutMillis: timeout),
-                step: step, log: log)
-        case .copy(let sources, let destination, let chown, let chmod, let extract):
-            guard let contextPath else { throw OmniRunError(.invalidArgument, "COPY needs a build context") }
-            let staged = "/tmp/.omnirun-context.tar"
-            _ = try await agent.writeFile(
-                path: staged, user: "root", mode: 0o600,
-                chunks: FileChunks(path: contextPath))
-            var argv = ["/bin/bash", "-c", CopyScript.text, "copy", staged, destination, chown ?? "", chmod ?? "", extract ? "1" : "0"]
-            argv += sources
-            try await checked(agent, ProcessStartRequest(argv: argv, cwd: "/", user: "root", timeoutMillis: timeout), step: step, log: log)
+    /// The certificates steps with a network trust besides the image's (at most 4 MiB of PEM).
+    private func trustedCertificates(log: BuildLog) throws -> [UInt8]? {
+        guard let path = configuration.trustedCertificates else { return nil }
+        guard let data = FileManager.default.contents(atPath: path), !data.isEmpty, data.count <= 4 << 20,
+            String(decoding: data, as: UTF8.self).contains("-----BEGIN CERTIFICATE-----")
+        else {
+            throw OmniRunError(.unavailable, "OMNIRUN_BUILD_CA_FILE \(path) is not a readable PEM file of at most 4 MiB")
         }
-    }
-
-    /// Runs a step's process with its output in the log; a non-zero exit fails the build.
-    private func checked(_ agent: GuestAgentClient, _ request: ProcessStartRequest, step: BuildPlan.Step, log: BuildLog) async throws {
-        let collector = StepOutput(log: log)
-        try await agent.startProcess(request) { event in
-            switch event.type {
-            case .stdout, .stderr, .pty:
-                if let data = event.data, let bytes = Data(base64Encoded: data) { collector.add(bytes) }
-            case .end:
-                collector.ended(exitCode: event.exitCode ?? -1, error: event.error)
-            default:
-                break
-            }
-        }
-        collector.flush()
-        let (exitCode, failure) = collector.end ?? (-1, "the agent ended the step without its exit")
-        guard exitCode == 0 else {
-            let tail = log.tail(15).joined(separator: "\n")
-            let what = step.line > 0 ? "line \(step.line): \(step.title)" : step.title
-            throw OmniRunError(
-                .invalidArgument,
-                "build step failed (\(what)) with exit code \(exitCode)\(failure.map { " (\($0))" } ?? "")\n\(tail)")
-        }
-    }
-
-    private func flatten(_ layer: String, into output: String) async throws {
-        let tmp = output + ".tmp"
-        try? FileManager.default.removeItem(atPath: tmp)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: configuration.qemuImg)
-        process.arguments = ["convert", "-q", "-O", "raw", layer, tmp]
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            process.terminationHandler = { _ in continuation.resume() }
-            do { try process.run() } catch { continuation.resume(throwing: error) }
-        }
-        guard process.terminationStatus == 0 else {
-            let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            try? FileManager.default.removeItem(atPath: tmp)
-            throw OmniRunError(.internalError, "flattening the template image failed: \(message)")
-        }
-        try FileManager.default.moveItem(atPath: tmp, toPath: output)
+        log.append("RUN steps also trust the certificates of \(path) (OMNIRUN_BUILD_CA_FILE)")
+        return Array(data)
     }
 
     static func fileHash(_ path: String) throws -> String {
@@ -289,8 +261,12 @@ public actor TemplateBuilder {
         return hasher.hex
     }
 
+    static func secondsValue(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
     static func seconds(_ duration: Duration) -> String {
-        String(format: "%.1fs", Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
+        String(format: "%.1fs", secondsValue(duration))
     }
 
     static func shellQuote(_ text: String) -> String {

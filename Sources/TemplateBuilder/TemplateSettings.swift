@@ -12,18 +12,23 @@ public struct TemplateSettings: Codable, Sendable, Equatable {
     /// Root file system size; at least the base template's (it is grown, never shrunk).
     public var diskMB: Int?
     /// Started in the background (as the template's user, in its WORKDIR, with its ENV)
-    /// before the snapshot is taken: the service every sandbox finds running.
+    /// before the snapshot is taken: the service every sandbox finds running. Without
+    /// it, the Dockerfile's `ENTRYPOINT`/`CMD` is the start command.
     public var startCmd: String?
-    /// Retried until it exits 0; the snapshot is taken then.
+    /// Retried until it exits 0; the snapshot is taken then. Without it, the
+    /// Dockerfile's `HEALTHCHECK CMD` is the ready check.
     public var readyCmd: String?
     /// Seconds the ready check may keep failing (default 120).
     public var readyTimeout: Int?
     /// Values for the Dockerfile's `ARG`s.
     public var buildArgs: [String: String]?
+    /// Run every step again instead of reusing cached layers (`--no-cache`).
+    public var noCache: Bool?
 
     public init(
         name: String, description: String? = nil, cpuCount: Int? = nil, memoryMB: Int? = nil, diskMB: Int? = nil,
-        startCmd: String? = nil, readyCmd: String? = nil, readyTimeout: Int? = nil, buildArgs: [String: String]? = nil
+        startCmd: String? = nil, readyCmd: String? = nil, readyTimeout: Int? = nil, buildArgs: [String: String]? = nil,
+        noCache: Bool? = nil
     ) {
         self.name = name
         self.description = description
@@ -34,6 +39,7 @@ public struct TemplateSettings: Codable, Sendable, Equatable {
         self.readyCmd = readyCmd
         self.readyTimeout = readyTimeout
         self.buildArgs = buildArgs
+        self.noCache = noCache
     }
 
     /// Limits a build may ask for.

@@ -3,6 +3,6 @@ import OmniCLI
 @main
 struct Main {
     static func main() async {
-        await Omni.main()
+        await Omni.main(GlobalOptions.hoisted(Array(CommandLine.arguments.dropFirst())))
     }
 }

@@ -1,4 +1,5 @@
 import AgentProtocol
+import Foundation
 import Testing
 
 /// Key names as agents send them, and the checks on mouse and keyboard requests.
@@ -47,6 +48,38 @@ struct DesktopInputTests {
         for request in bad {
             #expect(throws: DesktopInputError.self, "\(request)") { try request.validate() }
         }
+    }
+
+    /// The public CLI's `desktop click|move <x> <y>` sends `Number.parseFloat` values
+    /// (a14a-org/omnirun-cli src/cli.ts, `desktop click`/`move`): fractions are rounded to
+    /// the nearest pixel, whole numbers pass as they are, and a number past `Int`'s range
+    /// reaches `validate` as the bound, which names the field.
+    @Test func fractionalCoordinatesAreRounded() throws {
+        func decode(_ json: String) throws -> DesktopMouseRequest {
+            try JSONDecoder().decode(DesktopMouseRequest.self, from: Data(json.utf8))
+        }
+        #expect(try decode(#"{"action":"move","x":100.6,"y":200.4}"#) == DesktopMouseRequest(action: .move, x: 101, y: 200))
+        #expect(try decode(#"{"action":"click","x":12,"y":7.5}"#) == DesktopMouseRequest(action: .click, x: 12, y: 8))
+        #expect(try decode(#"{"action":"move","x":0.49,"y":1e2}"#) == DesktopMouseRequest(action: .move, x: 0, y: 100))
+        let drag = try decode(#"{"action":"drag","x":1.2,"y":2.7,"endX":30.5,"endY":40.49}"#)
+        #expect(drag == DesktopMouseRequest(action: .drag, x: 1, y: 3, endX: 31, endY: 40))
+        #expect(try decode(#"{"action":"scroll","direction":"down","amount":2.6}"#).amount == 3)
+        #expect(try decode(#"{"action":"scroll","direction":"up","x":null,"y":null}"#) == DesktopMouseRequest(action: .scroll, direction: .up))
+        // Out of range stays refused, with the field's name.
+        let huge = try decode(#"{"action":"move","x":1e30,"y":5}"#)
+        #expect(huge.x == Int.max)
+        #expect(throws: DesktopInputError.self) { try huge.validate() }
+        do {
+            try decode(#"{"action":"move","x":-0.6,"y":5}"#).validate()
+            Issue.record("a negative coordinate passed")
+        } catch let error as DesktopInputError {
+            #expect(error.message.contains("x must be between 0"), "\(error.message)")
+        }
+        // Not numbers at all: still a decoding error.
+        #expect(throws: DecodingError.self) { try decode(#"{"action":"move","x":"5","y":5}"#) }
+        // What the server sends the guest is unchanged: whole numbers.
+        let encoded = String(decoding: try JSONEncoder().encode(DesktopMouseRequest(action: .move, x: 101, y: 200)), as: UTF8.self)
+        #expect(encoded.contains(#""x":101"#) && encoded.contains(#""y":200"#), "\(encoded)")
     }
 
     @Test func keyboardRequestsNeedTheirText() throws {

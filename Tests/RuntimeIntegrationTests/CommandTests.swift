@@ -3,9 +3,10 @@ import AgentProtocol
 import Foundation
 import NIOConcurrencyHelpers
 import OmniRunError
-import SandboxRuntime
 import Testing
 import TestSupport
+
+@testable import SandboxRuntime
 
 @Suite("Commands in a restored sandbox", .timeLimit(.minutes(5)))
 struct CommandTests {
@@ -102,11 +103,12 @@ struct CommandTests {
 
     @Test func backgroundProcessOutlivesItsCallerAndCanBeReattached() async throws {
         try await TestRuntime.withSandbox { sandbox in
-            // Start, read the first line, then walk away.
+            // Start, read the first line, then walk away. (15 s: on a loaded host the caller's
+            // task took more than 6 s to wind down, and a finished ticker is not "running".)
             let firstLine = AsyncStream<String>.makeStream()
             let caller = Task {
                 try await sandbox.agent.startProcess(
-                    ProcessStartRequest(shell: "for i in 1 2 3 4 5 6; do echo tick $i; sleep 1; done", tag: "ticker")
+                    ProcessStartRequest(shell: "for i in $(seq 1 15); do echo tick $i; sleep 1; done", tag: "ticker")
                 ) { event in
                     if event.type == .stdout, let bytes = event.bytes {
                         firstLine.continuation.yield(String(decoding: bytes, as: UTF8.self))
@@ -132,7 +134,7 @@ struct CommandTests {
                 }
             }
             let (text, code) = result.withLockedValue { $0 }
-            #expect(text == (1...6).map { "tick \($0)\n" }.joined())
+            #expect(text == (1...15).map { "tick \($0)\n" }.joined())
             #expect(code == 0)
         }
     }

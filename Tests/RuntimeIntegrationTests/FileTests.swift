@@ -4,9 +4,10 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import OmniRunError
-import SandboxRuntime
 import Testing
 import TestSupport
+
+@testable import SandboxRuntime
 
 @Suite("Files in a restored sandbox", .timeLimit(.minutes(5)))
 struct FileTests {

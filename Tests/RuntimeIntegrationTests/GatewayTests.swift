@@ -1,9 +1,10 @@
 import AgentClient
 import AgentProtocol
 import Foundation
-import SandboxRuntime
 import Testing
 import TestSupport
+
+@testable import SandboxRuntime
 
 @Suite("Host gateway", .timeLimit(.minutes(8)))
 struct GatewayTests {

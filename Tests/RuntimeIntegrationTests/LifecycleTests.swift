@@ -4,9 +4,10 @@ import Foundation
 import OmniRunCore
 import OmniRunError
 import QEMUDriver
-import SandboxRuntime
 import Testing
 import TestSupport
+
+@testable import SandboxRuntime
 
 @Suite("Sandbox lifecycle", .timeLimit(.minutes(8)))
 struct LifecycleTests {

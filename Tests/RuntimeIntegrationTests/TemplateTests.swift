@@ -1,9 +1,10 @@
 import AgentClient
 import Foundation
 import OmniRunCore
-import SandboxRuntime
 import Testing
 import TestSupport
+
+@testable import SandboxRuntime
 
 /// Each built-in template runs its own toolchain in a real sandbox restored from the
 /// template's own snapshot. A test runs when its template's image is built (`make
@@ -21,8 +22,58 @@ struct TemplateTests {
             try await Self.write(sandbox, "/home/user/app.js", "const sum = [1, 2, 3].reduce((a, b) => a + b, 0);\nconsole.log(`sum=${sum} node=${process.versions.node.split('.')[0]}`);\n")
             let result = try await sandbox.run("node app.js", timeoutMillis: Self.long)
             #expect(result.exitCode == 0, "\(result.stderrText)")
-            #expect(result.stdoutText == "sum=6 node=18\n")
+            #expect(result.stdoutText == "sum=6 node=22\n")
+            try await Self.expectNodeTools(sandbox, major: 22)
         }
+    }
+
+    @Test(.enabled(if: TemplateTestGate.shouldTest("node-20")))
+    func node20() async throws {
+        try await TemplateTestGate.withSandbox("node-20") { sandbox in try await Self.expectNodeTools(sandbox, major: 20) }
+    }
+
+    @Test(.enabled(if: TemplateTestGate.shouldTest("node-22")))
+    func node22() async throws {
+        try await TemplateTestGate.withSandbox("node-22") { sandbox in try await Self.expectNodeTools(sandbox, major: 22) }
+    }
+
+    @Test(.enabled(if: TemplateTestGate.shouldTest("node-24")))
+    func node24() async throws {
+        try await TemplateTestGate.withSandbox("node-24") { sandbox in try await Self.expectNodeTools(sandbox, major: 24) }
+    }
+
+    /// Node of that major version, with npm, npx and corepack on the PATH of root and
+    /// `user` alike; npm works as `user` (its cache in the user's home) and packs and
+    /// installs a local package without a registry.
+    static func expectNodeTools(_ sandbox: Sandbox, major: Int, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        try await expectResources(sandbox, sourceLocation: sourceLocation)
+        // The same commands on root's PATH and user's; each of them runs (npm starts slowly
+        // under emulation, so as `user` only).
+        let paths = ["/usr/local/bin/node", "/usr/local/bin/npm", "/usr/local/bin/npx", "/usr/local/bin/corepack"]
+        let asRoot = try await sandbox.run("command -v node npm npx corepack", user: "root")
+        #expect(asRoot.stdoutText.split(separator: "\n").map(String.init) == paths, "\(asRoot.stdoutText)", sourceLocation: sourceLocation)
+        let tools = try await sandbox.run(
+            "node -p 'process.versions.node.split(\".\")[0]' && npm --version && npx --version && corepack --version && command -v node npm npx corepack",
+            user: "user", timeoutMillis: long)
+        #expect(tools.exitCode == 0, "\(tools.stdoutText)\(tools.stderrText)", sourceLocation: sourceLocation)
+        let lines = tools.stdoutText.split(separator: "\n").map(String.init)
+        #expect(lines.first == "\(major)", "\(tools.stdoutText)", sourceLocation: sourceLocation)
+        #expect(lines.count == 8 && lines[1].first?.isNumber == true, "\(tools.stdoutText)", sourceLocation: sourceLocation)
+        #expect(Array(lines.suffix(4)) == paths, "\(tools.stdoutText)", sourceLocation: sourceLocation)
+        let packed = try await sandbox.run(
+            """
+            set -e
+            mkdir -p /tmp/pkg /tmp/app && cd /tmp/pkg
+            printf '{"name":"greet","version":"1.0.0","main":"index.js"}' > package.json
+            printf 'module.exports = (n) => "hello " + n;' > index.js
+            npm pack --silent >/dev/null && cd /tmp/app && npm install --silent --no-audit --no-fund /tmp/pkg/greet-1.0.0.tgz
+            node -e 'console.log(require("greet")("npm"))'
+            """, user: "user", timeoutMillis: long)
+        #expect(packed.exitCode == 0, "\(packed.stdoutText)\(packed.stderrText)", sourceLocation: sourceLocation)
+        #expect(packed.stdoutText.hasSuffix("hello npm\n"), "\(packed.stdoutText)", sourceLocation: sourceLocation)
+        // /usr/bin/node (scripts with #!/usr/bin/node) is the same Node.
+        let usrBin = try await sandbox.run("/usr/bin/node -p \"process.versions.node.split('.')[0]\"")
+        #expect(usrBin.stdoutText == "\(major)\n", "\(usrBin.stdoutText)\(usrBin.stderrText)", sourceLocation: sourceLocation)
     }
 
     @Test(.enabled(if: TemplateTestGate.shouldTest("typescript")))
@@ -32,9 +83,10 @@ struct TemplateTests {
             try await Self.write(
                 sandbox, "/home/user/hello.ts",
                 "interface Greeting { name: string; times: number }\nconst g: Greeting = { name: 'ts', times: 2 };\nconsole.log(`hello ${g.name} `.repeat(g.times).trim());\n")
-            let compiled = try await sandbox.run("tsc --target es2020 hello.ts && node hello.js", timeoutMillis: Self.long)
+            let compiled = try await sandbox.run(
+                "tsc --target es2020 hello.ts && node hello.js && node -p 'process.versions.node.split(\".\")[0]'", timeoutMillis: Self.long)
             #expect(compiled.exitCode == 0, "\(compiled.stdoutText)\(compiled.stderrText)")
-            #expect(compiled.stdoutText == "hello ts hello ts\n")
+            #expect(compiled.stdoutText == "hello ts hello ts\n22\n")
             // tsc checks types: a wrong one is an error with its exit code.
             try await Self.write(sandbox, "/home/user/bad.ts", "const n: number = 'not a number';\n")
             let bad = try await sandbox.run("tsc --noEmit bad.ts", timeoutMillis: Self.long)
@@ -130,7 +182,8 @@ struct TemplateTests {
                 """
             let result = try await sandbox.run(script, timeoutMillis: Self.long)
             #expect(result.exitCode == 0, "\(result.stderrText)")
-            #expect(result.stdoutText == "1\n./main.c\n3\nv18\n2\n")
+            #expect(result.stdoutText == "1\n./main.c\n3\nv22\n2\n")
+            try await Self.expectNodeTools(sandbox, major: 22)
         }
     }
 

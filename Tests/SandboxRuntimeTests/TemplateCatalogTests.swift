@@ -14,14 +14,25 @@ struct TemplateCatalogTests {
     @Test func theBuiltInCatalogueDeclaresItsResources() throws {
         let builtIns = BuiltInTemplates(directory: Self.repositoryTemplates)
         #expect(
-            builtIns.names == ["claude-agent", "desktop", "javascript", "php", "playground", "rust", "sql", "typescript", "zig"])
+            builtIns.names == [
+                "claude-agent", "claude-code", "codex", "desktop", "javascript", "node-20", "node-22", "node-24", "php", "playground",
+                "rust", "sql", "typescript", "zig",
+            ])
         for definition in builtIns.definitions() {
             #expect(definition.vcpus >= 1 && definition.memoryMB >= 256 && definition.diskMB >= 1024, "\(definition.name)")
             #expect(definition.description?.isEmpty == false, "\(definition.name)")
             #expect(definition.name == "playground" || definition.parent != nil, "\(definition.name)")
         }
         #expect(builtIns.definition("claude-agent")?.memoryMB == 8192)
+        // The coding agents' templates inherit claude-agent's size.
+        for agent in ["claude-code", "codex"] {
+            #expect(builtIns.definition(agent)?.parent == "claude-agent")
+            #expect(builtIns.definition(agent)?.memoryMB == 8192 && builtIns.definition(agent)?.vcpus == 2)
+        }
         #expect(builtIns.definition("typescript")?.parent == "javascript")
+        #expect(builtIns.definition("javascript")?.parent == "node-22")
+        #expect(builtIns.definition("claude-agent")?.parent == "node-22")
+        #expect(["node-20", "node-22", "node-24"].allSatisfy { builtIns.definition($0)?.parent == "playground" })
         #expect(builtIns.definition("nope") == nil)
         #expect(builtIns.definition("../playground") == nil)
     }

@@ -203,7 +203,7 @@ struct APITests {
         // Another path, another sandbox, another method: refused.
         let otherPath = url.replacingOccurrences(of: "s.txt", with: "t.txt")
         #expect(try await anonymous.request("GET", otherPath).status == 403)
-        #expect(try await anonymous.request("DELETE", url).status == 401)
+        #expect(try await anonymous.request("DELETE", url).status == 403)
         let upload = try await client.post("/sandboxes/\(id)/files/upload-url", ["path": "/tmp/put.txt"])
         let uploadURL = upload.object["url"] as? String ?? ""
         let put = try await anonymous.request("PUT", uploadURL, body: Data("put-body".utf8), contentType: "application/octet-stream")

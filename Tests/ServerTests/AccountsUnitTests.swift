@@ -94,8 +94,8 @@ struct AccountsUnitTests {
         #expect(prices.costMicrocents(model: "openai/gpt-4o-mini", promptTokens: 1000, completionTokens: 100) == Int64(21_000))
         #expect(prices.costMicrocents(model: "openai/o3", promptTokens: 1, completionTokens: 1) == 100)
         #expect(prices.costMicrocents(model: "other", promptTokens: 2, completionTokens: 0) == 600)
-        #expect(ChatUsage(promptTokens: 1, completionTokens: 1, cost: 0.000123).reportedMicrocents == 12_300)
-        #expect(ChatUsage(promptTokens: 1, completionTokens: 1, cost: 2.5).reportedMicrocents == 250_000_000)
+        #expect(LLMUsage(promptTokens: 1, completionTokens: 1, cost: 0.000123).reportedMicrocents == 12_300)
+        #expect(LLMUsage(promptTokens: 1, completionTokens: 1, cost: 2.5).reportedMicrocents == 250_000_000)
     }
 
     @Test func sseEventsAreSplitWhereverTheBytesBreak() throws {
@@ -109,27 +109,28 @@ struct AccountsUnitTests {
             #expect(SSEEventSplitter.data(of: events[2]) == "{\"b\":\n2}")
             #expect(SSEEventSplitter.data(of: events[1]) == nil)
         }
-        var scan = StreamScan(clientWantsUsage: false)
+        var scan = LLMStreamScan(wire: .chatCompletions, clientWantsUsage: false)
         let content = scan.keep(Array("data: {\"choices\":[{\"delta\":{\"content\":\"hey\"}}]}\n\n".utf8))
         let usageOnly = scan.keep(Array("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\n".utf8))
         #expect(content)
         #expect(!usageOnly)
-        #expect(scan.usage == ChatUsage(promptTokens: 3, completionTokens: 1))
+        #expect(scan.usage == LLMUsage(promptTokens: 3, completionTokens: 1))
         #expect(scan.contentCharacters == 3)
     }
 
     @Test func chatRequestsAreCheckedAndRewritten() throws {
-        let request = try ChatRequest.parse(
-            Data(#"{"model":"local/m","messages":[{"role":"user","content":"hi"}],"stream":true,"temperature":0.5}"#.utf8))
+        let request = try LLMRequest.parse(
+            Data(#"{"model":"local/m","messages":[{"role":"user","content":"hi"}],"stream":true,"temperature":0.5}"#.utf8),
+            wire: .chatCompletions)
         #expect(request.stream && !request.clientWantsStreamUsage)
         let body = try request.upstreamBody(model: "m", requestCost: true)
-        let object = try JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] ?? [:]
+        let object = try JSONSerialization.jsonObject(with: body) as? [String: Any] ?? [:]
         #expect(object["model"] as? String == "m")
         #expect((object["stream_options"] as? [String: Any])?["include_usage"] as? Bool == true)
         #expect((object["usage"] as? [String: Any])?["include"] as? Bool == true)
         #expect(object["temperature"] as? Double == 0.5)
         for bad in [#"[]"#, #"{"model":"m"}"#, #"{"model":"m","messages":[{}]}"#, #"{"model":"m","messages":[{"role":"user"}],"max_tokens":0}"#] {
-            #expect(throws: (any Error).self) { try ChatRequest.parse(Data(bad.utf8)) }
+            #expect(throws: (any Error).self) { try LLMRequest.parse(Data(bad.utf8), wire: .chatCompletions) }
         }
     }
 
@@ -155,12 +156,19 @@ struct AccountsUnitTests {
     }
 
     @Test func sandboxEnvironmentPointsAtTheGatewayUnlessTheUserBringsAKey() {
-        let env = SandboxGateway.environment(userProvided: [:])
+        let env = LLMSandboxEnvironment.variables(userProvided: [:])
         #expect(env["OMNIRUN_LLM_BASE_URL"] == "http://127.0.0.1:18080/llm/v1")
         #expect(env["OPENAI_BASE_URL"] == env["OMNIRUN_LLM_BASE_URL"])
         #expect(env["OPENAI_API_KEY"] != nil)
-        let byok = SandboxGateway.environment(userProvided: ["OPENAI_API_KEY": "sk-own"])
+        #expect(env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:18080/llm")
+        #expect(env["ANTHROPIC_AUTH_TOKEN"] != nil && env["ANTHROPIC_API_KEY"] == nil)
+        let byok = LLMSandboxEnvironment.variables(userProvided: ["OPENAI_API_KEY": "sk-own"])
         #expect(byok["OPENAI_BASE_URL"] == nil && byok["OPENAI_API_KEY"] == nil)
-        #expect(byok["OMNIRUN_LLM_BASE_URL"] != nil)
+        #expect(byok["OMNIRUN_LLM_BASE_URL"] != nil && byok["ANTHROPIC_BASE_URL"] != nil)
+        for own in ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_BASE_URL"] {
+            let anthropic = LLMSandboxEnvironment.variables(userProvided: [own: "mine"])
+            #expect(anthropic["ANTHROPIC_BASE_URL"] == nil && anthropic["ANTHROPIC_AUTH_TOKEN"] == nil, "\(own)")
+            #expect(anthropic["OPENAI_BASE_URL"] != nil)
+        }
     }
 }

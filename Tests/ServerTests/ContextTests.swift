@@ -137,6 +137,50 @@ struct ContextTests {
         }
     }
 
+    /// A non-streaming execute collects at most `OMNIRUN_CONTEXT_OUTPUT_LIMIT` bytes (64 MiB
+    /// by default, as a command; 1 MiB here): past it the answer is a 413 and the server's
+    /// memory does not follow the guest's output. The context stays usable.
+    @Test func anExecutePrintingPastTheLimitIsRefused() async throws {
+        let server = try await TestServer.start(
+            name: "context-limit", environment: ["OMNIRUN_CONTEXT_OUTPUT_LIMIT": "\(1 << 20)", "OMNIRUN_IDLE_TIMEOUT": "600"])
+        do {
+            let client = server.client()
+            let id = try await createSandbox(client, ["template": "playground", "timeout": 600])
+            let base = "/sandboxes/\(id)/contexts"
+            let created = try await longCall(client, "POST", base, ["language": "python"])
+            let context = created.object["id"] as? String ?? ""
+            #expect(created.status == 200, "\(created.text)")
+            let watch = ResourceWatch(pid: server.process.processIdentifier)
+            // 320 MB in 8 KB lines (the context stops printing once the server lets go), and a
+            // result of 3 MB: both past 1 MiB.
+            let flood = try await client.request(
+                "POST", "\(base)/\(context)/execute", json: ["code": "for i in range(40000):\n    print('x' * 8000)"], timeout: 420)
+            #expect(flood.status == 413, "\(flood.text.prefix(300))")
+            #expect((flood.object["message"] as? String)?.contains("1048576") == true, "\(flood.text)")
+            let floodReport = await watch.finish(settle: .zero)
+            reportFigures("server: context execute printing up to 320 MB (limit 1 MiB)", floodReport, outcome: "413; bounded")
+            let resultWatch = ResourceWatch(pid: server.process.processIdentifier)
+            let result = try await client.request("POST", "\(base)/\(context)/execute", json: ["code": "'y' * 3_000_000"], timeout: 420)
+            #expect(result.status == 413, "\(result.text.prefix(300))")
+            let report = await resultWatch.finish()
+            reportFigures("server: context execute returning a 3 MB result (limit 1 MiB)", report, outcome: "413; bounded")
+            // What the server holds does not follow what the guest prints (copies of a line,
+            // HTTP/2 windows and the allocator's slack are all it keeps).
+            #expect(floodReport.residentMiB.peak - floodReport.residentMiB.before < 128, "\(floodReport)")
+            #expect(report.residentMiB.peak - floodReport.residentMiB.before < 128, "\(report)")
+            // Under the limit, the same context answers as before.
+            let small = try await execute(client, base, context, "print('fits')\n41 + 1", timeout: 240)
+            #expect((small.object["logs"] as? [String: Any])?["stdout"] as? String == "fits\n", "\(small.text)")
+            #expect(texts(small) == ["42"], "\(small.text)")
+            _ = try await client.delete("/sandboxes/\(id)")
+        } catch {
+            Issue.record("server log: \(server.log())")
+            await server.shutdown()
+            throw error
+        }
+        await server.shutdown()
+    }
+
     @Test func aTemplateWithoutContextsAnswersAClear400() async throws {
         let (_, client) = try await SharedServer.client("contexts-none")
         // Only templates built without python3-ipykernel lack contexts; the test service's

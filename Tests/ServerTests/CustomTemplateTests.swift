@@ -101,7 +101,8 @@ struct CustomTemplateTests {
         let events = try await client.events("/templates/\(name)/builds/\(built["buildID"] as? String ?? "")")
         #expect(events.last?["type"] as? String == "end")
         #expect(events.last?["status"] as? String == "ready")
-        #expect(events.filter { $0["type"] as? String == "log" }.count == Self.logs(built).count)
+        #expect(events.filter { ["log", "step"].contains($0["type"] as? String) }.count == Self.logs(built).count)
+        #expect(events.contains { $0["type"] as? String == "step" && $0["stepStatus"] as? String == "done" && $0["step"] as? Int == 4 })
 
         // Listed for its owner, with its settings.
         let listed = try await client.get("/templates").array.first { $0["templateID"] as? String == name }
@@ -132,7 +133,7 @@ struct CustomTemplateTests {
         do {
             let response = NIOLockedValueBox(ByteBuffer())
             let request = ByteBuffer(string: "GET /index.html HTTP/1.0\r\nHost: localhost\r\n\r\n")
-            try await sandbox.agent.tunnel(port: 8000, upstream: [request].asyncSequence) { chunk in
+            try await sandbox.tunnel(port: 8000, upstream: [request].asyncSequence) { chunk in
                 var chunk = chunk
                 response.withLockedValue { _ = $0.writeBuffer(&chunk) }
             }
@@ -176,15 +177,24 @@ struct CustomTemplateTests {
         #expect(again["status"] as? String == "ready")
         #expect(Date().timeIntervalSince(started) < 30)
         let againLog = Self.logs(again)
-        #expect(againLog.filter { $0 == "  cached" }.count == 4, "\(againLog.joined(separator: "\n"))")
+        #expect(againLog.filter { $0.hasSuffix("(cached)") }.count == 4, "\(againLog.joined(separator: "\n"))")
         // Edit the last RUN: only it runs again.
         let edited = Self.dockerfile.replacingOccurrences(
             of: "RUN whoami > data/whoami.txt", with: "RUN whoami > data/whoami.txt && echo edited | tee data/version.txt")
         let third = try await Self.build(client, name: name, dockerfile: edited, context: context)
         #expect(third["status"] as? String == "ready", "\(third["error"] ?? "")")
         let thirdLog = Self.logs(third)
-        #expect(thirdLog.filter { $0 == "  cached" }.count == 3, "\(thirdLog.joined(separator: "\n"))")
+        #expect(thirdLog.filter { $0.hasSuffix("(cached)") }.count == 3, "\(thirdLog.joined(separator: "\n"))")
         #expect(thirdLog.contains("  edited"))
+        // --no-cache: every step runs again, and later builds still find the cache.
+        let fourth = try await Self.build(client, name: name, dockerfile: edited, settings: ["noCache": true], context: context)
+        let fourthLog = Self.logs(fourth)
+        #expect(fourth["status"] as? String == "ready", "\(fourth["error"] ?? "")")
+        #expect(fourthLog.contains("--no-cache: every step runs again"))
+        #expect(!fourthLog.contains { $0.hasSuffix("(cached)") }, "\(fourthLog.joined(separator: "\n"))")
+        #expect(fourthLog.filter { $0.hasPrefix("step ") && $0.contains(" done in ") }.count == 4)
+        let fifth = try await Self.build(client, name: name, dockerfile: edited, context: context)
+        #expect(Self.logs(fifth).filter { $0.hasSuffix("(cached)") }.count == 4)
         // New sandboxes get the new version; the old one still answers, with the old files.
         let new = try await createSandbox(client, ["template": name, "timeout": 600])
         let newRun = try await client.post("/sandboxes/\(new)/commands", ["command": "cat data/version.txt"])
@@ -218,7 +228,7 @@ struct CustomTemplateTests {
 
         // Refused at once: unsupported instructions (with their line), bad names and settings.
         let cases: [(String, String, Int, String)] = [
-            ("FROM playground\nRUN true\nCMD [\"python3\"]\n", #"{"name":"ok-name"}"#, 400, "line 3: unsupported instruction CMD"),
+            ("FROM playground\nRUN true\nONBUILD RUN x\n", #"{"name":"ok-name"}"#, 400, "line 3: unsupported instruction ONBUILD"),
             ("FROM ubuntu:24.04\n", #"{"name":"ok-name"}"#, 400, "use a built-in template"),
             ("FROM playground\n", #"{"name":"Bad Name"}"#, 400, "invalid template name"),
             ("FROM playground\n", #"{"name":"rust"}"#, 409, "built-in"),
@@ -248,8 +258,20 @@ struct CustomTemplateTests {
         let (status, output) = try await Self.runCLI(
             ["template", "build", dir, "--name", name, "--url", server.baseURL, "--api-key", client.apiKey ?? ""])
         #expect(status == 0, "\(output)")
-        #expect(output.contains("step 1/1 (line 2): COPY note.txt /opt/note.txt"), "\(output)")
+        // Each step as it runs, with the time since the start: its number, line and instruction, then how long it took.
+        #expect(output.contains("s  step 1/1 (line 2): COPY note.txt /opt/note.txt"), "\(output)")
+        #expect(output.contains("s  step 1/1 done in "), "\(output)")
         #expect(output.contains("[template] \(name) is ready"), "\(output)")
+        // omni: the same progress; built again, the step comes from the cache.
+        let omni = (TestServer.binary as NSString).deletingLastPathComponent + "/omni"
+        let (omniStatus, omniOutput) = try await Self.runCLI(
+            ["template", "build", dir, "--name", name, "--api-url", server.baseURL, "--api-key", client.apiKey ?? ""], binary: omni)
+        #expect(omniStatus == 0, "\(omniOutput)")
+        #expect(omniOutput.contains("s  step 1/1 (line 2): COPY note.txt /opt/note.txt (cached)"), "\(omniOutput)")
+        #expect(omniOutput.contains("Template \(name) is ready"), "\(omniOutput)")
+        let (rebuiltStatus, rebuilt) = try await Self.runCLI(
+            ["template", "build", dir, "--name", name, "--no-cache", "--url", server.baseURL, "--api-key", client.apiKey ?? ""])
+        #expect(rebuiltStatus == 0 && rebuilt.contains("step 1/1 done in ") && !rebuilt.contains("(cached)"), "\(rebuilt)")
         let id = try await createSandbox(client, ["template": name, "timeout": 120])
         let run = try await client.post("/sandboxes/\(id)/commands", ["command": "cat /opt/note.txt"])
         #expect(run.object["stdout"] as? String == "from the command line\n")
@@ -294,9 +316,9 @@ struct CustomTemplateTests {
     }
 
     /// Runs `omnirun` and waits for it without holding a thread.
-    static func runCLI(_ arguments: [String]) async throws -> (Int32, String) {
+    static func runCLI(_ arguments: [String], binary: String = TestServer.binary) async throws -> (Int32, String) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: TestServer.binary)
+        process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(UUID().uuidString).log")
         _ = FileManager.default.createFile(atPath: output.path, contents: nil)

@@ -146,6 +146,12 @@ struct DesktopTemplateTests {
             try await Self.post(client, id, "mouse", ["action": "move", "x": 0, "y": 0])
             let screen = try await client.get("/sandboxes/\(id)/desktop/screen")
             #expect(screen.object["cursorX"] as? Int == 0 && screen.object["cursorY"] as? Int == 0, "\(screen.text)")
+            // The public CLI sends `parseFloat` coordinates (a14a-org/omnirun-cli src/cli.ts,
+            // `desktop move`): rounded to the nearest pixel.
+            try await Self.post(client, id, "mouse", ["action": "move", "x": 12.6, "y": 7.4])
+            let rounded = try await client.get("/sandboxes/\(id)/desktop/screen")
+            #expect(rounded.object["cursorX"] as? Int == 13 && rounded.object["cursorY"] as? Int == 7, "\(rounded.text)")
+            try await Self.post(client, id, "mouse", ["action": "move", "x": 0, "y": 0])
 
             let log = try await Self.waitFor(client, id, "cat /tmp/xev.log", contains: "button 4,")
             // Each press, as xev saw it: its root coordinates and button.
@@ -225,7 +231,7 @@ struct DesktopTemplateTests {
         try await TemplateTestGate.withSandbox("desktop") { sandbox in
             let page = NIOLockedValueBox(ByteBuffer())
             let get = ByteBuffer(string: "GET /vnc.html HTTP/1.0\r\nHost: localhost\r\n\r\n")
-            try await sandbox.agent.tunnel(port: 6080, upstream: [get].asyncSequence) { chunk in
+            try await sandbox.tunnel(port: 6080, upstream: [get].asyncSequence) { chunk in
                 var chunk = chunk
                 page.withLockedValue { _ = $0.writeBuffer(&chunk) }
             }
@@ -239,7 +245,7 @@ struct DesktopTemplateTests {
             let received = NIOLockedValueBox(ByteBuffer())
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
-                    try await sandbox.agent.tunnel(port: 6080, upstream: upstream) { chunk in
+                    try await sandbox.tunnel(port: 6080, upstream: upstream) { chunk in
                         var chunk = chunk
                         let text = received.withLockedValue { buffer in
                             _ = buffer.writeBuffer(&chunk)

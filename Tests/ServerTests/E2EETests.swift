@@ -5,6 +5,7 @@ import Testing
 import TestSupport
 
 @testable import OmniRunServer
+import OmniRunE2EE
 
 /// Runs scripts/testdata/e2ee-client.py (Python's `cryptography`, written apart from the
 /// server) and returns its JSON.
@@ -126,11 +127,15 @@ struct E2EETransportTests {
             #expect(command["status"] as? Int == 200)
             #expect(command["rawKeys"] as? [String] == ["_encrypted"], "the answer travels sealed: \(command)")
             #expect(command["stdout"] as? String == "secret-42\n")
+            // The answer is bound to its request: aad "response POST /sandboxes/{id}/commands".
+            #expect(command["aad"] as? String == command["expectedAad"] as? String, "\(command)")
             #expect((result["write1"] as? [String: Any])?["encrypted"] as? Bool == true)
             #expect((result["write2"] as? [String: Any])?["status"] as? Int == 200, "an envelope with aad")
             let read = result["read"] as? [String: Any] ?? [:]
             #expect(read["encrypted"] as? Bool == true)
             #expect(read["content"] as? String == "second version \u{2713}")
+            #expect(read["aadMatches"] as? Bool == true, "a GET's answer names its query too")
+            #expect((result["mkdir"] as? [String: Any])?["status"] as? Int == 200 && result["undoMkdir"] as? Int == 204)
             let batch = result["batch"] as? [String: Any] ?? [:]
             #expect(batch["isArray"] as? Bool == true)
             #expect(batch["paths"] as? [String] == ["/tmp/e2ee/b.txt"])
@@ -140,24 +145,38 @@ struct E2EETransportTests {
             #expect(result["uploadReadBack"] as? String == "uploaded-bytes")
 
             let attacks = result["attacks"] as? [String: [String: Any]] ?? [:]
-            #expect(attacks.count == 16)
+            #expect(attacks.count == 19)
             for (name, answer) in attacks {
                 #expect(answer["status"] as? Int == 400, "\(name): \(answer)")
                 #expect(answer["error"] as? String == "invalid_argument", "\(name): \(answer)")
             }
             let messages = attacks.mapValues { $0["message"] as? String ?? "" }
             #expect(messages["replay"]?.contains("replayed") == true, "\(messages["replay"] ?? "")")
-            #expect(messages["reflectedAnswer"]?.contains("replayed") == true, "\(messages["reflectedAnswer"] ?? "")")
+            // An answer carries aad "response …": it can never pass as a request.
+            #expect(messages["reflectedAnswer"]?.contains("bound to another request") == true, "\(messages["reflectedAnswer"] ?? "")")
+            // Without aad (as the public SDK sends), a captured envelope is held to its nonce on every route.
+            #expect(messages["replayOtherRoute"]?.contains("replayed") == true, "\(messages["replayOtherRoute"] ?? "")")
+            #expect(messages["aadOtherRoute"]?.contains("bound to another request") == true, "\(messages["aadOtherRoute"] ?? "")")
+            #expect(messages["aadOtherSandbox"]?.contains("bound to another request") == true)
             #expect(messages["plaintextBody"]?.contains("plaintext bodies are refused") == true)
             #expect(messages["unknownAlg"]?.contains("unsupported e2ee algorithm") == true)
             #expect(messages["nonce8Bytes"]?.contains("12 bytes, got 8") == true)
             #expect(messages["tamperedCiphertext"]?.contains("does not authenticate") == true)
             let after = result["afterAttacks"] as? [String: Any] ?? [:]
             #expect(after["content"] as? String == "second version \u{2713}", "the replayed first write changed nothing")
-            #expect(after["ls"] as? String == "a.txt\nb.txt\ndir\nup.bin\n", "no attack ran its command")
+            #expect(after["ls"] as? String == "a.txt\nb.txt\ndir\nup.bin\n", "no attack ran its command (nor wrote x)")
             #expect(after["fresh"] as? String == "still-fine\n")
             let handlerError = result["handlerError"] as? [String: Any] ?? [:]
             #expect(handlerError["status"] as? Int == 400 && handlerError["plaintext"] as? Bool == true)
+            // A client without the key reads plaintext answers and cannot act (a clear 400).
+            let keylessRead = result["keylessRead"] as? [String: Any] ?? [:]
+            #expect(keylessRead["status"] as? Int == 200 && keylessRead["sealed"] as? Bool == false, "\(keylessRead)")
+            #expect(keylessRead["content"] as? String == "second version \u{2713}")
+            #expect((result["keylessList"] as? [String: Any])?["isArray"] as? Bool == true)
+            let keylessWrite = result["keylessWrite"] as? [String: Any] ?? [:]
+            #expect(keylessWrite["status"] as? Int == 400, "\(keylessWrite)")
+            #expect((keylessWrite["message"] as? String ?? "").contains("can read this sandbox but not act in it"), "\(keylessWrite)")
+            #expect(result["keylessWriteRan"] as? String == "no\n")
             #expect(result["kill"] as? Int == 204)
 
             let plain = result["plain"] as? [String: Any] ?? [:]
@@ -196,6 +215,11 @@ struct E2EETransportTests {
             try await server.restart()
             let after = try await e2eeClient("run", server.baseURL, server.ownerKey, id, privateKey, serverKey, "echo after")
             #expect(after["stdout"] as? String == "after\n", "\(after)")
+            // The nonces were kept across the crash: the envelope sent before it is still a replay.
+            let replayed = try await e2eeClient(
+                "post", server.baseURL, server.ownerKey, "/sandboxes/\(id)/commands", before["sentBody"] as? String ?? "")
+            #expect(replayed["status"] as? Int == 400, "\(replayed)")
+            #expect((replayed["message"] as? String)?.contains("replayed") == true, "\(replayed)")
             // Still e2ee after the restart: plaintext is refused.
             let plain = try await server.client().request("POST", "/sandboxes/\(id)/commands", json: ["command": "echo x"])
             #expect(plain.status == 400, "\(plain.text)")
@@ -217,6 +241,34 @@ struct E2EETransportTests {
             try await server.restart()
             let gone = try await e2eeClient("run", server.baseURL, server.ownerKey, id, privateKey, serverKey, "echo gone")
             #expect(gone["status"] as? Int == 404)
+        } catch {
+            Issue.record("server log: \(server.log())")
+            await server.shutdown()
+            throw error
+        }
+        await server.shutdown()
+    }
+
+    /// A paused e2ee sandbox keeps its key across a server restart: after the resume it
+    /// still refuses plaintext and answers sealed envelopes (it is not downgraded).
+    @Test func aPausedSandboxKeepsItsKeyAcrossARestart() async throws {
+        let server = try await TestServer.start(name: "e2ee-paused", environment: ["OMNIRUN_IDLE_TIMEOUT": "600"])
+        do {
+            let created = try await gatedE2EEClient("create", server.baseURL, server.ownerKey, "playground")
+            let id = created["sandboxID"] as? String ?? ""
+            let privateKey = created["clientPrivate"] as? String ?? ""
+            let serverKey = created["serverPublicKey"] as? String ?? ""
+            let client = server.client()
+            #expect(try await client.request("POST", "/sandboxes/\(id)/pause").status == 200)
+            server.crash()
+            try await server.restart()
+            #expect(try await Self.storedKeys(server) == [id], "the paused sandbox's key was deleted at the restart")
+            #expect(try await client.request("POST", "/sandboxes/\(id)/resume").status == 200)
+            let plain = try await client.request("POST", "/sandboxes/\(id)/commands", json: ["command": "echo downgraded"])
+            #expect(plain.status == 400, "plaintext accepted after the resume: \(plain.text)")
+            let sealed = try await e2eeClient("run", server.baseURL, server.ownerKey, id, privateKey, serverKey, "echo still-sealed")
+            #expect(sealed["stdout"] as? String == "still-sealed\n", "\(sealed)")
+            #expect(try await client.delete("/sandboxes/\(id)").status == 204)
         } catch {
             Issue.record("server log: \(server.log())")
             await server.shutdown()

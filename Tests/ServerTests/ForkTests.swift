@@ -13,9 +13,10 @@ struct ForkTests {
             let client = server.client()
             let parent = try await createSandbox(client, ["template": "playground", "timeout": 600, "metadata": ["task": "fork"]])
             // A process counting in its own memory, a file, and a variable in a context.
+            // (The counter file is replaced whole, so a read never sees it half written.)
             let loop = try await client.post(
                 "/sandboxes/\(parent)/commands",
-                ["command": "i=0; while true; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.2; done", "background": true, "timeout": 0])
+                ["command": "i=0; while true; do i=$((i+1)); echo $i > /tmp/counter.new; mv /tmp/counter.new /tmp/counter; sleep 0.2; done", "background": true, "timeout": 0])
             let pid = loop.object["pid"] as? Int ?? 0
             #expect(pid > 0, "\(loop.text)")
             let wrote = try await client.post("/sandboxes/\(parent)/files", ["path": "/home/user/state.txt", "content": "before the fork"])
@@ -98,6 +99,46 @@ struct ForkTests {
                 #expect(hostProcesses(matching: server.dataDirectory + "/sandboxes/\(id)").isEmpty, "\(id) left a VMM")
                 #expect(!FileManager.default.fileExists(atPath: server.dataDirectory + "/sandboxes/\(id)"), "\(id) left its folder")
             }
+        } catch {
+            Issue.record("server log: \(server.log().suffix(6000))")
+            await server.shutdown()
+            throw error
+        }
+        await server.shutdown()
+    }
+
+    /// An e2ee sandbox's copies never share its channel key: a fork without the client's
+    /// key is refused (nothing is copied); with it, each copy answers with its own server
+    /// key, and an envelope sealed for one sandbox does not open on another.
+    @Test func forksOfAnE2EESandboxGetKeysOfTheirOwn() async throws {
+        let server = try await TestServer.start(
+            name: "fork-e2ee", environment: ["OMNIRUN_IDLE_TIMEOUT": "600", "OMNIRUN_CONCURRENT_LIMIT": "3"])
+        do {
+            let created = try await gatedE2EEClient("create", server.baseURL, server.ownerKey, "playground")
+            let id = created["sandboxID"] as? String ?? ""
+            let serverKey = created["serverPublicKey"] as? String ?? ""
+            let result = try await e2eeClient(
+                "fork", server.baseURL, server.ownerKey, id, created["clientPrivate"] as? String ?? "", serverKey)
+            let refused = result["withoutKey"] as? [String: Any] ?? [:]
+            #expect(refused["status"] as? Int == 400 && (refused["message"] as? String)?.contains("clientPublicKey") == true, "\(refused)")
+            #expect(result["forkStatus"] as? Int == 201, "\(result)")
+            let copies = result["copies"] as? [String] ?? []
+            let keys = (result["serverKeys"] as? [Any] ?? []).compactMap { $0 as? String }
+            #expect(copies.count == 2 && keys.count == 2, "\(result)")
+            #expect(Set(keys + [serverKey]).count == 3, "every copy has a key of its own")
+            for run in result["runs"] as? [[String: Any]] ?? [] {
+                #expect(run["stdout"] as? String == "copy-ok\n", "\(run)")
+                for name in ["parentKeyOnCopy", "copyKeyOnParent"] {
+                    let answer = run[name] as? [String: Any] ?? [:]
+                    #expect(answer["status"] as? Int == 400, "\(name): \(answer)")
+                    #expect((answer["message"] as? String)?.contains("does not authenticate") == true, "\(name): \(answer)")
+                }
+            }
+            #expect(result["parentAfter"] as? String == "parent-ok\n", "no crossed envelope ran")
+            #expect(result["kills"] as? [Int] == [204, 204])
+            // Each copy's key is stored (sealed) and goes with its copy.
+            #expect(try await E2EETransportTests.storedKeys(server) == [id])
+            #expect(try await server.client().delete("/sandboxes/\(id)").status == 204)
         } catch {
             Issue.record("server log: \(server.log().suffix(6000))")
             await server.shutdown()

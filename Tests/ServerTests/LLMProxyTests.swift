@@ -6,16 +6,18 @@ import TestSupport
 import Glibc
 #endif
 
-/// A stand-in upstream speaking the OpenAI protocol on 127.0.0.1, and servers whose
-/// LLM proxy forwards to it. The client in these tests is the official `openai` package.
+/// A stand-in upstream speaking the three protocols on 127.0.0.1, and servers whose LLM
+/// proxy forwards to it. The clients in these tests are the official `openai` and
+/// `anthropic` packages.
 enum LLMHarness {
     struct Setup: Sendable {
         let upstream: HelperProcess
         let server: TestServer
-        /// Three requests a minute, and only `test/*` routed (from a config file).
+        /// Three requests a minute, and only `test/*` routed, in chat completions only (from a config file).
         let strict: TestServer
         let requestLog: String
         let openAIPython: String
+        let anthropicPython: String
     }
 
     static let upstreamKey = "upstream-secret-\(getpid())"
@@ -26,6 +28,7 @@ enum LLMHarness {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let python = try Python.interpreter(importing: "json")
         let openAIPython = try Python.interpreter(importing: "openai")
+        let anthropicPython = try Python.interpreter(importing: "anthropic")
         let log = directory + "/requests.jsonl"
         let upstream = try await HelperProcess.start(
             python, [Python.script("fake-llm-upstream.py"), "--key", upstreamKey, "--log", log],
@@ -35,6 +38,7 @@ enum LLMHarness {
             name: "llm",
             environment: [
                 "OMNIRUN_LLM_UPSTREAM_URL": base, "OMNIRUN_LLM_UPSTREAM_KEY": upstreamKey, "OMNIRUN_LLM_TIMEOUT": "3",
+                "OMNIRUN_LLM_UPSTREAM_PROTOCOLS": "chat,messages,responses",
                 "OMNIRUN_LLM_RATE_LIMIT": "1000", "OMNIRUN_IDLE_TIMEOUT": "600",
             ], logLevel: "info")
         let config = directory + "/llm.json"
@@ -46,7 +50,9 @@ enum LLMHarness {
         try JSONSerialization.data(withJSONObject: configuration).write(to: URL(fileURLWithPath: config))
         let strict = try await TestServer.start(
             name: "llm2", environment: ["OMNIRUN_LLM_CONFIG": config, "FAKE_UPSTREAM_KEY": upstreamKey], logLevel: "info")
-        return Setup(upstream: upstream, server: server, strict: strict, requestLog: log, openAIPython: openAIPython)
+        return Setup(
+            upstream: upstream, server: server, strict: strict, requestLog: log, openAIPython: openAIPython,
+            anthropicPython: anthropicPython)
     }
 
     /// Runs scripts/testdata/openai-client.py as a new account of `server`; returns its JSON.
@@ -59,6 +65,24 @@ enum LLMHarness {
             throw TestSetupError("openai-client.py printed \(output)")
         }
         return object
+    }
+
+    /// Runs scripts/testdata/anthropic-client.py as a new account of `server`; returns its JSON.
+    static func anthropic(_ server: TestServer, key: String, _ arguments: String...) async throws -> [String: Any] {
+        let setup = try await shared.value
+        let output = try await Python.run(
+            setup.anthropicPython, Python.script("anthropic-client.py"), arguments,
+            environment: ["ANTHROPIC_BASE_URL": server.baseURL + "/llm", "ANTHROPIC_API_KEY": key])
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(output.utf8))) as? [String: Any] else {
+            throw TestSetupError("anthropic-client.py printed \(output)")
+        }
+        return object
+    }
+
+    /// The stand-in's record of the requests it got (JSON lines), newest last.
+    static func upstreamRequests() async throws -> [[String: Any]] {
+        let text = try String(contentsOfFile: try await shared.value.requestLog, encoding: .utf8)
+        return text.split(separator: "\n").compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }
     }
 
     static func account(_ server: TestServer, _ label: String) throws -> String {

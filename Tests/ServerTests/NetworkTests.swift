@@ -8,17 +8,26 @@ import Glibc
 #endif
 
 /// One server for the network tests, whose guests' DNS goes to the stand-in's resolver
-/// and whose policy names resolve to the stand-in's addresses.
+/// and whose policy names resolve to the stand-ins' addresses.
 enum NetworkServer {
     static let server = Task<(TestServer, NetworkStandIn), any Error> {
         let inet = try await NetworkStandIn.shared.value
-        let server = try await TestServer.start(
-            name: "network",
-            environment: [
-                "OMNIRUN_NETWORK_DNS": inet.first,
-                "OMNIRUN_NETWORK_HOSTS": "allowed.test=\(inet.second),denied.test=\(inet.first)",
-            ])
+        let server = try await TestServer.start(name: "network", environment: try await environment())
         return (server, inet)
+    }
+
+    /// DNS to the stand-in internet, and the names tests use: `allowed.test`, `denied.test`
+    /// (the internet), `sink.test` (a far side that never reads), `blackhole.test` (an
+    /// address where nothing answers), `lan.test` and `metadata.test` (private).
+    static func environment(_ extra: [String: String] = [:]) async throws -> [String: String] {
+        let inet = try await NetworkStandIn.shared.value
+        let lan = try await NetworkStandIn.lan.value
+        let blackhole = inet.first.split(separator: ".").dropLast().joined(separator: ".") + ".9"
+        let hosts = [
+            "allowed.test=\(inet.second)", "denied.test=\(inet.first)", "sink.test=\(inet.sink ?? "")",
+            "blackhole.test=\(blackhole)", "lan.test=\(lan.first)", "metadata.test=\(NetworkStandIn.metadataAddress)",
+        ]
+        return ["OMNIRUN_NETWORK_DNS": inet.first, "OMNIRUN_NETWORK_HOSTS": hosts.joined(separator: ",")].merging(extra) { $1 }
     }
 
     static func client(_ label: String) async throws -> (TestServer, NetworkStandIn, HTTPTestClient) {
@@ -194,7 +203,7 @@ struct NetworkTests {
         #expect(try await NetworkServer.connect(client, id, inet.first, 80) != "open")
         #expect(try await NetworkServer.connect(client, id, inet.second, 80) == "open")
         // A CIDR allow-list.
-        #expect(try await client.post("/sandboxes/\(id)/network-policy", ["allowIPs": ["10.204.0.0/16"]]).status == 200)
+        #expect(try await client.post("/sandboxes/\(id)/network-policy", ["allowIPs": ["198.18.0.0/15"]]).status == 200)
         #expect(try await NetworkServer.connect(client, id, inet.second, 443) == "open")
         // Bad entries are a 400; a sandbox without internet access a 409.
         let bad = try await client.post("/sandboxes/\(id)/network-policy", ["allowIPs": ["not-an-ip"]])
@@ -205,9 +214,53 @@ struct NetworkTests {
         defer { Task { _ = try? await client.delete("/sandboxes/\(airGapped)") } }
         let refused = try await client.post("/sandboxes/\(airGapped)/network-policy", ["allowIPs": [inet.first]])
         #expect(refused.status == 409, "\(refused.text)")
-        // Pausing would lose the card: refused clearly.
+    }
+
+    /// A sandbox with internet access pauses (its namespace is given back) and resumes
+    /// with a new one under the policy it last had; `autoPause` is accepted with it.
+    @Test func pauseAndResumeKeepTheCardAndThePolicy() async throws {
+        let (server, inet, client) = try await NetworkServer.client("pause")
+        let id = try await NetworkServer.create(client, ["network": ["allowIPs": [inet.first]], "autoPause": true])
+        defer { Task { _ = try? await client.delete("/sandboxes/\(id)") } }
+        let namespace = HostNetwork.namespacePrefix(tag: server.networkTag) + id
+        // The policy set live (not the one at create) is the one that comes back.
+        #expect(try await client.post("/sandboxes/\(id)/network-policy", ["allowIPs": [inet.second]]).status == 200)
+        #expect(try await NetworkServer.connect(client, id, inet.second, 80) == "open")
+        #expect(try await NetworkServer.connect(client, id, inet.first, 80) != "open")
         let pause = try await client.post("/sandboxes/\(id)/pause")
-        #expect(pause.status == 409, "\(pause.text)")
+        #expect(pause.status == 200 && pause.object["status"] as? String == "paused", "\(pause.text)")
+        #expect(!NetworkServer.namespaces(server).contains(namespace))
+        let resume = try await client.post("/sandboxes/\(id)/resume")
+        #expect(resume.status == 200 && resume.object["status"] as? String == "running", "\(resume.text)")
+        #expect(NetworkServer.namespaces(server).contains(namespace))
+        // The probe written before the pause is still there; the card and the policy work.
+        #expect(try await NetworkServer.run(client, id, "ls /sys/class/net") == "eth0\nlo\n")
+        #expect(try await NetworkServer.connect(client, id, inet.second, 80) == "open")
+        #expect(try await NetworkServer.connect(client, id, inet.first, 80) != "open")
+        #expect(try await client.post("/sandboxes/\(id)/network-policy", ["allowIPs": [inet.first]]).status == 200)
+        #expect(try await NetworkServer.connect(client, id, inet.first, 80) == "open")
+        #expect(try await client.delete("/sandboxes/\(id)").status == 204)
+        #expect(!NetworkServer.namespaces(server).contains(namespace))
+    }
+
+    /// Internet access is off unless asked for: a policy that only denies leaves the
+    /// sandbox air-gapped; an allow-list with `internet: false` is a contradiction (400).
+    @Test func aDenyOnlyPolicyDoesNotTurnTheInternetOn() async throws {
+        let (server, inet, client) = try await NetworkServer.client("deny-only")
+        let before = NetworkServer.namespaces(server).count
+        let id = try await createSandbox(client, ["template": "playground", "timeout": 300, "network": ["denyIPs": [inet.first]]])
+        defer { Task { _ = try? await client.delete("/sandboxes/\(id)") } }
+        #expect(try await NetworkServer.run(client, id, "ls /sys/class/net") == "lo\n")
+        #expect(NetworkServer.namespaces(server).count == before)
+        let gapped = try await createSandbox(
+            client, ["template": "playground", "timeout": 300, "internet": false, "network": ["denyDomains": ["denied.test"]]])
+        defer { Task { _ = try? await client.delete("/sandboxes/\(gapped)") } }
+        #expect(try await NetworkServer.run(client, gapped, "ls /sys/class/net") == "lo\n")
+        let contradiction = try await client.post(
+            "/sandboxes", ["template": "playground", "internet": false, "network": ["allowIPs": [inet.first]]])
+        #expect(contradiction.status == 400 && (contradiction.object["message"] as? String ?? "").contains("allow-list"), "\(contradiction.text)")
+        let bad = try await client.post("/sandboxes", ["template": "playground", "network": ["denyIPs": ["not-an-ip"]]])
+        #expect(bad.status == 400, "\(bad.text)")
     }
 
     @Test func domainPoliciesBySNIHostAndResolvedAddresses() async throws {
@@ -221,10 +274,12 @@ struct NetworkTests {
         #expect(try await NetworkServer.connect(client, id, inet.second, 8443) == "open")
         #expect(try await NetworkServer.connect(client, id, inet.first, 8443) != "open")
         // 443: the ClientHello's server name decides; the connection goes to that name's address.
-        #expect(try await NetworkServer.run(client, id, "python3 /tmp/hello.py \(inet.first) allowed.test").contains("got tls-ok"))
+        let hello = try await NetworkServer.run(client, id, "python3 /tmp/hello.py \(inet.first) allowed.test")
+        #expect(hello.contains("got tls-ok"), "\(hello)")
         #expect(try await NetworkServer.run(client, id, "python3 /tmp/hello.py \(inet.second) other.test").hasPrefix("reset"))
         // 80: the Host header decides.
-        #expect(try await NetworkServer.run(client, id, "python3 /tmp/get.py \(inet.second) allowed.test").contains("inet-ok host=allowed.test"))
+        let get = try await NetworkServer.run(client, id, "python3 /tmp/get.py \(inet.second) allowed.test")
+        #expect(get.contains("inet-ok host=allowed.test"), "\(get)")
         #expect(try await NetworkServer.run(client, id, "python3 /tmp/get.py \(inet.second) other.test").hasPrefix("reset"))
         // Live: deny a name instead (no allow-list any more).
         #expect(try await client.post("/sandboxes/\(id)/network-policy", ["denyDomains": ["denied.test"]]).status == 200)

@@ -100,7 +100,7 @@ struct PreviewPolicyTests {
 
     @Test func secureModeAndPrivateTokensOnEveryRequest() throws {
         let policy = PreviewPolicy(
-            hostName: "app-1.localhost", trafficTokenHash: PreviewAccess.sha256Hex(Self.token), exposureToken: "secret",
+            hostName: "app-1.localhost", trafficTokenHash: PreviewAccess.sha256Hex(Self.token), exposureTokens: ["secret"],
             hostOverride: "localhost:8000", scheme: "http")
         let good = try RequestHead.parse(
             "GET /x?omnirun_token=secret&a=1 HTTP/1.1\r\nHost: app-1.localhost:8081\r\ne2b-traffic-access-token: \(Self.token)")
@@ -126,7 +126,7 @@ struct PreviewPolicyTests {
     }
 
     @Test func publicPolicyKeepsTheHost() throws {
-        let policy = PreviewPolicy(hostName: "sb_abc12345-8000.localhost", trafficTokenHash: nil, exposureToken: nil, hostOverride: nil, scheme: "http")
+        let policy = PreviewPolicy(hostName: "sb_abc12345-8000.localhost", trafficTokenHash: nil, exposureTokens: [], hostOverride: nil, scheme: "http")
         let head = try RequestHead.parse("GET /?omnirun_token=kept HTTP/1.1\r\nHost: sb_abc12345-8000.localhost:9000")
         #expect(policy.admits(head))
         let rewritten = policy.rewrite(head)

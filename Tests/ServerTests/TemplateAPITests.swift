@@ -5,7 +5,9 @@ import TestSupport
 
 @Suite("Templates over the REST API", .timeLimit(.minutes(10)))
 struct TemplateAPITests {
-    static let builtIns = ["claude-agent", "javascript", "php", "playground", "rust", "sql", "typescript", "zig"]
+    static let builtIns = [
+        "claude-agent", "javascript", "node-20", "node-22", "node-24", "php", "playground", "rust", "sql", "typescript", "zig",
+    ]
 
     @Test func theCatalogueListsEveryBuiltInWithItsResourcesAndState() async throws {
         let (server, client) = try await SharedServer.client("templates")
@@ -40,6 +42,10 @@ struct TemplateAPITests {
         let one = try await client.get("/templates/python-3.11")
         #expect(one.status == 200)
         #expect(one.object["templateID"] as? String == "playground")
+        // `agent` (the product docs' networking example) is the coding agents' template.
+        #expect((byName["claude-agent"]?["aliases"] as? [String]) == ["agent"])
+        let agent = try await client.get("/templates/agent")
+        #expect(agent.status == 200 && agent.object["templateID"] as? String == "claude-agent", "\(agent.text)")
         let missing = try await client.get("/templates/no-such-template")
         #expect(missing.status == 404)
         #expect(missing.object["error"] as? String == "not_found")

@@ -32,8 +32,10 @@ struct VaultTests {
         #expect(replaced.status == 200)
         _ = try await client.post("/vault/credentials", ["key": "_OTHER_1", "value": ""])
         let list = try await client.get("/vault/credentials")
-        #expect(list.array.compactMap { $0["key"] as? String } == ["OPENAI_API_KEY", "_OTHER_1"])
-        #expect(list.array.allSatisfy { $0["createdAt"] != nil && $0["updatedAt"] != nil && $0["value"] == nil })
+        let listed = list.object["credentials"] as? [[String: Any]] ?? []
+        #expect(listed.compactMap { $0["key"] as? String } == ["OPENAI_API_KEY", "_OTHER_1"])
+        #expect(list.object["keys"] as? [String] == ["OPENAI_API_KEY", "_OTHER_1"])
+        #expect(listed.allSatisfy { $0["createdAt"] != nil && $0["updatedAt"] != nil && $0["value"] == nil })
         #expect(!list.text.contains(secret))
 
         // Keys are environment variable names.
@@ -51,13 +53,13 @@ struct VaultTests {
 
         // Another account never sees or touches this vault.
         let (_, stranger) = try await VaultHarness.client("stranger")
-        #expect(try await stranger.get("/vault/credentials").array.isEmpty)
+        #expect(try await stranger.get("/vault/credentials").object["keys"] as? [String] == [])
         #expect(try await stranger.delete("/vault/credentials/OPENAI_API_KEY").status == 404)
-        #expect(try await client.get("/vault/credentials").array.count == 2)
+        #expect((try await client.get("/vault/credentials").object["keys"] as? [String])?.count == 2)
 
         #expect(try await client.delete("/vault/credentials/OPENAI_API_KEY").status == 204)
         #expect(try await client.delete("/vault/credentials/OPENAI_API_KEY").status == 404)
-        #expect(try await client.get("/vault/credentials").array.compactMap { $0["key"] as? String } == ["_OTHER_1"])
+        #expect(try await client.get("/vault/credentials").object["keys"] as? [String] == ["_OTHER_1"])
         #expect(!server.fullLog().contains(secret))
         // No key, no vault.
         #expect(try await HTTPTestClient(baseURL: server.baseURL, apiKey: nil).get("/vault/credentials").status == 401)

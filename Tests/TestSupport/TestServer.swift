@@ -115,10 +115,11 @@ public final class TestServer: @unchecked Sendable {
         process.waitUntilExit()
     }
 
-    /// Starts the server again on the same data directory and port.
-    public func restart() async throws {
+    /// Starts the server again on the same data directory and port (and waits until it
+    /// answers, unless `waitUntilReady` is false: a test that crashes it mid-recovery).
+    public func restart(waitUntilReady wait: Bool = true) async throws {
         process = try Self.launch(dataDirectory: dataDirectory, port: port, environment: environment, logLevel: logLevel)
-        try await waitUntilReady()
+        if wait { try await waitUntilReady() }
     }
 
     /// Stops the server and every VM it left running (sandboxes survive a server

@@ -8,6 +8,11 @@ usage: e2ee-client.py vectors                       known-answer vectors (fixed 
        e2ee-client.py cycle URL KEY TEMPLATE        create -> command -> files, attacks, plain sandbox
        e2ee-client.py create URL KEY TEMPLATE       an e2ee sandbox; prints its id and the client's keys
        e2ee-client.py run URL KEY ID PRIV SERVERPUB COMMAND   one encrypted command on that sandbox
+       e2ee-client.py post URL KEY PATH BODY        a raw POST (e.g. a captured envelope sent again)
+       e2ee-client.py fork URL KEY ID PRIV SERVERPUB          forks of an e2ee sandbox get keys of their own
+
+Request envelopes may carry aad = "<METHOD> <path?query>" (checked by the server); every
+sealed answer carries aad = "response <METHOD> <path?query>".
 """
 import base64
 import hashlib
@@ -73,10 +78,12 @@ class Client:
         self.url = url.rstrip("/")
         self.api_key = api_key
 
-    def raw(self, method, path, body=None, content_type="application/json"):
+    def raw(self, method, path, body=None, content_type="application/json", headers=None):
         """Sends bytes (or nothing); returns (status, content type, parsed JSON or text)."""
         request = urllib.request.Request(self.url + path, data=body, method=method)
         request.add_header("X-API-Key", self.api_key)
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
         if body is not None:
             request.add_header("Content-Type", content_type)
         try:
@@ -101,6 +108,9 @@ class Channel:
         self.client, self.id, self.key = client, sandbox_id, key
         self.sent = []  # every request body sent, for the replay checks
 
+    def route(self, path, method="POST"):
+        return f"{method} /sandboxes/{self.id}{path}"
+
     def post(self, path, payload, aad=None):
         body = json.dumps({"_encrypted": seal(self.key, payload, aad)}).encode()
         self.sent.append((path, body))
@@ -108,7 +118,8 @@ class Channel:
         return status, self.reveal(answer), answer
 
     def get(self, path):
-        status, ctype, answer = self.client.raw("GET", f"/sandboxes/{self.id}{path}")
+        # Holding the key, it asks for sealed answers (a GET shows nothing else).
+        status, ctype, answer = self.client.raw("GET", f"/sandboxes/{self.id}{path}", headers={"X-OmniRun-E2EE": "seal"})
         return status, self.reveal(answer), answer
 
     def reveal(self, answer):
@@ -150,14 +161,24 @@ def cycle(url, api_key, template):
         # The cycle: command, file write, file read, batch, list, with every body sealed.
         status, plain, raw = ch.post("/commands", {"command": "echo secret-$((6*7))"})
         out["command"] = {"status": status, "encrypted": plain is not None, "rawKeys": sorted(raw) if isinstance(raw, dict) else None,
-                          "stdout": (plain or {}).get("stdout"), "exitCode": (plain or {}).get("exitCode", (plain or {}).get("exit_code"))}
+                          "stdout": (plain or {}).get("stdout"), "exitCode": (plain or {}).get("exitCode", (plain or {}).get("exit_code")),
+                          "aad": (raw or {}).get("_encrypted", {}).get("aad") if isinstance(raw, dict) else None,
+                          "expectedAad": "response " + ch.route("/commands")}
         status, plain, _ = ch.post("/files", {"path": "/tmp/e2ee/a.txt", "content": "first version \u2713"})
         out["write1"] = {"status": status, "encrypted": plain is not None}
         first_write = ch.sent[-1]
-        status, plain, _ = ch.post("/files", {"path": "/tmp/e2ee/a.txt", "content": "second version \u2713"}, aad=f"sandbox:{sid}:files")
+        status, plain, _ = ch.post("/files", {"path": "/tmp/e2ee/a.txt", "content": "second version \u2713"}, aad=ch.route("/files"))
         out["write2"] = {"status": status, "encrypted": plain is not None}
-        status, plain, _ = ch.get("/files?path=%2Ftmp%2Fe2ee%2Fa.txt")
-        out["read"] = {"status": status, "encrypted": plain is not None, "content": (plain or {}).get("content")}
+        status, plain, raw = ch.get("/files?path=%2Ftmp%2Fe2ee%2Fa.txt")
+        out["read"] = {"status": status, "encrypted": plain is not None, "content": (plain or {}).get("content"),
+                       "aadMatches": isinstance(raw, dict) and raw.get("_encrypted", {}).get("aad")
+                       == "response " + ch.route("/files?path=%2Ftmp%2Fe2ee%2Fa.txt", "GET")}
+        # An envelope (without aad, as the public SDK sends) for one route, captured, then
+        # sent to another: refused by its nonce. First its own route (mkdir), then it is undone.
+        status, _, _ = ch.post("/files/mkdir", {"path": "/tmp/e2ee/x"})
+        mkdir_envelope = ch.sent[-1]
+        out["mkdir"] = {"status": status}
+        out["undoMkdir"] = client.raw("DELETE", f"/sandboxes/{sid}/files?path=%2Ftmp%2Fe2ee%2Fx")[0]
         status, plain, _ = ch.post("/files/batch", [{"path": "/tmp/e2ee/b.txt", "content": "bee"}])
         out["batch"] = {"status": status, "isArray": isinstance(plain, list), "paths": [i.get("path") for i in plain or []]}
         status, plain, _ = ch.get("/files/list?path=%2Ftmp%2Fe2ee")
@@ -183,7 +204,8 @@ def cycle(url, api_key, template):
         tag_cut = dict(env, ciphertext=b64(base64.b64decode(env["ciphertext"])[:-1]))
         attacks["truncatedTag"] = client.json("POST", f"/sandboxes/{sid}/commands", {"_encrypted": tag_cut})
         with_aad = seal(key, {"command": "touch /tmp/e2ee/pwned"}, aad="sandbox:x:commands")
-        attacks["tamperedAad"] = client.json("POST", f"/sandboxes/{sid}/commands", {"_encrypted": dict(with_aad, aad="sandbox:y:commands")})
+        attacks["tamperedAad"] = client.json("POST", f"/sandboxes/{sid}/commands",
+                                             {"_encrypted": dict(with_aad, aad=ch.route("/commands"))})
         attacks["droppedAad"] = client.json("POST", f"/sandboxes/{sid}/commands",
                                             {"_encrypted": {k: v for k, v in with_aad.items() if k != "aad"}})
         short = seal(key, {"command": "touch /tmp/e2ee/pwned"})
@@ -202,6 +224,14 @@ def cycle(url, api_key, template):
         # Replay: the first write again (its content must not come back).
         path, body = first_write
         attacks["replay"] = client.raw("POST", f"/sandboxes/{sid}{path}", body)
+        # The mkdir envelope sent to the write route (it would write an empty file /tmp/e2ee/x).
+        attacks["replayOtherRoute"] = client.raw("POST", f"/sandboxes/{sid}/files", mkdir_envelope[1])
+        # aad bound to another route, or to another sandbox: refused before anything runs.
+        attacks["aadOtherRoute"] = client.json("POST", f"/sandboxes/{sid}/commands",
+                                               {"_encrypted": seal(key, {"command": "touch /tmp/e2ee/pwned"}, aad=ch.route("/files"))})
+        attacks["aadOtherSandbox"] = client.json("POST", f"/sandboxes/{sid}/commands",
+                                                 {"_encrypted": seal(key, {"command": "touch /tmp/e2ee/pwned"},
+                                                                     aad="POST /sandboxes/sb_00000000/commands")})
         # Reflection: an answer of the server sent back as a request.
         status, _, answer = client.raw("POST", f"/sandboxes/{sid}/files/mkdir",
                                        json.dumps({"_encrypted": seal(key, {"path": "/tmp/e2ee/dir"})}).encode())
@@ -218,6 +248,17 @@ def cycle(url, api_key, template):
         status, _, answer = client.raw("POST", f"/sandboxes/{sid}/commands",
                                        json.dumps({"_encrypted": seal(key, {"nothing": 1})}).encode())
         out["handlerError"] = {"status": status, "plaintext": isinstance(answer, dict) and "error" in answer}
+        # A client without the key (as after Sandbox.connect()): its GETs are answered in
+        # plaintext it can parse, its POSTs refused with a message saying why.
+        status, _, answer = client.raw("GET", f"/sandboxes/{sid}/files?path=%2Ftmp%2Fe2ee%2Fa.txt")
+        out["keylessRead"] = {"status": status, "content": answer.get("content") if isinstance(answer, dict) else None,
+                              "sealed": isinstance(answer, dict) and "_encrypted" in answer}
+        status, _, answer = client.raw("GET", f"/sandboxes/{sid}/commands")
+        out["keylessList"] = {"status": status, "isArray": isinstance(answer, list)}
+        status, _, answer = client.json("POST", f"/sandboxes/{sid}/commands", {"command": "touch /tmp/e2ee/pwned"})
+        out["keylessWrite"] = error_shape(status, answer)
+        status, plain, _ = ch.post("/commands", {"command": "test -e /tmp/e2ee/pwned && echo yes || echo no"})
+        out["keylessWriteRan"] = (plain or {}).get("stdout")
     finally:
         out["kill"] = client.raw("DELETE", f"/sandboxes/{sid}")[0]
 
@@ -242,6 +283,42 @@ def cycle(url, api_key, template):
     bad["p384Key"] = client.json("POST", "/sandboxes", {"template": template, "e2ee": True, "clientPublicKey": spki(p384)})
     bad["keyWithoutE2ee"] = client.json("POST", "/sandboxes", {"template": template, "clientPublicKey": spki(private_key.public_key())})
     out["badHandshakes"] = {name: error_shape(status, answer) for name, (status, _, answer) in bad.items()}
+    return out
+
+
+def fork(client, sid, private_hex_text, server_public):
+    """Forks an e2ee sandbox: refused without a client key; with one, each copy answers
+    with its own server key, and no envelope crosses between the sandboxes."""
+    out = {"ok": True}
+    parent_key = derive(shared_secret(private_from_hex(private_hex_text), server_public))
+    parent = Channel(client, sid, parent_key)
+    status, _, answer = parent.post("/fork", {"count": 1})
+    out["withoutKey"] = error_shape(status, answer)
+    fork_key = ec.generate_private_key(ec.SECP256R1())
+    status, plain, answer = parent.post("/fork", {"count": 2, "clientPublicKey": spki(fork_key.public_key())})
+    copies = (plain or {}).get("sandboxes") or []
+    out["forkStatus"] = status
+    out["forkAnswer"] = answer if plain is None else None
+    out["copies"] = [c.get("sandboxID") for c in copies]
+    out["serverKeys"] = [c.get("serverPublicKey") for c in copies]
+    out["parentServerKey"] = server_public
+    out["runs"] = []
+    for copy in copies:
+        key = derive(shared_secret(fork_key, copy["serverPublicKey"]))
+        channel = Channel(client, copy["sandboxID"], key)
+        status, plain, _ = channel.post("/commands", {"command": "echo copy-ok"}, aad=channel.route("/commands"))
+        # The parent's key does not open on the copy, nor the copy's on the parent.
+        with_parent_key = client.json("POST", f"/sandboxes/{copy['sandboxID']}/commands",
+                                      {"_encrypted": seal(parent_key, {"command": "touch /tmp/pwned"})})
+        with_copy_key = client.json("POST", f"/sandboxes/{sid}/commands",
+                                    {"_encrypted": seal(key, {"command": "touch /tmp/pwned"})})
+        out["runs"].append({"status": status, "stdout": (plain or {}).get("stdout"),
+                            "parentKeyOnCopy": error_shape(with_parent_key[0], with_parent_key[2]),
+                            "copyKeyOnParent": error_shape(with_copy_key[0], with_copy_key[2])})
+    status, plain, _ = parent.post("/commands", {"command": "echo parent-ok; test -e /tmp/pwned && echo pwned"})
+    out["parentAfter"] = (plain or {}).get("stdout")
+    for copy in copies:
+        out.setdefault("kills", []).append(client.raw("DELETE", f"/sandboxes/{copy['sandboxID']}")[0])
     return out
 
 
@@ -291,8 +368,16 @@ def main():
     elif command == "run":
         client = Client(sys.argv[2], sys.argv[3])
         key = derive(shared_secret(private_from_hex(sys.argv[5]), sys.argv[6]))
-        status, plain, raw = Channel(client, sys.argv[4], key).post("/commands", {"command": sys.argv[7]})
-        result = {"ok": True, "status": status, "stdout": (plain or {}).get("stdout"), "raw": raw if plain is None else None}
+        channel = Channel(client, sys.argv[4], key)
+        status, plain, raw = channel.post("/commands", {"command": sys.argv[7]})
+        result = {"ok": True, "status": status, "stdout": (plain or {}).get("stdout"), "raw": raw if plain is None else None,
+                  "sentBody": channel.sent[-1][1].decode()}
+    elif command == "post":
+        client = Client(sys.argv[2], sys.argv[3])
+        status, _, answer = client.raw("POST", sys.argv[4], sys.argv[5].encode())
+        result = dict(error_shape(status, answer), ok=True)
+    elif command == "fork":
+        result = fork(Client(sys.argv[2], sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6])
     else:
         raise SystemExit(__doc__)
     print(json.dumps(result))

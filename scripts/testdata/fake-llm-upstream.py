@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""A stand-in for a paid OpenAI-compatible upstream, for the tests: the real protocol
-(chat completions, SSE streaming with a final usage chunk, GET /models) over a real
-socket on 127.0.0.1. Only the Python standard library.
+"""A stand-in for a paid LLM upstream, for the tests: the real protocols over a real
+socket on 127.0.0.1 — OpenAI chat completions (SSE streaming with a final usage chunk,
+GET /models), and Anthropic Messages (+ count_tokens) and OpenAI Responses with their
+named SSE events (fake_upstream_protocols.py). Only the Python standard library.
+Messages requests must carry the key as x-api-key and an anthropic-version; the others
+as Authorization: Bearer.
 
 Behaviour by model id (any vendor prefix):
   */echo          answers "echo: <last user message>"; usage without cost (price table)
@@ -11,8 +14,11 @@ Behaviour by model id (any vendor prefix):
   */refuses       400 with an OpenAI-style error body
   */slow          waits 30 s before answering (proxy timeout -> 504)
   */stall         streams one chunk, then stalls 30 s (timeout mid-stream)
+  */tool          (Messages, Responses) a tool call, then an answer from its result
+Usage: 10 input tokens, one output token per word.
 Streams send one word per event, WORD_DELAY seconds apart (default 0.2).
-Requests are appended as JSON lines to the file given with --log.
+Requests are appended as JSON lines to the file given with --log (with the path and the
+Anthropic headers as "_path", "_headers").
 Prints "ready PORT" once it listens.
 
 usage: fake-llm-upstream.py --key SECRET [--port N] [--log FILE]
@@ -25,10 +31,11 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from helperlib import exit_with_parent
+import fake_upstream_protocols as protocols
 
 ARGS = None
 LOCK = threading.Lock()
-MODELS = ["test/echo", "costly/echo", "pricey/echo", "test/broken", "test/refuses", "test/slow", "test/stall"]
+MODELS = ["test/echo", "costly/echo", "pricey/echo", "test/broken", "test/refuses", "test/slow", "test/stall", "test/tool"]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -45,11 +52,29 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def authorized(self):
-        if self.headers.get("Authorization") != "Bearer " + ARGS.key:
+    def authorized(self, anthropic=False):
+        if anthropic:
+            if self.headers.get("x-api-key") != ARGS.key or not self.headers.get("anthropic-version"):
+                self.reply(401, {"type": "error", "error": {"type": "authentication_error", "message": "bad upstream key or no version"}})
+                return False
+        elif self.headers.get("Authorization") != "Bearer " + ARGS.key:
             self.reply(401, {"error": {"message": "bad upstream key", "type": "invalid_request_error"}})
             return False
         return True
+
+    def start_events(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+
+    def event(self, name, data):
+        self.wfile.write(("event: %s\ndata: %s\n\n" % (name, json.dumps(data))).encode())
+        self.wfile.flush()
+
+    def end_events(self):
+        self.close_connection = True
 
     def do_GET(self):
         if not self.authorized():
@@ -62,7 +87,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
-        if not self.authorized():
+        path = self.path.split("?")[0].rstrip("/")
+        wire = "messages" if "/messages" in path else "responses" if path.endswith("/responses") else "chat"
+        if not self.authorized(anthropic=wire == "messages"):
             return
         try:
             body = json.loads(raw)
@@ -70,18 +97,31 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(400, {"error": {"message": "not JSON"}})
             return
         if ARGS.log:
+            headers = {h: self.headers.get(h) for h in ("anthropic-version", "anthropic-beta") if self.headers.get(h)}
             with LOCK, open(ARGS.log, "a") as f:
-                f.write(json.dumps(body) + "\n")
+                f.write(json.dumps(dict(body, _path=path, _headers=headers)) + "\n")
         model = body.get("model", "")
         kind = model.split("/")[-1]
+        error = {"messages": protocols.messages_error, "responses": protocols.responses_error}.get(
+            wire, lambda status, kind, message: (status, {"error": {"message": message, "type": kind}}))
         if kind == "broken":
-            self.reply(500, {"error": {"message": "the upstream broke", "type": "server_error"}})
+            self.reply(*error(500, "api_error" if wire == "messages" else "server_error", "the upstream broke"))
             return
         if kind == "refuses":
-            self.reply(400, {"error": {"message": "temperature is out of range", "type": "invalid_request_error"}})
+            self.reply(*error(400, "invalid_request_error", "temperature is out of range"))
             return
         if kind == "slow":
             time.sleep(30)
+        if path.endswith("/count_tokens"):
+            return protocols.count_tokens(self, body)
+        if wire != "chat":
+            usage = {"input_tokens": 10, "output_tokens": protocols.output_words(wire, body)}
+            if model.startswith("costly/"):
+                usage["cost"] = 0.01
+            if model.startswith("pricey/"):
+                usage["cost"] = 2.5
+            handle = protocols.messages if wire == "messages" else protocols.responses
+            return handle(self, body, usage, ARGS.word_delay, kind == "stall")
         text = ""
         for message in body.get("messages", []):
             if message.get("role") == "user" and isinstance(message.get("content"), str):

@@ -7,6 +7,9 @@ usage: openai-client.py models
        openai-client.py chat MODEL TEXT
        openai-client.py stream MODEL TEXT      (also records when each chunk arrived)
        openai-client.py many MODEL N           (N chat requests at once)
+       openai-client.py responses MODEL TEXT   (the Responses API)
+       openai-client.py responses-stream MODEL TEXT   (records when each text delta arrived)
+       openai-client.py responses-tool MODEL   (a function call, then its output, streamed)
 """
 import json
 import sys
@@ -69,6 +72,34 @@ def main():
             for t in threads:
                 t.join()
             result = {"ok": True, "statuses": outcomes}
+        elif command == "responses":
+            response = client.responses.create(model=sys.argv[2], input=sys.argv[3])
+            result = {"ok": True, "text": response.output_text, "usage": response.usage.model_dump(), "status": response.status}
+        elif command == "responses-stream":
+            started = time.monotonic()
+            pieces, times, events, final = [], [], [], None
+            with client.responses.stream(model=sys.argv[2], input=sys.argv[3]) as stream:
+                for event in stream:
+                    events.append(event.type)
+                    if event.type == "response.output_text.delta":
+                        pieces.append(event.delta)
+                        times.append(time.monotonic() - started)
+                    if event.type == "response.failed":
+                        final = {"error": event.response.error.model_dump() if event.response.error else None}
+                if final is None:
+                    done = stream.get_final_response()
+                    final = {"usage": done.usage.model_dump(), "status": done.status}
+            result = {"ok": "usage" in final, "pieces": pieces, "times": times, "events": events, "final": final}
+        elif command == "responses-tool":
+            tools = [{"type": "function", "name": "get_weather", "description": "The weather in a city",
+                      "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+            items = [{"role": "user", "content": "weather in Paris?"}]
+            with client.responses.stream(model=sys.argv[2], input=items, tools=tools) as stream:
+                first = stream.get_final_response()
+            call = next(item for item in first.output if item.type == "function_call")
+            items += [call.model_dump(exclude_none=True), {"type": "function_call_output", "call_id": call.call_id, "output": "18 C and sunny"}]
+            second = client.responses.create(model=sys.argv[2], input=items, tools=tools)
+            result = {"ok": True, "tool": call.name, "arguments": json.loads(call.arguments), "answer": second.output_text}
         else:
             result = {"ok": False, "error": "unknown command"}
     except openai.APIStatusError as e:

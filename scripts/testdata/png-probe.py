@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reads a PNG (8-bit RGB or RGBA, not interlaced) and prints JSON: its size and the
 colour of the pixels asked for. Used by the desktop tests to check screenshots exactly.
-Usage: png-probe.py FILE [X,Y ...]"""
+Usage: png-probe.py FILE [X,Y ...] | png-probe.py FILE --diff OTHER"""
 import json
 import struct
 import sys
@@ -53,6 +53,23 @@ def decode(data):
         prev = line
     return width, height, colour, bpp, rows
 
+
+if len(sys.argv) == 4 and sys.argv[2] == "--diff":
+    # How many pixels of two screenshots of the same size differ, and where (a bounding box).
+    first, second = decode(open(sys.argv[1], "rb").read()), decode(open(sys.argv[3], "rb").read())
+    if first[:2] != second[:2]:
+        print(json.dumps({"sizes": [first[:2], second[:2]]}))
+        sys.exit(0)
+    differing, box = 0, None
+    for y, (a, b) in enumerate(zip(first[4], second[4])):
+        if a == b:
+            continue
+        for x in range(first[0]):
+            if a[x * first[3]:x * first[3] + 3] != b[x * second[3]:x * second[3] + 3]:
+                differing += 1
+                box = [min(box[0], x), min(box[1], y), max(box[2], x), max(box[3], y)] if box else [x, y, x, y]
+    print(json.dumps({"width": first[0], "height": first[1], "differing": differing, "box": box}))
+    sys.exit(0)
 
 width, height, colour, bpp, rows = decode(open(sys.argv[1], "rb").read())
 pixels = {}

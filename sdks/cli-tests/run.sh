@@ -4,7 +4,9 @@
 # file, sandboxes, exec with its exit code, files, LLM streaming, vault, templates, --json,
 # the exit codes of failures, and `omni shell` in a real terminal (tmux): raw keys, output,
 # resize on SIGWINCH, leaving with `exit`.
-# Env: OMNI (the binary), OMNIRUN_API_URL, OMNIRUN_TEST_KEY, OMNIRUN_TEST_OUTBOX (optional).
+# The commands it shares with the public CLI are tested in parity.sh (sourced below).
+# Env: OMNI (the binary), OMNIRUN_API_URL, OMNIRUN_TEST_KEY, OMNIRUN_TEST_OUTBOX and
+# OMNIRUN_TEST_LLM_LOG (the stand-in LLM upstream's request log) optional.
 set -uo pipefail
 : "${OMNI:?}" "${OMNIRUN_API_URL:?}" "${OMNIRUN_TEST_KEY:?}"
 work=$(mktemp -d /tmp/omni-cli-test.XXXXXX)
@@ -16,7 +18,9 @@ sandbox=""
 session="omni-test-$$"
 cleanup() {
   tmux kill-session -t "$session" 2>/dev/null || true
-  [[ -n "$sandbox" ]] && "$OMNI" sandbox kill "$sandbox" >/dev/null 2>&1
+  for id in "$sandbox" "${secure:-}" "${sealed:-}" "${gui:-}"; do
+    [[ -n "$id" ]] && "$OMNI" sandbox kill "$id" >/dev/null 2>&1
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -74,7 +78,7 @@ if [[ -n "${OMNIRUN_TEST_OUTBOX:-}" ]]; then
 fi
 
 echo "[cli] sandboxes"
-expect "sandbox create" 0 "$OMNI" sandbox create playground --timeout 600 --metadata suite=cli --env GREETING=hello
+expect "sandbox create" 0 "$OMNI" sandbox create playground --timeout 1800 --metadata suite=cli --env GREETING=hello
 sandbox="$out"
 [[ "$sandbox" =~ ^sb_[A-Za-z0-9]+$ ]] && ok "create prints the id" || fail "create prints the id" "$sandbox"
 contains "create reports progress on stderr" "$err" "Creating a sandbox from playground"
@@ -126,7 +130,7 @@ expect "llm chat streams" 0 "$OMNI" llm chat -m test/echo "one two three"
 expect "llm chat --json" 0 "$OMNI" llm chat -m test/echo --json hi
 [[ "$(json 'd["choices"][0]["message"]["content"]' <<<"$out")" == "echo: hi" ]] && ok "chat --json is the completion" || fail "chat --json" "$out"
 expect "llm usage --json" 0 "$OMNI" llm usage --json
-[[ "$(json 'sorted(d)' <<<"$out")" == "['remainingCents', 'spendCapCents', 'spendUsedCents']" ]] && ok "usage fields" || fail "usage" "$out"
+[[ "$(json 'sorted(d)' <<<"$out")" == "['remainingCents', 'remaining_cents', 'spendCapCents', 'spendUsedCents', 'spend_cap_cents', 'spend_used_cents']" ]] && ok "usage fields (both spellings)" || fail "usage" "$out"
 
 echo "[cli] vault and templates"
 printf 'from-stdin-secret\n' | "$OMNI" vault set CLI_SECRET >/dev/null 2>"$work/stderr" && ok "vault set (value from stdin)" || fail "vault set" "$(cat "$work/stderr")"
@@ -138,6 +142,10 @@ expect "vault rm" 0 "$OMNI" vault rm CLI_SECRET
 expect "vault rm again: exit 3" 3 "$OMNI" vault rm CLI_SECRET
 expect "template list" 0 "$OMNI" template list
 contains "templates include playground" "$out" "playground"
+
+# The commands shared with the public CLI (command, expose, history, e2ee, desktop, ...).
+# shellcheck source=sdks/cli-tests/parity.sh
+source "$(dirname "${BASH_SOURCE[0]}")/parity.sh"
 
 echo "[cli] shell (tmux)"
 if command -v tmux >/dev/null; then
@@ -165,6 +173,82 @@ if command -v tmux >/dev/null; then
   tmux kill-session -t "$session" 2>/dev/null
 else
   fail "tmux is missing (apt-get install tmux)"
+fi
+
+echo "[cli] beamup"
+expect "beamup --help lists the agents" 0 "$OMNI" beamup --help
+contains "beamup offers claude, codex and desktop" "$out" "desktop"
+expect "beamup: a negative timeout is bad usage: exit 64" 64 "$OMNI" beamup claude --timeout -5
+expect "beamup: a port out of range is bad usage: exit 64" 64 "$OMNI" beamup codex --expose 70000
+expect "beamup of a template that does not exist: exit 3" 3 "$OMNI" beamup claude --template no-such-template --detach
+built_templates=$(curl -sf "$OMNIRUN_API_URL/status" | python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin)["templates"]))')
+# beamup_agent NAME TEMPLATE PROMPT_MARK: the agent in a real terminal (tmux) up to its prompt, one
+# exchange with the stand-in model (it echoes), then the agent's own exit; prints the time to the prompt.
+beamup_agent() {
+  local name="$1" template="$2" mark="$3" agent_session="omni-beamup-$$" t0 t1
+  # omni's output is the terminal itself (an interactive beamup needs one); tmux records it.
+  tmux new-session -d -s "$agent_session" -x 120 -y 40 \
+    "OMNI_CONFIG_DIR='$OMNI_CONFIG_DIR' '$OMNI' beamup $name --timeout 600; echo omni-exited-\$?; sleep 60"
+  tmux pipe-pane -t "$agent_session" -o "cat >> '$work/beamup-$name.out'"
+  agent_pane() { tmux capture-pane -p -t "$agent_session" -S -100; }
+  t0=$(date +%s.%N)
+  for _ in $(seq 1 900); do agent_pane | grep -q -- "$mark" && break; sleep 0.2; done
+  t1=$(date +%s.%N)
+  if agent_pane | grep -q -- "$mark"; then
+    ok "beamup $name: the agent's prompt in a real terminal ($(python3 -c "print(round($t1 - $t0, 1))") s from the command)"
+  else
+    fail "beamup $name: no prompt" "$(agent_pane | tail -15)"
+  fi
+  tmux send-keys -t "$agent_session" -l "hello from the cli"
+  sleep 1
+  tmux send-keys -t "$agent_session" Enter
+  for _ in $(seq 1 300); do agent_pane | grep -q "echo: hello from the cli" && break; sleep 0.2; done
+  agent_pane | grep -q "echo: hello from the cli" && ok "beamup $name: the model's answer came through the LLM proxy" \
+    || fail "beamup $name: no answer" "$(agent_pane | tail -15)"
+  local id
+  id=$({ cat "$work/beamup-$name.out" 2>/dev/null; agent_pane; } | grep -o 'sb_[A-Za-z0-9]*' | head -n1)
+  # The agent's own way out: ^C twice (Codex), or its /exit command (Claude Code, whose
+  # second ^C must come within a moment that a loaded emulated machine may miss).
+  tmux send-keys -t "$agent_session" C-c
+  sleep 0.3
+  tmux send-keys -t "$agent_session" C-c
+  for _ in $(seq 1 50); do agent_pane | grep -q "omni-exited-" && break; sleep 0.2; done
+  if ! agent_pane | grep -q "omni-exited-"; then
+    tmux send-keys -t "$agent_session" -l "/exit"
+    sleep 1
+    tmux send-keys -t "$agent_session" Enter
+    for _ in $(seq 1 150); do agent_pane | grep -q "omni-exited-" && break; sleep 0.2; done
+  fi
+  agent_pane | grep -q "omni-exited-0" && ok "beamup $name: the agent's exit ends the session" || fail "beamup $name: exit" "$(agent_pane | tail -15)"
+  grep -aq "omni shell $id" "$work/beamup-$name.out" && ok "beamup $name: says how to reattach" || fail "beamup $name: reattach" "$(cat "$work/beamup-$name.out" | tail -5)"
+  tmux kill-session -t "$agent_session" 2>/dev/null
+  [[ -n "$id" ]] && "$OMNI" sandbox kill "$id" >/dev/null 2>&1
+  return 0
+}
+if [[ " $built_templates " == *" claude-code "* ]] && command -v tmux >/dev/null; then
+  beamup_agent claude claude-code "❯"
+  expect "beamup claude --detach --json" 0 "$OMNI" beamup claude --detach --json --expose 8000 --timeout 300
+  detached=$(json 'd["sandboxID"]' <<<"$out")
+  [[ "$(json 'd["previews"][0]["port"]' <<<"$out")" == "8000" ]] && ok "beamup --expose: a preview URL" || fail "beamup --expose" "$out"
+  expect "the agent runs in its tmux session" 0 "$OMNI" sandbox exec "$detached" -- 'tmux ls'
+  contains "tmux session claude" "$out" "claude:"
+  "$OMNI" sandbox kill "$detached" >/dev/null 2>&1
+else
+  echo "  skip beamup claude (template claude-code not built)"
+fi
+if [[ " $built_templates " == *" codex "* ]] && command -v tmux >/dev/null; then
+  beamup_agent codex codex "›"
+else
+  echo "  skip beamup codex (template codex not built)"
+fi
+if [[ " $built_templates " == *" desktop "* ]]; then
+  expect "beamup desktop --detach --json" 0 "$OMNI" beamup desktop --detach --json --timeout 300
+  desktop=$(json 'd["sandboxID"]' <<<"$out")
+  code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 20 -L -b '' "$(json 'd["desktopUrl"]' <<<"$out")" || true)"
+  [[ "$code" == "200" ]] && ok "beamup desktop: the live view's URL answers" || fail "beamup desktop URL" "$out: $code"
+  "$OMNI" sandbox kill "$desktop" >/dev/null 2>&1
+else
+  echo "  skip beamup desktop (template desktop not built)"
 fi
 
 echo "[cli] cleanup"

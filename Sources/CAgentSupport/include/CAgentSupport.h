@@ -49,7 +49,9 @@ int omr_inotify_record(const char *buf, int offset, int *wd, uint32_t *mask, con
 
 
 /// Sets this thread's file-system identity (fsuid, fsgid, supplementary groups) for
-/// permission checks of the file operations that follow on this thread only.
+/// permission checks of the file operations that follow on this thread only. Returns 0,
+/// or an errno when any part did not take (the thread is then back to root's identity,
+/// and the caller must fail the operation rather than run it).
 int omr_set_fs_identity(uid_t uid, gid_t gid, const gid_t *groups, int ngroups);
 
 /// Brings the loopback interface up. Returns 0 or an errno.

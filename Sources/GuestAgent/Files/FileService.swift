@@ -22,12 +22,21 @@ struct FileService: Sendable {
         return try UserDatabase.lookup(name ?? fallback)
     }
 
-    /// Runs `body` on a pool thread with the fs identity of `user`.
+    /// Runs `body` on a pool thread with the fs identity of `user`. A switch that does not
+    /// take (a uid or gid the kernel reads as "no change", too many groups) fails the
+    /// operation: it never runs as root instead.
     func run<T: Sendable>(as user: GuestUser, _ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await pool.runIfActive {
+        try user.checkSwitchable()
+        return try await pool.runIfActive {
             let groups = user.groups.map { gid_t($0) }
-            _ = groups.withUnsafeBufferPointer {
-                omr_set_fs_identity(uid_t(user.uid), gid_t(user.gid), $0.baseAddress, Int32($0.count))
+            let failed = groups.withUnsafeBufferPointer {
+                omr_set_fs_identity(uid_t(user.uid), gid_t(user.gid), $0.baseAddress, Int32(clamping: $0.count))
+            }
+            guard failed == 0 else {
+                throw AgentFailure(
+                    status: 403, code: AgentErrorCode.permissionDenied,
+                    message: "cannot act as user '\(user.name)' (uid \(user.uid), gid \(user.gid), \(groups.count) groups): "
+                        + String(cString: strerror(failed)))
             }
             defer { _ = omr_set_fs_identity(0, 0, nil, 0) }
             return try body()

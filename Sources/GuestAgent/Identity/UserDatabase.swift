@@ -1,3 +1,5 @@
+import AgentProtocol
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -10,6 +12,22 @@ struct GuestUser: Sendable, Equatable {
     var home: String
     var shell: String
     var groups: [UInt32]
+}
+
+extension GuestUser {
+    /// The kernel's limit on supplementary groups (`NGROUPS_MAX`).
+    static let maxGroups = 65536
+
+    /// Refuses a user the agent cannot become: uid or gid 4294967295 means "no change" to
+    /// the kernel's set*id calls (the work would run as root), and more than `maxGroups`
+    /// groups cannot be set. `/etc/passwd` and `/etc/group` are the guest root's to write.
+    func checkSwitchable() throws {
+        guard uid != UInt32.max, gid != UInt32.max, groups.count <= Self.maxGroups else {
+            throw AgentFailure(
+                status: 403, code: AgentErrorCode.permissionDenied,
+                message: "cannot act as user '\(name)' (uid \(uid), gid \(gid), \(groups.count) groups): the kernel cannot switch to it")
+        }
+    }
 }
 
 /// Reads users straight from the files, so the agent needs no NSS modules and sees

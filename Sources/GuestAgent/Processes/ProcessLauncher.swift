@@ -20,6 +20,8 @@ struct ProcessLauncher: Sendable {
     func start(_ request: ProcessStartRequest) async throws -> Int32 {
         let settings = await identity.snapshot()
         let user = try UserDatabase.lookup(request.user ?? settings.defaultUser)
+        // A user the kernel cannot switch to is refused here; `omr_spawn` refuses it again.
+        try user.checkSwitchable()
         let argv: [String]
         let display: String
         if let shell = request.shell {
@@ -202,7 +204,7 @@ struct ProcessLauncher: Sendable {
                             args.uid = uid_t(user.uid)
                             args.gid = gid_t(user.gid)
                             args.groups = groupPtr.baseAddress
-                            args.ngroups = Int32(groups.count)
+                            args.ngroups = Int32(clamping: groups.count)
                             args.change_identity = getuid() == 0 ? 1 : 0
                             args.stdin_fd = fds[0]
                             args.stdout_fd = fds[1]

@@ -1,5 +1,6 @@
 import AgentProtocol
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -18,6 +19,9 @@ actor HostGateway {
     /// request ended first.
     private var issued: Set<UInt64> = []
     private var cancelled: Set<UInt64> = []
+    /// Whether a new connection would only be refused (`maxWaiting` wait and no request of
+    /// the host does): then it is closed as it is accepted, at the least cost to the agent.
+    private let full = NIOLockedValueBox(false)
 
     init(logger: Logger) {
         self.logger = logger
@@ -26,13 +30,20 @@ actor HostGateway {
     /// Listens until cancelled. Started at boot, so the listener is part of every snapshot.
     func listen(group: any EventLoopGroup) async {
         let address = "\(AgentAPI.HostGateway.host):\(AgentAPI.HostGateway.port)"
+        let full = self.full
         do {
             let server = try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 128)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.allowRemoteHalfClosure, value: true)
-                .bind(host: AgentAPI.HostGateway.host, port: AgentAPI.HostGateway.port) { channel in
-                    channel.eventLoop.makeCompletedFuture {
+                .bind(host: AgentAPI.HostGateway.host, port: AgentAPI.HostGateway.port) {
+                    (channel: any Channel) -> EventLoopFuture<Connection> in
+                    if full.withLockedValue({ $0 }) {
+                        // A failed initializer only drops this connection (the listener goes on).
+                        channel.close(promise: nil)
+                        return channel.eventLoop.makeFailedFuture(ChannelError.inappropriateOperationForState)
+                    }
+                    return channel.eventLoop.makeCompletedFuture {
                         try Connection(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
                     }
                 }
@@ -51,18 +62,36 @@ actor HostGateway {
         } else if waiting.count < AgentAPI.HostGateway.maxWaiting {
             waiting.append(connection)
         } else {
-            connection.channel.close(promise: nil)
+            // The host takes no more for now (it serves a limited number per sandbox).
+            Self.discard(connection)
         }
+        updateFull()
+    }
+
+    private func updateFull() {
+        let now = waiting.count >= AgentAPI.HostGateway.maxWaiting && takers.isEmpty
+        full.withLockedValue { $0 = now }
+    }
+
+    /// Closes a connection nobody will serve. A connection must end through
+    /// `executeThenClose`: dropping one whose writer is unfinished traps, and the agent is
+    /// PID 1 (a program opening many connections would take the machine down with it).
+    nonisolated static func discard(_ connection: Connection) {
+        Task { try? await connection.executeThenClose { _, _ in } }
     }
 
     /// Puts back a connection the host could not take after all (its request went away).
     func giveBack(_ connection: Connection) {
-        guard connection.channel.isActive else { return }
+        guard connection.channel.isActive else {
+            Self.discard(connection)
+            return
+        }
         if !takers.isEmpty {
             takers.removeFirst().continuation.resume(returning: connection)
         } else {
             waiting.insert(connection, at: 0)
         }
+        updateFull()
     }
 
     func ticket() -> UInt64 {
@@ -77,9 +106,14 @@ actor HostGateway {
         issued.remove(ticket)
         while !waiting.isEmpty {
             let connection = waiting.removeFirst()
+            updateFull()
             if connection.channel.isActive { return connection }
+            Self.discard(connection)
         }
-        return await withCheckedContinuation { takers.append((ticket, $0)) }
+        return await withCheckedContinuation {
+            takers.append((ticket, $0))
+            updateFull()
+        }
     }
 
     func cancel(_ ticket: UInt64) {

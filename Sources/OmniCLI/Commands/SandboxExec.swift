@@ -36,23 +36,12 @@ struct SandboxExec: AsyncParsableCommand {
             if connection.json {
                 let result = try await client.call(.POST, "/sandboxes/\(sandbox)/commands", json: body).object
                 connection.emit(result) { "" }
-                exitCode = Int32((result["exit_code"] as? Int) ?? 1)
+                exitCode = Int32(clamping: (result["exit_code"] as? Int) ?? 1)
                 return
             }
             body["background"] = true
             let pid = string(try await client.call(.POST, "/sandboxes/\(sandbox)/commands", json: body).object["pid"])
-            try await client.events(.GET, "/sandboxes/\(sandbox)/commands/\(pid)/stream") { event in
-                guard let event = event as? [String: Any] else { return false }
-                switch event["type"] as? String {
-                case "stdout": FileHandle.standardOutput.write(Data(string(event["data"]).utf8))
-                case "stderr": FileHandle.standardError.write(Data(string(event["data"]).utf8))
-                case "exit":
-                    exitCode = Int32((event["exit_code"] as? Int) ?? 1)
-                    return true
-                default: break
-                }
-                return false
-            }
+            exitCode = try await followCommandOutput(client, sandbox: sandbox, pid: pid, gather: false).exitCode
         }
         if exitCode != 0 { throw ExitCode(exitCode) }
     }

@@ -18,7 +18,10 @@ struct SandboxKill: AsyncParsableCommand {
     func run() async throws {
         try await reporting {
             let client = try connection.client()
-            for id in sandboxes { try await client.call(.DELETE, "/sandboxes/\(id)") }
+            for id in sandboxes {
+                try await client.call(.DELETE, "/sandboxes/\(id)")
+                E2EEKeys.remove(sandbox: id)
+            }
             connection.emit(["killed": sandboxes]) { sandboxes.map { "Killed \($0)." }.joined(separator: "\n") }
         }
     }

@@ -21,16 +21,10 @@ struct SandboxOpen: AsyncParsableCommand {
     func run() async throws {
         try await reporting {
             let client = try connection.client()
-            var exposure = try await client.call(
+            let created = try await client.call(
                 .POST, "/sandboxes/\(sandbox)/exposures", json: ["port": port, "visibility": "public"]).object
-            let deadline = Date().addingTimeInterval(TimeInterval(wait))
-            while string(exposure["status"]) != "ready" {
-                guard Date() < deadline else { throw CLIError("the exposure of port \(port) is not ready after \(wait) s (\(string(exposure["status"])))") }
-                try await Task.sleep(for: .milliseconds(500))
-                exposure = try await client.call(.GET, "/sandboxes/\(sandbox)/exposures/\(string(exposure["id"]))").object
-            }
-            let url = string(exposure["accessUrl"]).isEmpty ? string(exposure["url"]) : string(exposure["accessUrl"])
-            connection.emit(exposure) { url }
+            let exposure = try await Exposures.waitReady(client, sandbox: sandbox, created, seconds: wait)
+            connection.emit(exposure) { Exposures.url(exposure) }
         }
     }
 }

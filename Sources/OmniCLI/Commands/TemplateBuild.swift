@@ -3,7 +3,7 @@ import NIOHTTP1
 import Foundation
 
 /// `omni template build DIR --name NAME`: uploads the Dockerfile and the folder (as a tar),
-/// then prints the build's log as it happens; fails if the build fails.
+/// then prints each step and the build's log as they happen; fails if the build fails.
 struct TemplateBuild: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "build", abstract: "Build a template from a folder with a Dockerfile (the folder is the build context).")
@@ -15,6 +15,7 @@ struct TemplateBuild: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "The Dockerfile, relative to the folder.") var file = "Dockerfile"
     @Option(help: "Started before the snapshot (a service every sandbox finds running).") var startCmd: String?
     @Option(help: "Retried until it exits 0; then the snapshot is taken.") var readyCmd: String?
+    @Flag(help: "Run every step again instead of reusing cached layers.") var noCache = false
 
     func run() async throws {
         try await reporting {
@@ -24,6 +25,7 @@ struct TemplateBuild: AsyncParsableCommand {
             var settings: [String: Any] = ["name": name]
             if let startCmd { settings["startCmd"] = startCmd }
             if let readyCmd { settings["readyCmd"] = readyCmd }
+            if noCache { settings["noCache"] = true }
             let context = try tar(directory)
             let boundary = "omni-\(UUID().uuidString)"
             var body = Data()
@@ -37,13 +39,18 @@ struct TemplateBuild: AsyncParsableCommand {
             field("context", context, filename: "context.tar")
             body += Data("--\(boundary)--\r\n".utf8)
             let client = try connection.client()
+            let startedAt = Date()
             let started = try await client.call(.POST, "/templates", body: body, contentType: "multipart/form-data; boundary=\(boundary)").object
             let build = string(started["buildID"])
             var status = "building"
             var failure = ""
+            // Each step as it runs (step n/N, its instruction, cached or not, how long) and the log.
             try await client.events(.GET, "/templates/\(name)/builds/\(build)") { event in
                 guard let event = event as? [String: Any] else { return false }
-                if event["type"] as? String == "log", !connection.json { note(string(event["line"])) }
+                let type = event["type"] as? String
+                if type == "log" || type == "step", !connection.json {
+                    note(String(format: "%6.1fs  ", Date().timeIntervalSince(startedAt)) + string(event["line"]))
+                }
                 if event["type"] as? String == "end" {
                     status = string(event["status"])
                     failure = string(event["error"])
@@ -61,7 +68,9 @@ struct TemplateBuild: AsyncParsableCommand {
     private func tar(_ folder: String) throws -> Data {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/tar")
-        process.arguments = ["-C", folder, "-cf", "-", "."]
+        // As `omnirun template build` packs it (owned by root, no VCS folders): the same
+        // folder is the same context, so both find each other's cached layers.
+        process.arguments = ["-c", "-f", "-", "-C", folder, "--exclude-vcs", "--owner=0", "--group=0", "."]
         let pipe = Pipe()
         process.standardOutput = pipe
         try process.run()

@@ -10,7 +10,9 @@ struct VaultList: AsyncParsableCommand {
 
     func run() async throws {
         try await reporting {
-            let credentials = try await connection.client().call(.GET, "/vault/credentials").array
+            // `{keys, credentials: [...]}` (servers before it answered the bare array).
+            let reply = try await connection.client().call(.GET, "/vault/credentials")
+            let credentials = reply.array.isEmpty ? reply.object["credentials"] as? [[String: Any]] ?? [] : reply.array
             connection.emit(credentials) {
                 credentials.isEmpty ? "The vault is empty."
                     : table(["KEY", "UPDATED"], credentials.map { [string($0["key"]), string($0["updatedAt"])] })

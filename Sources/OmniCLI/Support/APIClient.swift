@@ -2,12 +2,24 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import OmniRunE2EE
+
+/// The one HTTP client of the process. Unlike `HTTPClient.shared` it has no read timeout (its
+/// 90 s cut off a create that builds a template's snapshot, a long foreground command and a
+/// quiet output stream); each request's deadline limits it instead (`--request-timeout`, or
+/// the command's own). It lives as long as the process, so it is never shut down.
+let httpClient = HTTPClient(
+    eventLoopGroup: HTTPClient.defaultEventLoopGroup,
+    configuration: .init(redirectConfiguration: .follow(max: 5, allowCycles: false), timeout: .init(connect: .seconds(30), read: nil)))
 
 /// The REST API as `omni` uses it: JSON in and out, `X-API-Key`, errors mapped to
 /// `CLIError`s with meaningful exit codes, server-sent events read as they arrive.
+/// Requests to an e2ee sandbox created here (`E2EEKeys`) are sealed and its answers opened.
 struct APIClient: Sendable {
     let baseURL: String
     let apiKey: String
+    /// `--request-timeout` (milliseconds): the limit on each request that is not a stream.
+    var requestTimeoutMilliseconds: Int64? = nil
 
     struct Reply {
         var status: Int
@@ -43,12 +55,27 @@ struct APIClient: Sendable {
     /// One request; the body is read whole (up to `limit` bytes). Non-2xx answers are returned, not thrown.
     func send(_ method: HTTPMethod, _ path: String, query: [(String, String)] = [], json: Any? = nil, body: Data? = nil,
               contentType: String? = nil, timeout: Int64 = 600, limit: Int = 1 << 30) async throws -> Reply {
-        let payload = try json.map { try JSONSerialization.data(withJSONObject: $0) } ?? body
-        let request = makeRequest(method, path, query: query, body: payload, contentType: contentType)
+        var payload = try json.map { try JSONSerialization.data(withJSONObject: $0) } ?? body
+        var contentType = contentType
+        let channel = try e2eeChannel(path)
+        let target = "\(method.rawValue) \(Self.target(url(path, query: query)))"
+        if let channel, method == .POST {
+            // Every POST to an e2ee sandbox carries an envelope (an empty body seals `{}`).
+            payload = try channel.sealRequest(payload ?? Data("{}".utf8), target: target)
+            contentType = "application/json"
+        }
+        var request = makeRequest(method, path, query: query, body: payload, contentType: contentType)
+        // Holding the key, ask for sealed answers to GETs too (a GET shows the server nothing else).
+        if channel != nil { request.headers.replaceOrAdd(name: "X-OmniRun-E2EE", value: "seal") }
+        let deadline: TimeAmount = requestTimeoutMilliseconds.map { .milliseconds($0) } ?? .seconds(timeout)
+        var reply: Reply
         do {
-            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(timeout))
+            let response = try await httpClient.execute(request, timeout: deadline)
             let buffer = try await response.body.collect(upTo: limit)
-            return Reply(status: Int(response.status.code), data: Data(buffer.readableBytesView), headers: response.headers)
+            reply = Reply(status: Int(response.status.code), data: Data(buffer.readableBytesView), headers: response.headers)
+        } catch let error as HTTPClientError where error == .deadlineExceeded {
+            let source = requestTimeoutMilliseconds == nil ? "" : " (--request-timeout)"
+            throw CLIError("\(baseURL) gave no answer within \(Self.describe(deadline))\(source)")
         } catch let error as HTTPClientError {
             throw CLIError("cannot reach \(baseURL): \(error)")
         } catch let error as CLIError {
@@ -56,6 +83,34 @@ struct APIClient: Sendable {
         } catch {
             throw CLIError("cannot reach \(baseURL): \(error)")
         }
+        // A 2xx JSON answer about an e2ee sandbox must come sealed and bound to this request.
+        if let channel, method == .POST || method == .GET, (200..<300).contains(reply.status), reply.status != 204,
+           reply.headers.first(name: "content-type")?.hasPrefix("application/json") == true {
+            reply.data = try channel.openResponse(reply.data, request: target)
+        }
+        return reply
+    }
+
+    /// The channel of the e2ee sandbox `path` addresses (`/sandboxes/{id}/...`), if this
+    /// machine created it; nil for other routes and for the routes that stay plaintext
+    /// (multipart uploads; DELETEs, downloads and streams are never sealed by the server).
+    func e2eeChannel(_ path: String) throws -> E2EEChannel? {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: true)
+        guard parts.count >= 3, parts[0] == "sandboxes" else { return nil }
+        if parts.count == 4, parts[2] == "files", parts[3] == "upload" { return nil }
+        return try E2EEKeys.channel(sandbox: String(parts[1]))
+    }
+
+    /// The request target (path and query) of a full URL, as the server sees it.
+    static func target(_ url: String) -> String {
+        guard let components = URLComponents(string: url) else { return url }
+        let query = components.percentEncodedQuery.map { "?" + $0 } ?? ""
+        return (components.percentEncodedPath.isEmpty ? "/" : components.percentEncodedPath) + query
+    }
+
+    static func describe(_ amount: TimeAmount) -> String {
+        let milliseconds = amount.nanoseconds / 1_000_000
+        return milliseconds % 1000 == 0 ? "\(milliseconds / 1000) s" : "\(milliseconds) ms"
     }
 
     /// One request that must succeed (2xx); otherwise the server's message and a matching exit code.
@@ -84,7 +139,7 @@ struct APIClient: Sendable {
         let request = makeRequest(method, path, query: query, body: payload, contentType: nil, accept: "text/event-stream")
         let response: HTTPClientResponse
         do {
-            response = try await HTTPClient.shared.execute(request, timeout: .hours(24))
+            response = try await httpClient.execute(request, timeout: .hours(24))
         } catch {
             throw CLIError("cannot reach \(baseURL): \(error)")
         }

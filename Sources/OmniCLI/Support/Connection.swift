@@ -13,6 +13,26 @@ struct Connection: ParsableArguments {
     @Flag(help: "Print JSON (for scripts) instead of text.")
     var json = false
 
+    @Option(name: .customLong("request-timeout"),
+            help: "Milliseconds each request (not a stream) may take ($OMNIRUN_REQUEST_TIMEOUT; default: the command's own, 600 s for most).")
+    var requestTimeout: Int64?
+
+    /// `--request-timeout`, else `OMNIRUN_REQUEST_TIMEOUT`; must be positive.
+    func requestTimeoutMilliseconds() throws -> Int64? {
+        var value = requestTimeout
+        if value == nil, let text = ProcessInfo.processInfo.environment["OMNIRUN_REQUEST_TIMEOUT"], !text.isEmpty {
+            guard let number = Int64(text) else {
+                throw CLIError("OMNIRUN_REQUEST_TIMEOUT must be milliseconds, not '\(text.prefix(40))'", exitCode: 64)
+            }
+            value = number
+        }
+        guard let value else { return nil }
+        guard value > 0, value <= 86_400_000 else {
+            throw CLIError("--request-timeout takes milliseconds from 1 to 86400000, not \(value)", exitCode: 64)
+        }
+        return value
+    }
+
     static let defaultURL = "http://127.0.0.1:8080"
 
     var resolvedURL: String {
@@ -22,15 +42,18 @@ struct Connection: ParsableArguments {
 
     /// A client that needs a key (every route but sign-in and status).
     func client() throws -> APIClient {
+        let timeout = try requestTimeoutMilliseconds()
         let env = ProcessInfo.processInfo.environment
         guard let key = apiKey ?? env["OMNIRUN_API_KEY"].flatMap({ $0.isEmpty ? nil : $0 }) ?? Credentials.load()?.apiKey else {
-            throw CLIError("not signed in: run `omni auth login` or `omni auth init --api-key KEY` (or set OMNIRUN_API_KEY)",
+            throw CLIError("not signed in: run `omni auth login` (or `omni auth init`, or `omni auth init --api-key KEY`, or set OMNIRUN_API_KEY)",
                            exitCode: ExitStatus.auth)
         }
-        return APIClient(baseURL: resolvedURL, apiKey: key)
+        return APIClient(baseURL: resolvedURL, apiKey: key, requestTimeoutMilliseconds: timeout)
     }
 
-    func anonymousClient() -> APIClient { APIClient(baseURL: resolvedURL, apiKey: "") }
+    func anonymousClient() throws -> APIClient {
+        APIClient(baseURL: resolvedURL, apiKey: "", requestTimeoutMilliseconds: try requestTimeoutMilliseconds())
+    }
 
     /// Prints `value` as JSON with `--json`, else the human text.
     func emit(_ value: Any, human: () -> String) {

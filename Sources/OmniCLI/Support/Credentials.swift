@@ -26,19 +26,24 @@ struct Credentials: Codable {
         try manager.createDirectory(atPath: Self.directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let data = try encoder.encode(self)
-        // Created 0600 before the key is written, so it is never readable by others.
-        let temporary = Self.path + ".tmp-\(getpid())"
-        guard manager.createFile(atPath: temporary, contents: nil, attributes: [.posixPermissions: 0o600]) else {
-            throw CLIError("cannot write \(temporary)")
-        }
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))
-        try handle.write(contentsOf: data)
-        try handle.close()
-        guard rename(temporary, Self.path) == 0 else { throw CLIError("cannot write \(Self.path): \(String(cString: strerror(errno)))") }
+        try writePrivateFile(Self.path, try encoder.encode(self))
     }
 
     static func remove() {
         try? FileManager.default.removeItem(atPath: path)
     }
+}
+
+/// Writes `data` to `path` atomically with mode 0600: created 0600 before anything secret is
+/// written, so it is never readable by others; then renamed over the old file.
+func writePrivateFile(_ path: String, _ data: Data) throws {
+    let manager = FileManager.default
+    let temporary = path + ".tmp-\(getpid())"
+    guard manager.createFile(atPath: temporary, contents: nil, attributes: [.posixPermissions: 0o600]) else {
+        throw CLIError("cannot write \(temporary)")
+    }
+    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))
+    try handle.write(contentsOf: data)
+    try handle.close()
+    guard rename(temporary, path) == 0 else { throw CLIError("cannot write \(path): \(String(cString: strerror(errno)))") }
 }

@@ -255,11 +255,11 @@ extension OmniRun {
             let started = ContinuousClock.now
             let sandbox = try await runtime.create(SandboxSpec(template: template, coldBoot: cold))
             // Waits for the identity too (a pooled machine takes it after the create).
-            _ = try await sandbox.agent.health()
+            _ = try await sandbox.health()
             let ready = (ContinuousClock.now - started).milliseconds
             var first = 0.0
             if command {
-                let result = try await sandbox.agent.run(ProcessStartRequest(argv: ["/bin/echo", "ok"]))
+                let result = try await sandbox.exec(ProcessStartRequest(argv: ["/bin/echo", "ok"]))
                 first = (ContinuousClock.now - started).milliseconds
                 if result.stdoutText != "ok\n" { throw BenchError("unexpected output \(result.stdoutText)") }
             }
@@ -274,11 +274,11 @@ extension OmniRun {
             let sandbox = try await runtime.create(SandboxSpec(template: template))
             let request = ProcessStartRequest(argv: command.split(separator: " ").map(String.init))
             do {
-                _ = try await sandbox.agent.run(request)
+                _ = try await sandbox.exec(request)
                 let started = ContinuousClock.now
-                let result = try await sandbox.agent.run(request)
+                let result = try await sandbox.exec(request)
                 let roundTrip = (ContinuousClock.now - started).milliseconds
-                let loop = try await sandbox.agent.run(
+                let loop = try await sandbox.exec(
                     ProcessStartRequest(
                         shell: "\(command); s=$(date +%s%N); for i in 1 2 3 4 5; do \(command); done; e=$(date +%s%N); echo $(( (e - s) / 5000 ))"))
                 await runtime.destroy(sandbox.id)

@@ -37,7 +37,7 @@ struct Density {
                 for _ in 0..<batch {
                     group.addTask {
                         let sandbox = try await runtime.create(SandboxSpec(template: template))
-                        let result = try await sandbox.agent.run(ProcessStartRequest(shell: "echo ok"))
+                        let result = try await sandbox.exec(ProcessStartRequest(shell: "echo ok"))
                         guard result.stdoutText == "ok\n" else { throw BenchError("unexpected output \(result.stdoutText)") }
                         return sandbox
                     }

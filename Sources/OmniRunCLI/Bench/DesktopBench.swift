@@ -50,19 +50,19 @@ struct DesktopBench {
                     _ = try await Self.screenshot(sandbox, half)
                     report.add(Row.scaled, (ContinuousClock.now - t3).milliseconds)
                     let t5 = ContinuousClock.now
-                    let capture = try await sandbox.agent.desktopCapture()
+                    let capture = try await sandbox.desktopCapture()
                     report.add(Row.capture, (ContinuousClock.now - t5).milliseconds)
                     let t6 = ContinuousClock.now
                     _ = PNG.encode(RGBImage(width: capture.width, height: capture.height, pixels: capture.rgb))
                     report.add(Row.encode, (ContinuousClock.now - t6).milliseconds)
                     let t4 = ContinuousClock.now
-                    _ = try await sandbox.agent.desktopScreenshot()
+                    _ = try await sandbox.desktopScreenshot()
                     report.add(Row.maim, (ContinuousClock.now - t4).milliseconds)
                     let t1 = ContinuousClock.now
-                    try await sandbox.agent.desktopMouse(DesktopMouseRequest(action: .move, x: 100 + i, y: 100))
+                    try await sandbox.desktopMouse(DesktopMouseRequest(action: .move, x: 100 + i, y: 100))
                     report.add(Row.mouse, (ContinuousClock.now - t1).milliseconds)
                     let t2 = ContinuousClock.now
-                    try await sandbox.agent.desktopKeyboard(DesktopKeyboardRequest(action: .press, key: "shift"))
+                    try await sandbox.desktopKeyboard(DesktopKeyboardRequest(action: .press, key: "shift"))
                     report.add(Row.key, (ContinuousClock.now - t2).milliseconds)
                 }
             } catch {
@@ -76,9 +76,9 @@ struct DesktopBench {
             let started = ContinuousClock.now
             let sandbox = try await runtime.create(SandboxSpec(template: template, coldBoot: true))
             do {
-                _ = try await sandbox.agent.startDetached(ProcessStartRequest(shell: start, user: "root"))
+                _ = try await sandbox.start(ProcessStartRequest(shell: start, user: "root"))
                 let deadline = ContinuousClock.now + image.setup.readyTimeout
-                while try await sandbox.agent.run(ProcessStartRequest(shell: ready, user: "root", timeoutMillis: 60_000)).exitCode != 0 {
+                while try await sandbox.exec(ProcessStartRequest(shell: ready, user: "root", timeoutMillis: 60_000)).exitCode != 0 {
                     guard ContinuousClock.now < deadline else { throw BenchError("the cold desktop was not ready in time") }
                     try await Task.sleep(for: .milliseconds(250))
                 }
@@ -97,7 +97,7 @@ struct DesktopBench {
 
     /// What `GET /desktop/screenshot` does: the agent's raw capture, encoded (and shrunk) here.
     static func screenshot(_ sandbox: Sandbox, _ scaling: ScreenshotScale) async throws -> [UInt8] {
-        let capture = try await sandbox.agent.desktopCapture()
+        let capture = try await sandbox.desktopCapture()
         return Screenshot(capture: RGBImage(width: capture.width, height: capture.height, pixels: capture.rgb), scaling: scaling).png
     }
 

@@ -66,13 +66,13 @@ extension OmniRun {
             for _ in 0..<runs {
                 let sandbox = try await runtime.create(SandboxSpec(template: name))
                 if touchMiB > 0 {
-                    _ = try await sandbox.agent.startDetached(
+                    _ = try await sandbox.start(
                         ProcessStartRequest(
                             shell: "python3 -c 'import os,time; b=bytearray(os.urandom(\(touchMiB << 20))); print(1, flush=True); time.sleep(3600)'"))
                     // Wait until the memory is filled (the process printed its line).
                     for _ in 0..<600 {
-                        let listed = try await sandbox.agent.listProcesses()
-                        if let pid = listed.first?.pid, let output = try? await sandbox.agent.processOutput(pid: pid),
+                        let listed = try await sandbox.processes()
+                        if let pid = listed.first?.pid, let output = try? await sandbox.process(pid: pid).output(),
                             !output.stdout.isEmpty
                         {
                             break

@@ -4,8 +4,14 @@ import OmniRunError
 import OmniRunStore
 import SMTPClient
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Sends the server's mail: through SMTP when it is configured, otherwise into the
-/// outbox folder and the log, so that a single-box install can still sign people in.
+/// outbox folder (files of mode 0600 in a folder of mode 0700), so that a single-box
+/// install can still sign people in. A message's subject and text hold sign-in codes and
+/// links: they are never logged, at any level.
 struct Mailer: Sendable {
     let smtp: SMTPConfiguration?
     /// `From:` when SMTP is not configured.
@@ -29,16 +35,23 @@ struct Mailer: Sendable {
                 throw OmniRunError(.unavailable, "the sign-in email could not be sent; try again later")
             }
         }
-        try FileManager.default.createDirectory(atPath: outbox, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: outbox, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let path = outbox + "/\(nowMillis())-\(randomID("", bytes: 4)).eml"
-        let rendered = message.rendered()
-        guard FileManager.default.createFile(atPath: path, contents: Data(rendered.utf8), attributes: [.posixPermissions: 0o600])
-        else {
-            throw OmniRunError(.internalError, "cannot write to the outbox \(outbox)")
+        chmod(outbox, 0o700)
+        // Created with mode 0600 (never readable by others, not even for a moment).
+        let bytes = Array(message.rendered().utf8)
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw OmniRunError(.internalError, "cannot write to the outbox \(outbox)") }
+        defer { close(fd) }
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            guard n > 0 else { throw OmniRunError(.internalError, "cannot write to the outbox \(outbox)") }
+            offset += n
         }
         logger.notice(
-            "no SMTP server is configured: the message is in the outbox",
-            metadata: ["to": "\(recipient)", "subject": "\(subject)", "file": "\(path)", "text": "\(text)"])
+            "no SMTP server is configured: the message is in the outbox", metadata: ["to": "\(recipient)", "file": "\(path)"])
     }
 
     static func domain(of mailbox: String) -> String {

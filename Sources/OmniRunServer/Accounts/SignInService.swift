@@ -18,6 +18,8 @@ public struct SignInSettings: Sendable {
     public var windowSeconds: Int64 = 900
     /// `OMNIRUN_SESSION_TTL`: seconds a sign-in's token lives (30 days; 0 = no expiry).
     public var sessionLifetimeSeconds: Int64 = 30 * 86400
+    /// `OMNIRUN_SIGNUP`: who may create an account by signing in (default `closed`).
+    public var signUp = SignUpPolicy.closed
 
     public init() {}
 }
@@ -48,6 +50,11 @@ struct SignInService: Sendable {
 
     func request(email text: String?, from address: String) async throws -> (email: String, expiresIn: Int64) {
         let email = try EmailAddress.normalize(text)
+        // No mail goes to an address that could not sign in anyway.
+        if !settings.signUp.permits(email), try await accounts.find(email: email) == nil {
+            logger.info("sign-in refused: sign-up is not open for this address", metadata: ["email": "\(email)"])
+            throw settings.signUp.refusal
+        }
         let now = nowMillis()
         let windowStart = now - settings.windowSeconds * 1000
         if try await logins.count(email: email, since: windowStart) >= settings.perEmailLimit {
@@ -93,16 +100,24 @@ struct SignInService: Sendable {
         guard let challenge = try await logins.latest(email: email) else {
             throw OmniRunError(.unauthorized, "invalid code: no sign-in code was sent to this address")
         }
-        try check(challenge)
+        // The attempt is counted before the code is compared, in one conditional statement:
+        // parallel guesses share the same 5 tries.
+        guard let attempts = try await logins.takeAttempt(id: challenge.id, at: nowMillis(), maxAttempts: settings.maxAttempts)
+        else {
+            try check(try await logins.latest(email: email) ?? challenge)
+            throw OmniRunError(.limitReached, "too many wrong codes: this code is locked; request a new one")
+        }
         guard Self.constantTimeEqual(codeHash(id: challenge.id, code: code), challenge.codeHash) else {
-            let attempts = try await logins.recordFailure(id: challenge.id)
             if attempts >= settings.maxAttempts {
-                throw OmniRunError(.limitReached, "too many wrong codes: this code is locked; request a new one")
+                throw OmniRunError(.limitReached, "invalid code, and that was the last try: this code is now locked; request a new one")
             }
             throw OmniRunError(
                 .unauthorized, "invalid code (\(settings.maxAttempts - attempts) more tries before it locks)")
         }
-        return try await complete(challenge)
+        guard try await logins.consumeCode(id: challenge.id, at: nowMillis()) else {
+            throw OmniRunError(.unauthorized, "this code was already used or has expired; request a new one")
+        }
+        return try await signIn(challenge)
     }
 
     func verify(link: String?) async throws -> SignedIn {
@@ -113,7 +128,10 @@ struct SignInService: Sendable {
             throw OmniRunError(.unauthorized, "this sign-in link is not valid")
         }
         try check(challenge)
-        return try await complete(challenge)
+        guard try await logins.consume(id: challenge.id, at: nowMillis(), maxAttempts: settings.maxAttempts) else {
+            throw OmniRunError(.unauthorized, "this code was already used or has expired; request a new one")
+        }
+        return try await signIn(challenge)
     }
 
     private func check(_ challenge: LoginChallengeRecord) throws {
@@ -128,15 +146,16 @@ struct SignInService: Sendable {
         }
     }
 
-    private func complete(_ challenge: LoginChallengeRecord) async throws -> SignedIn {
-        guard try await logins.consume(id: challenge.id, at: nowMillis(), maxAttempts: settings.maxAttempts) else {
-            throw OmniRunError(.unauthorized, "this code was already used or has expired; request a new one")
-        }
+    /// A used challenge becomes a session token (and, the first time, an account if the
+    /// sign-up policy allows one).
+    private func signIn(_ challenge: LoginChallengeRecord) async throws -> SignedIn {
         var newAccount = false
         let account: AccountRecord
         if let existing = try await accounts.find(email: challenge.email) {
             account = existing
         } else {
+            // The policy may have changed since the email was sent.
+            guard settings.signUp.permits(challenge.email) else { throw settings.signUp.refusal }
             let fresh = AccountRecord(
                 id: randomID("acc_"), email: challenge.email, role: "user",
                 concurrentLimit: configuration.defaultConcurrentLimit, createdAt: nowMillis())

@@ -47,8 +47,12 @@ enum JSON {
 func isoDate(_ millis: Int64) -> String {
     let formatter = ISO8601DateFormatter()
     formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-    return formatter.string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
+    return formatter.string(from: Date(timeIntervalSince1970: Double(min(max(millis, isoDateRange.lowerBound), isoDateRange.upperBound)) / 1000))
 }
+
+/// Years 1 to 9999, in milliseconds since 1970: times a guest reports (a process's start,
+/// a file's mtime) are shown within them, whatever it claims.
+let isoDateRange: ClosedRange<Int64> = -62_135_596_800_000...253_402_300_799_999
 
 extension Request {
     /// Query parameters decoded as a browser's URLSearchParams encodes them ('+' is a space).

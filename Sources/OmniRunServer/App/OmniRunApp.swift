@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import LLMUpstreams
 import Logging
 import OmniRunCore
@@ -52,13 +53,17 @@ public enum OmniRunApp {
         logger.info(
             "llm proxy", metadata: ["upstreams": "\(configuration.llm.upstreams.map(\.name))", "mail": "\(mailer.delivers ? "smtp" : "outbox")"])
 
-        let gateway = SandboxGateway(logger: logger)
+        let gateway = SandboxGateway(limits: configuration.limits, logger: logger)
         let serverMetrics = ServerMetrics()
         let samples = MetricsRepository(database: database)
         let service = SandboxService(
-            runtime: runtime, repository: SandboxRepository(database: database), accounts: accounts, gateway: gateway,
+            runtime: runtime,
+            repository: SandboxRepository(database: database, envSealer: SandboxEnvSealer(masterKey: masterKey)), accounts: accounts,
+            gateway: gateway, network: SandboxNetworkRepository(database: database),
             configuration: configuration, metrics: serverMetrics, samples: samples, logger: logger)
-        let policy = WebhookAddressPolicy(allowLoopback: configuration.webhookAllowLoopback)
+        let policy = WebhookAddressPolicy(
+            allowLoopback: configuration.webhookAllowLoopback,
+            allowedPrivate: try WebhookAddressPolicy.ranges(configuration.webhookAllowPrivate))
         let webhookRepository = WebhookRepository(database: database)
         let sealer = WebhookSecretSealer(masterKey: masterKey)
         let webhooks = WebhookService(repository: webhookRepository, policy: policy, sealer: sealer, logger: logger)
@@ -74,10 +79,11 @@ public enum OmniRunApp {
         var listener: PreviewGateway.Listener?
         if configuration.preview.port >= 0 {
             do {
-                listener = try await PreviewGateway.bind(host: configuration.host, port: configuration.preview.port, logger: logger)
+                listener = try await PreviewGateway.bind(
+                    host: configuration.host, port: configuration.preview.port, limits: configuration.limits, logger: logger)
             } catch where !configuration.preview.portIsExplicit {
                 logger.warning("the default preview port is taken; using a free one", metadata: ["error": "\(error)"])
-                listener = try await PreviewGateway.bind(host: configuration.host, port: 0, logger: logger)
+                listener = try await PreviewGateway.bind(host: configuration.host, port: 0, limits: configuration.limits, logger: logger)
             }
         }
         let boundPort = listener?.channel.localAddress?.port ?? configuration.preview.port
@@ -90,42 +96,58 @@ public enum OmniRunApp {
 
         let router = Router(context: AppRequestContext.self)
         router.add(middleware: ErrorMiddleware())
-        router.add(middleware: AuthMiddleware(accounts: accounts, signer: signer))
+        router.add(middleware: AuthMiddleware(accounts: accounts, signer: signer, trustedProxies: configuration.trustedProxies))
         router.add(middleware: OwnershipMiddleware(service: service))
         router.add(middleware: E2EEMiddleware(sessions: e2ee, maxJSONBody: configuration.maxJSONBody))
+        router.add(middleware: E2EEAccountMiddleware(sessions: e2ee, service: service))
         StatusController(service: service, configuration: configuration).register(on: router)
+        HealthController(database: database, runtime: runtime).register(on: router)
         SandboxController(service: service, vault: vault, e2ee: e2ee, exposures: exposures, configuration: configuration).register(on: router)
         ExposureController(service: exposures, settings: configuration.preview).register(on: router)
         CommandController(service: service, configuration: configuration).register(on: router)
         ContextController(service: service, configuration: configuration).register(on: router)
         FileController(service: service, signer: signer, configuration: configuration).register(on: router)
-        PTYController(service: service, sessions: PTYSessions(), configuration: configuration).register(on: router)
+        let terminals = PTYSessions()
+        await service.onEnded { id in await terminals.removeAll(id) }
+        PTYController(service: service, sessions: terminals, configuration: configuration).register(on: router)
         DesktopController(service: service, configuration: configuration).register(on: router)
         AuthController(signIn: signIn, accounts: accounts, vault: vault, spend: ledger, configuration: configuration)
             .register(on: router)
         VaultController(vault: vault).register(on: router)
         WebhookController(service: webhooks).register(on: router)
-        MetricsController(service: service, samples: samples, spend: SpendRepository(database: database)).register(on: router)
+        MetricsController(service: service, samples: samples, spend: SpendRepository(database: database), terminals: terminals)
+            .register(on: router)
         LLMController(proxy: proxy).register(on: router)
-        let templates = try await makeTemplateService(runtime: runtime, database: database, logger: logger)
+        let templates = try await makeTemplateService(
+            runtime: runtime, database: database, configuration: configuration, logger: logger)
         await service.setTemplateAccess { name, account in try await templates.checkAccess(name, account: account) }
-        TemplateController(service: templates, configuration: configuration).register(on: router)
+        let buildQuota = BuildQuota(
+            maxBuilds: configuration.quotas.buildsPerAccount, maxBytes: configuration.quotas.buildContextBytesPerAccount)
+        TemplateController(service: templates, configuration: configuration, quota: buildQuota).register(on: router)
         // Sandboxes reach the LLM proxy through their host gateway, answered by this router.
         await gateway.setResponder(router.buildResponder())
         await service.recover()
-        try await e2ee.load(running: Set(try await SandboxRepository(database: database).running().map(\.id)))
+        try await e2ee.load(running: Set(try await SandboxRepository(database: database).live().map(\.id)))
 
+        // The API's connection caps and timeouts (docs/security.md).
+        let limits = configuration.limits
         var app = Application(
             router: router,
-            server: .http1(configuration: .init(additionalChannelHandlers: [ExpectContinueHandler()])),
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "omnirun"),
+            server: .guardedHTTP1(
+                limits: .init(
+                    headerTimeout: limits.headerTimeout, idleTimeout: limits.keepAliveTimeout, maxHeaderBytes: limits.maxHeaderBytes,
+                    perAddress: limits.connectionsPerAddress > 0 ? ConnectionCounter(limit: limits.connectionsPerAddress) : nil),
+                additionalChannelHandlers: { [ExpectContinueHandler()] }),
+            configuration: .init(
+                address: .hostname(configuration.host, port: configuration.port), serverName: "omnirun",
+                availableConnectionsDelegate: MaximumAvailableConnections(limits.apiConnections, logger: logger)),
             onServerRunning: { _ in await onRunning() },
             logger: logger)
         app.addServices(
             ReaperService(service: service, interval: configuration.reaperInterval),
             OutboundService(upstreams: upstreams, gateway: gateway), WebhookDispatcherService(dispatcher: dispatcher))
         if let listener {
-            app.addServices(PreviewGateway.start(listener: listener, exposures: exposures, logger: logger))
+            app.addServices(PreviewGateway.start(listener: listener, exposures: exposures, limits: configuration.limits, logger: logger))
         }
         if let interval = configuration.metricsInterval {
             app.addServices(
@@ -138,14 +160,15 @@ public enum OmniRunApp {
     /// Templates: the built-in catalogue and users' templates. Custom templates live under
     /// `<data>/templates` (manifests, flattened images, build logs, uploads); build layers in
     /// `<cache>/template-layers`, shared by the servers of this machine (keys are per account).
-    static func makeTemplateService(runtime: SandboxRuntime, database: any SQLDatabase, logger: Logger) async throws
-        -> TemplateService
-    {
+    static func makeTemplateService(
+        runtime: SandboxRuntime, database: any SQLDatabase, configuration: ServerConfiguration, logger: Logger
+    ) async throws -> TemplateService {
         let data = runtime.configuration.dataDirectory + "/templates"
-        let builder = TemplateBuilder(
-            runtime: runtime,
-            configuration: .init(layerDirectory: runtime.catalog.cacheDirectory + "/template-layers", templateDirectory: data),
-            logger: logger)
+        var builderConfiguration = TemplateBuilder.Configuration(
+            layerDirectory: runtime.catalog.cacheDirectory + "/template-layers", templateDirectory: data)
+        builderConfiguration.egress = configuration.buildEgress
+        builderConfiguration.trustedCertificates = configuration.buildCertificates
+        let builder = TemplateBuilder(runtime: runtime, configuration: builderConfiguration, logger: logger)
         if !runtime.catalog.extraManifestDirectories.contains(builder.configuration.manifestDirectory) {
             logger.warning(
                 "the image catalog does not read custom template manifests; custom templates cannot be used",

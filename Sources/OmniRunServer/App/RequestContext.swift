@@ -8,6 +8,8 @@ public struct AppRequestContext: RequestContext {
     public var account: AccountRecord?
     /// Set when the request was admitted by a signed URL instead of a key.
     public var signedSandboxID: String?
+    /// What that signed URL allows (method, path, user); the file routes use these values.
+    var signedGrant: URLSigner.Grant?
     /// Set when the request came from inside this sandbox, through its host gateway
     /// (the account is then the sandbox's owner).
     public var gatewaySandboxID: String?

@@ -9,6 +9,7 @@ extension ServerConfiguration {
     public mutating func applyAccountEnvironment(_ env: [String: String]) throws {
         llm = try LLMConfiguration.load(dataDirectory: dataDirectory, environment: env)
         try preview.apply(env)
+        try limits.apply(env)
         if let path = env["OMNIRUN_MASTER_KEY_FILE"], !path.isEmpty { masterKeyPath = path }
         if let sender = env["OMNIRUN_MAIL_FROM"], !sender.isEmpty { mailSender = sender }
         smtp = try Self.smtp(env, sender: mailSender)
@@ -16,6 +17,7 @@ extension ServerConfiguration {
         if let value = env["OMNIRUN_SIGNIN_EMAIL_LIMIT"].flatMap({ Int($0) }), value > 0 { signIn.perEmailLimit = value }
         if let value = env["OMNIRUN_SIGNIN_IP_LIMIT"].flatMap({ Int($0) }), value > 0 { signIn.perAddressLimit = value }
         if let value = env["OMNIRUN_SESSION_TTL"].flatMap({ Int64($0) }), value >= 0 { signIn.sessionLifetimeSeconds = value }
+        try applyTenancyEnvironment(env)
     }
 
     /// `OMNIRUN_SMTP_HOST` (unset: no SMTP), `OMNIRUN_SMTP_PORT` (default by security: 587,

@@ -2,6 +2,7 @@ import Foundation
 import OmniRunError
 import LLMUpstreams
 import SMTPClient
+import TemplateBuilder
 
 /// Settings of `omnirun serve`. Each is filled from a flag, else the environment
 /// variable named beside it, else the default here.
@@ -29,6 +30,9 @@ public struct ServerConfiguration: Sendable {
     public var metricsInterval: Duration? = .seconds(5)
     /// `OMNIRUN_WEBHOOK_ALLOW_LOOPBACK=1`: webhooks may go to loopback and link-local addresses.
     public var webhookAllowLoopback = false
+    /// `OMNIRUN_WEBHOOK_ALLOW_PRIVATE=cidr[,cidr…]`: private ranges (RFC 1918, CGNAT, IPv6
+    /// unique local, …) webhooks may go to; default none.
+    public var webhookAllowPrivate = ""
     /// `OMNIRUN_WEBHOOK_RETRY_BASE_MS`: the first retry's delay (doubling after each attempt).
     public var webhookRetryBase: Duration = .seconds(2)
     /// How often timeouts and idle sandboxes are checked.
@@ -37,6 +41,9 @@ public struct ServerConfiguration: Sendable {
     public var maxJSONBody: Int = 16 << 20
     /// Largest file read as text through `GET /files`.
     public var maxTextFile: Int = 32 << 20
+    /// `OMNIRUN_CONTEXT_OUTPUT_LIMIT`: most bytes a context's non-streaming execute collects
+    /// (output, results and errors together; 64 MiB, as a command's output).
+    public var maxContextOutput: Int = 64 << 20
     /// Longest a foreground command may run (`timeout` field; SDK default 60 s).
     public var maxCommandTimeoutSeconds: Int64 = 3600
     /// The LLM proxy: upstreams, prices, free tier, cap and rate (see `LLMConfiguration.load`).
@@ -48,10 +55,31 @@ public struct ServerConfiguration: Sendable {
     /// `OMNIRUN_MASTER_KEY_FILE`: the key that wraps every vault's data key (default `<data>/master.key`).
     public var masterKeyPath: String?
     public var signIn = SignInSettings()
+    /// `OMNIRUN_TRUSTED_PROXIES`: proxies whose `X-Forwarded-For` is believed (default none).
+    public var trustedProxies = TrustedProxies()
+    /// Per-account quotas of paused sandboxes and queued template builds; see `QuotaSettings`.
+    public var quotas = QuotaSettings()
     /// Largest build context (the tar of `POST /templates`).
     public var maxBuildContext: Int = 512 << 20
+    /// `OMNIRUN_BUILD_EGRESS`: what the build machines of template `RUN` steps may reach:
+    /// `open` (default: what sandboxes with internet access reach), `none` (a network card
+    /// that reaches nothing), `off` (no network card), or a comma-separated allow-list of
+    /// host names (`*.example.com`) and IPv4 addresses/CIDRs (the operator's package mirrors).
+    public var buildEgress: BuildEgress = .open
+    /// `OMNIRUN_BUILD_CA_FILE`: PEM certificates that template build steps trust besides the
+    /// image's (a TLS-inspecting proxy between this host and the registries): default the
+    /// host's bundle `/etc/ssl/certs/ca-certificates.crt` when it exists, `none` for none.
+    public var buildCertificates: String? = ServerConfiguration.hostCertificateBundle
+
+    /// The host's CA bundle (Debian's), if it has one.
+    public static var hostCertificateBundle: String? {
+        let path = "/etc/ssl/certs/ca-certificates.crt"
+        return FileManager.default.isReadableFile(atPath: path) ? path : nil
+    }
     /// The preview gateway (exposures and `{sandboxID}-{port}.{domain}`); see `PreviewSettings`.
     public var preview = PreviewSettings()
+    /// Connection caps and timeouts of the API, the preview gateway and the host gateways.
+    public var limits = ConnectionLimits()
 
     public init(dataDirectory: String) {
         self.dataDirectory = dataDirectory

@@ -4,13 +4,15 @@ import OmniRunError
 import OmniRunStore
 
 /// Admits a request by its API key (`X-API-Key`, or `Authorization: Bearer`), or by
-/// a signed URL on the two routes that have them. `/status`, `/openapi.json` and the
-/// Prometheus `/metrics` are open.
+/// a signed URL on the two routes that have them. `/status`, `/openapi.json`, `/health`,
+/// `/health/ready` and the Prometheus `/metrics` are open.
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = AppRequestContext
     let accounts: AccountRepository
     let signer: URLSigner
-    static let openPaths: Set<String> = ["/status", "/openapi.json", "/health", "/metrics"]
+    /// Whose `X-Forwarded-For` names the client (per-address limits).
+    var trustedProxies = TrustedProxies()
+    static let openPaths: Set<String> = ["/status", "/openapi.json", "/health", "/health/ready", "/metrics"]
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
@@ -22,16 +24,11 @@ struct AuthMiddleware: RouterMiddleware {
             }
             return try await next(request, context)
         }
+        context.clientAddress = trustedProxies.clientAddress(
+            peer: context.clientAddress, forwardedFor: request.headers[values: .init("X-Forwarded-For")!])
         if Self.openPaths.contains(path) || AuthController.openPaths.contains(path) { return try await next(request, context) }
-        let query = request.query
-        if let signature = query["signature"], let (sandbox, operation) = Self.signedRoute(path, method: request.method) {
-            guard let expires = query["expires"].flatMap({ Int64($0) }), let filePath = query["path"],
-                signer.verify(
-                    sandbox: sandbox, operation: operation, path: filePath, expires: expires, signature: signature,
-                    now: nowMillis())
-            else {
-                throw OmniRunError(.forbidden, "the signed URL is invalid or has expired")
-            }
+        if let (sandbox, operation) = Self.signedRoute(path), request.uri.query?.contains("signature=") == true {
+            context.signedGrant = try signedGrant(request, sandbox: sandbox, operation: operation)
             context.signedSandboxID = sandbox
             return try await next(request, context)
         }
@@ -60,12 +57,53 @@ struct AuthMiddleware: RouterMiddleware {
         return try await next(request, context)
     }
 
-    /// `/sandboxes/{id}/files/download` (GET) and `/sandboxes/{id}/files/upload` (PUT, POST).
-    static func signedRoute(_ path: String, method: HTTPRequest.Method) -> (String, URLSigner.Operation)? {
+    /// `/sandboxes/{id}/files/download` and `/sandboxes/{id}/files/upload`: the routes a
+    /// signed URL can reach (which method, path and user it allows is in its signature).
+    static func signedRoute(_ path: String) -> (String, URLSigner.Operation)? {
         let parts = path.split(separator: "/")
         guard parts.count == 4, parts[0] == "sandboxes", parts[2] == "files" else { return nil }
-        if parts[3] == "download", method == .get { return (String(parts[1]), .download) }
-        if parts[3] == "upload", method == .put || method == .post { return (String(parts[1]), .upload) }
+        if parts[3] == "download" { return (String(parts[1]), .download) }
+        if parts[3] == "upload" { return (String(parts[1]), .upload) }
         return nil
+    }
+
+    /// Checks a signed URL against this request: the method, the route, and a query of
+    /// exactly the signed names, each once (`path`, `user` if one was signed, `expires`,
+    /// `signature`). Anything else is a 403 before the body is read.
+    func signedGrant(_ request: Request, sandbox: String, operation: URLSigner.Operation) throws -> URLSigner.Grant {
+        var values: [String: String] = [:]
+        for (name, value) in Self.queryPairs(request.uri.query ?? "") {
+            guard URLSigner.queryNames.contains(name), values[name] == nil else {
+                throw OmniRunError(
+                    .forbidden, "the signed URL was changed: '\(name.prefix(40))' is not one of its signed query parameters, once each")
+            }
+            values[name] = value
+        }
+        guard let signature = values["signature"], let expires = values["expires"].flatMap({ Int64($0) }),
+            let filePath = values["path"]
+        else {
+            throw OmniRunError(.forbidden, "the signed URL is incomplete (path, expires and signature are required)")
+        }
+        guard expires > nowMillis() / 1000 else {
+            // The instant only when it is one (the value is the caller's).
+            let when = expires > 0 ? " at \(isoDate(expires * 1000))" : ""
+            throw OmniRunError(.forbidden, "the signed URL expired\(when)")
+        }
+        let grant = URLSigner.Grant(
+            sandbox: sandbox, operation: operation, method: request.method.rawValue, path: filePath, user: values["user"] ?? "",
+            expires: expires)
+        guard signer.verify(grant, signature: signature, now: nowMillis()) else {
+            throw OmniRunError(
+                .forbidden, "the signed URL does not allow this request: its method, sandbox, path, user or expiry differ from what was signed")
+        }
+        return grant
+    }
+
+    /// The query's name/value pairs in order, duplicates kept, decoded as `Request.query` does.
+    static func queryPairs(_ raw: String) -> [(String, String)] {
+        raw.split(separator: "&").map { pair in
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            return (Request.formDecode(String(parts[0])), parts.count > 1 ? Request.formDecode(String(parts[1])) : "")
+        }
     }
 }

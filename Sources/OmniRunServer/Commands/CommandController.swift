@@ -1,9 +1,9 @@
-import AgentClient
 import AgentProtocol
 import Foundation
 import Hummingbird
 import NIOCore
 import OmniRunError
+import SandboxRuntime
 
 /// Commands (wire protocol §5) and one-shot code (§4.7).
 struct CommandController {
@@ -35,6 +35,9 @@ struct CommandController {
         var exit_code: Int32
     }
 
+    /// How long past a command's own timeout the host waits for the agent to report its end.
+    static let hostGrace: Duration = .seconds(30)
+
     static func pid(_ context: AppRequestContext) throws -> Int32 {
         guard let pid = Int32(try context.parameters.require("pid")), pid > 0 else {
             throw OmniRunError(.invalidArgument, "pid must be a positive integer")
@@ -57,7 +60,9 @@ struct CommandController {
             throw OmniRunError(.invalidArgument, "command is required")
         }
         guard !command.utf8.contains(0) else { throw OmniRunError(.invalidArgument, "command contains a NUL byte") }
-        let timeout = body.timeout ?? 60
+        // A foreground command without `timeout` gets the SDK's 60 s; a background one runs
+        // until it exits or the sandbox ends (a long-running worker is started that way).
+        let timeout = body.timeout ?? (body.background == true ? 0 : 60)
         guard timeout >= 0, timeout <= configuration.maxCommandTimeoutSeconds else {
             throw OmniRunError(.invalidArgument, "timeout must be between 0 and \(configuration.maxCommandTimeoutSeconds) seconds")
         }
@@ -70,18 +75,18 @@ struct CommandController {
             timeoutMillis: timeout > 0 ? timeout * 1000 : nil, stdin: body.background == true)
         service.metrics.increment("omnirun_commands_total{kind=\"\(body.background == true ? "background" : "foreground")\"}")
         if body.background == true {
-            let pid = try await sandbox.agent.startDetached(start)
-            return JSON.response(["pid": pid])
+            let process = try await sandbox.start(start)
+            return JSON.response(["pid": process.pid])
         }
-        let result = try await sandbox.agent.run(start)
+        // The agent ends the process at its timeout; the host stops waiting a little later
+        // whatever the guest does (a stalled or lying agent gets a 504, not a hung request).
+        let result = try await sandbox.exec(start, hostTimeout: timeout > 0 ? .seconds(timeout) + Self.hostGrace : nil)
         await service.touch(sandbox.id)
         var stderr = result.stderrText
-        var exitCode = result.exitCode
-        if result.error == "timeout" {
-            exitCode = 124
+        if result.outcome == .timedOut {
             stderr += (stderr.isEmpty || stderr.hasSuffix("\n") ? "" : "\n") + "command timed out after \(timeout) s\n"
         }
-        return JSON.response(RunResult(stdout: result.stdoutText, stderr: stderr, exit_code: exitCode))
+        return JSON.response(RunResult(stdout: result.stdoutText, stderr: stderr, exit_code: result.exitCode))
     }
 
     struct ProcessView: Encodable {
@@ -114,13 +119,13 @@ struct CommandController {
 
     @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
         let sandbox = try await service.sandbox(try context.parameters.require("id"), account: try context.requireAccount())
-        let processes = try await sandbox.agent.listProcesses(includeFinished: true)
+        let processes = try await sandbox.processes(includeFinished: true)
         return JSON.response(processes.filter { !$0.pty }.map { ProcessView($0) })
     }
 
     @Sendable func info(_ request: Request, context: AppRequestContext) async throws -> Response {
         let sandbox = try await service.sandbox(try context.parameters.require("id"), account: try context.requireAccount())
-        let output = try await sandbox.agent.processOutput(pid: try Self.pid(context))
+        let output = try await sandbox.process(pid: try Self.pid(context)).output()
         let stdout = Data(base64Encoded: output.stdout).map { String(decoding: $0, as: UTF8.self) } ?? ""
         let stderr = Data(base64Encoded: output.stderr).map { String(decoding: $0, as: UTF8.self) } ?? ""
         return JSON.response(ProcessView(output.info, stdout: stdout, stderr: stderr))
@@ -128,7 +133,7 @@ struct CommandController {
 
     @Sendable func kill(_ request: Request, context: AppRequestContext) async throws -> Response {
         let sandbox = try await service.sandbox(try context.parameters.require("id"), account: try context.requireAccount())
-        try await sandbox.agent.signal(pid: try Self.pid(context), signal: 9)
+        try await sandbox.process(pid: try Self.pid(context)).kill(signal: 9)
         return JSON.noContent()
     }
 
@@ -141,8 +146,7 @@ struct CommandController {
         let account = try context.requireAccount()
         let body = try await JSON.decode(StdinBody.self, from: request, limit: configuration.maxJSONBody)
         let sandbox = try await service.sandbox(try context.parameters.require("id"), account: account)
-        try await sandbox.agent.sendInput(
-            pid: try Self.pid(context), data: body.data.map { Array($0.utf8) }, close: body.eof ?? false)
+        try await sandbox.process(pid: try Self.pid(context)).write(body.data.map { Array($0.utf8) }, close: body.eof ?? false)
         return JSON.response(["status": "ok"])
     }
 
@@ -155,13 +159,13 @@ struct CommandController {
 
     @Sendable func stream(_ request: Request, context: AppRequestContext) async throws -> Response {
         let sandbox = try await service.sandbox(try context.parameters.require("id"), account: try context.requireAccount())
-        let pid = try Self.pid(context)
+        let process = sandbox.process(pid: try Self.pid(context))
         // Fail before the stream starts if the pid is unknown (the SDK reads a non-2xx as StreamError).
-        _ = try await sandbox.agent.processOutput(pid: pid)
+        _ = try await process.output()
         let service = self.service
         return SSE.response { send in
             let carries = CarryPair()
-            try await sandbox.agent.connectProcess(ProcessSelector(pid: pid, replay: true)) { event in
+            try await process.attach(replay: true) { event in
                 await service.touch(sandbox.id)
                 switch event.type {
                 case .stdout, .pty:
@@ -174,11 +178,9 @@ struct CommandController {
                     let (out, err) = await carries.flush()
                     if !out.isEmpty { try await send(SSE.line(StreamEvent(type: "stdout", data: out))) }
                     if !err.isEmpty { try await send(SSE.line(StreamEvent(type: "stderr", data: err))) }
+                    let exitCode = ProcessOutcome(ending: event)?.exitCode ?? -1
                     try await send(
-                        SSE.line(
-                            StreamEvent(
-                                type: "exit", exit_code: event.error == "timeout" ? 124 : (event.exitCode ?? -1),
-                                timestamp: event.timestampMillis.map(isoDate))))
+                        SSE.line(StreamEvent(type: "exit", exit_code: exitCode, timestamp: event.timestampMillis.map(isoDate))))
                 case .start, .truncated:
                     break
                 }
@@ -219,13 +221,13 @@ struct CommandController {
         let sandbox = try await service.sandbox(try context.parameters.require("id"), account: account)
         let directory = "/tmp/.omnirun-code-\(randomID("", bytes: 6))"
         let path = "\(directory)/\(interpreter.file)"
-        _ = try await sandbox.agent.writeFile(path: path, bytes: Array(code.utf8))
+        _ = try await sandbox.writeFile(path: path, bytes: Array(code.utf8))
         let timeout = min(max(body.timeout ?? 60, 1), configuration.maxCommandTimeoutSeconds)
         service.metrics.increment("omnirun_commands_total{kind=\"code\"}")
-        let result = try await sandbox.agent.run(
-            ProcessStartRequest(argv: [interpreter.command, path], timeoutMillis: timeout * 1000))
-        try? await sandbox.agent.remove(path: directory)
-        return JSON.response(
-            RunResult(stdout: result.stdoutText, stderr: result.stderrText, exit_code: result.error == "timeout" ? 124 : result.exitCode))
+        let result = try await sandbox.exec(
+            ProcessStartRequest(argv: [interpreter.command, path], timeoutMillis: timeout * 1000),
+            hostTimeout: .seconds(timeout) + Self.hostGrace)
+        try? await sandbox.removeFile(path: directory)
+        return JSON.response(RunResult(stdout: result.stdoutText, stderr: result.stderrText, exit_code: result.exitCode))
     }
 }

@@ -1,4 +1,3 @@
-import AgentClient
 import AgentProtocol
 import Foundation
 import Hummingbird
@@ -48,7 +47,7 @@ struct ContextController {
         }
         let sandbox = try await service.sandbox(try context.parameters.require("id"), account: account)
         let cwd = body.cwd.flatMap { $0.isEmpty ? nil : $0 }
-        let event = try await sandbox.agent.contextRequest(
+        let event = try await sandbox.contextRequest(
             ContextRequest(op: "create", language: language, cwd: cwd), timeout: Self.kernelStartAllowance)
         guard let info = event.context else { throw OmniRunError(.protocolViolation, "the contexts service answered no context") }
         return JSON.response(info)
@@ -56,14 +55,14 @@ struct ContextController {
 
     @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
         let sandbox = try await service.sandbox(try context.parameters.require("id"), account: try context.requireAccount())
-        let event = try await sandbox.agent.contextRequest(ContextRequest(op: "list"), timeout: Self.kernelStartAllowance)
+        let event = try await sandbox.contextRequest(ContextRequest(op: "list"), timeout: Self.kernelStartAllowance)
         return JSON.response(event.contexts ?? [])
     }
 
     @Sendable func restart(_ request: Request, context: AppRequestContext) async throws -> Response {
         let sandbox = try await service.sandbox(try context.parameters.require("id"), account: try context.requireAccount())
         let id = try Self.contextID(context)
-        let event = try await sandbox.agent.contextRequest(ContextRequest(op: "restart", id: id), timeout: Self.kernelStartAllowance)
+        let event = try await sandbox.contextRequest(ContextRequest(op: "restart", id: id), timeout: Self.kernelStartAllowance)
         guard let info = event.context else { throw OmniRunError(.protocolViolation, "the contexts service answered no context") }
         return JSON.response(info)
     }
@@ -71,7 +70,7 @@ struct ContextController {
     @Sendable func delete(_ request: Request, context: AppRequestContext) async throws -> Response {
         let sandbox = try await service.sandbox(try context.parameters.require("id"), account: try context.requireAccount())
         let id = try Self.contextID(context)
-        _ = try await sandbox.agent.contextRequest(ContextRequest(op: "delete", id: id))
+        _ = try await sandbox.contextRequest(ContextRequest(op: "delete", id: id))
         return JSON.noContent()
     }
 
@@ -88,9 +87,9 @@ struct ContextController {
 
     @Sendable func execute(_ request: Request, context: AppRequestContext) async throws -> Response {
         let (sandbox, execute, timeout) = try await prepareExecute(request, context: context, defaultTimeout: Self.defaultExecuteTimeout)
-        let view = Collected()
-        try await sandbox.agent.contexts(execute, timeout: .seconds(timeout) + Self.kernelStartAllowance) { event in
-            view.add(event)
+        let view = Collected(limit: configuration.maxContextOutput)
+        try await sandbox.contextEvents(execute, timeout: .seconds(timeout) + Self.kernelStartAllowance) { event in
+            try view.add(event)
         }
         await service.touch(sandbox.id)
         return JSON.response(view.value)
@@ -108,14 +107,14 @@ struct ContextController {
     @Sendable func streamExecute(_ request: Request, context: AppRequestContext) async throws -> Response {
         let (sandbox, execute, timeout) = try await prepareExecute(request, context: context, defaultTimeout: Self.defaultStreamTimeout)
         // An unknown context must be a 404 before the stream starts (the SDK reads it as StreamError).
-        let known = try await sandbox.agent.contextRequest(ContextRequest(op: "list"), timeout: Self.kernelStartAllowance)
+        let known = try await sandbox.contextRequest(ContextRequest(op: "list"), timeout: Self.kernelStartAllowance)
         guard known.contexts?.contains(where: { $0.id == execute.id }) == true else {
             throw OmniRunError(.notFound, "no context \(execute.id ?? "")")
         }
         let service = self.service
         return SSE.response { send in
             do {
-                try await sandbox.agent.contexts(execute, timeout: .seconds(timeout) + Self.kernelStartAllowance) { event in
+                try await sandbox.contextEvents(execute, timeout: .seconds(timeout) + Self.kernelStartAllowance) { event in
                     await service.touch(sandbox.id)
                     switch event.type {
                     case "stdout", "stderr", "result":
@@ -154,15 +153,20 @@ struct ContextController {
         return (sandbox, ContextRequest(op: "execute", id: id, code: code, timeoutMillis: timeout * 1000), timeout)
     }
 
-    /// `python` (or `python3`); anything else is a 400 naming what is supported.
+    /// `python` (or `python3`), `javascript` (or `js`, `node`, `nodejs`; in templates with
+    /// its kernel, e.g. `javascript`, where the guest says otherwise); anything else is a 400
+    /// naming what is supported.
+    static let languages = ["python", "javascript"]
+
     static func language(_ value: String?) throws -> String {
-        let language = (value ?? "python").lowercased()
-        guard language == "python" || language == "python3" else {
+        switch (value ?? "python").lowercased() {
+        case "python", "python3": return "python"
+        case "javascript", "js", "node", "nodejs": return "javascript"
+        default:
             throw OmniRunError(
                 .invalidArgument,
-                "unsupported context language '\(value ?? "")' (supported: \(ContextsAPI.languages.joined(separator: ", ")))")
+                "unsupported context language '\(value?.prefix(40) ?? "")' (supported: \(Self.languages.joined(separator: ", ")))")
         }
-        return "python"
     }
 
     /// Context ids are `ctx_` and 16 hex digits; anything else cannot name one.
@@ -174,15 +178,32 @@ struct ContextController {
         return id
     }
 
-    /// The events of one execute gathered into the non-streaming answer.
+    /// The events of one execute gathered into the non-streaming answer, at most `limit`
+    /// bytes of output, results and errors together (`OMNIRUN_CONTEXT_OUTPUT_LIMIT`, like a
+    /// command's output): past it the execute fails with 413 and the host lets go of it
+    /// (the code runs on in its context, as a command does; `stream-execute` has no limit).
     final class Collected: @unchecked Sendable {
         private let lock = NSLock()
         private var view = ExecutionView()
+        private var collected = 0
+        let limit: Int
+
+        init(limit: Int) {
+            self.limit = limit
+        }
 
         var value: ExecutionView { lock.withLock { view } }
+        var bytes: Int { lock.withLock { collected } }
 
-        func add(_ event: ContextEvent) {
-            lock.withLock {
+        func add(_ event: ContextEvent) throws {
+            try lock.withLock {
+                // One event is at most one line of the agent's answer (32 MiB): no overflow.
+                collected += Self.size(of: event)
+                guard collected <= limit else {
+                    throw OmniRunError(
+                        .payloadTooLarge,
+                        "the execution's output is larger than \(limit) bytes (POST .../stream-execute streams it instead)")
+                }
                 switch event.type {
                 case "stdout": view.logs.stdout += event.data?.stringValue ?? ""
                 case "stderr": view.logs.stderr += event.data?.stringValue ?? ""
@@ -193,6 +214,22 @@ struct ContextController {
                 case "done": view.execution_count = event.executionCount ?? 0
                 default: break
                 }
+            }
+        }
+
+        /// What an event adds to the answer, in bytes (close to its JSON size).
+        static func size(of event: ContextEvent) -> Int {
+            let texts = [event.name, event.value, event.traceback].compactMap { $0?.utf8.count }.reduce(0, +)
+            return texts + (event.data.map(size(of:)) ?? 0)
+        }
+
+        static func size(of value: JSONValue) -> Int {
+            switch value {
+            case .null, .bool: return 5
+            case .number: return 24
+            case .string(let text): return text.utf8.count + 2
+            case .array(let items): return items.reduce(2) { $0 + size(of: $1) + 1 }
+            case .object(let fields): return fields.reduce(2) { $0 + $1.key.utf8.count + 4 + size(of: $1.value) }
             }
         }
 

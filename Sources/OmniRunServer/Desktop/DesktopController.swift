@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 import OmniRunError
+import SandboxRuntime
 import ScreenImage
 
 /// Desktop routes (wire protocol §13): screenshots, mouse, keyboard, the screen and the
@@ -31,11 +32,11 @@ struct DesktopController {
         let sandbox = try await service.sandbox(try context.parameters.require("id"), account: account)
         let shot: Screenshot
         do {
-            let capture = try await sandbox.agent.desktopCapture()
+            let capture = try await sandbox.desktopCapture()
             shot = Screenshot(capture: RGBImage(width: capture.width, height: capture.height, pixels: capture.rgb), scaling: scaling)
         } catch let error as OmniRunError where error.code == .notFound {
             // An agent from before the raw capture (a template image not rebuilt since): maim's PNG.
-            let png = try await sandbox.agent.desktopScreenshot()
+            let png = try await sandbox.desktopScreenshot()
             do {
                 shot = try Screenshot(png: png, scaling: scaling)
             } catch let error as OmniRunError {
@@ -71,7 +72,7 @@ struct DesktopController {
 
     @Sendable func screen(_ request: Request, context: AppRequestContext) async throws -> Response {
         let sandbox = try await service.sandbox(try context.parameters.require("id"), account: try context.requireAccount())
-        return JSON.response(try await sandbox.agent.desktopScreen())
+        return JSON.response(try await sandbox.desktopScreen())
     }
 
     struct StreamInfo: Encodable {
@@ -84,9 +85,7 @@ struct DesktopController {
     /// port), relaying to the VNC server on the guest's loopback.
     @Sendable func stream(_ request: Request, context: AppRequestContext) async throws -> Response {
         let sandbox = try await service.sandbox(try context.parameters.require("id"), account: try context.requireAccount())
-        do {
-            _ = try await sandbox.agent.stat(path: DesktopAPI.displaySocket)
-        } catch let error as OmniRunError where error.code == .notFound {
+        guard try await sandbox.hasDesktopDisplay() else {
             throw OmniRunError(.conflict, "this sandbox has no desktop (create it from the 'desktop' template)")
         }
         return JSON.response(
@@ -98,7 +97,7 @@ struct DesktopController {
         let body = try await JSON.decode(DesktopMouseRequest.self, from: request, limit: 64 << 10)
         do { try body.validate() } catch { throw OmniRunError(.invalidArgument, error.message) }
         let sandbox = try await service.sandbox(try context.parameters.require("id"), account: account)
-        try await sandbox.agent.desktopMouse(body)
+        try await sandbox.desktopMouse(body)
         return JSON.noContent()
     }
 
@@ -107,7 +106,7 @@ struct DesktopController {
         let body = try await JSON.decode(DesktopKeyboardRequest.self, from: request, limit: 1 << 20)
         do { try body.validate() } catch { throw OmniRunError(.invalidArgument, error.message) }
         let sandbox = try await service.sandbox(try context.parameters.require("id"), account: account)
-        try await sandbox.agent.desktopKeyboard(body)
+        try await sandbox.desktopKeyboard(body)
         return JSON.noContent()
     }
 }

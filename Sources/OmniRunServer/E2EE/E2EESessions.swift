@@ -3,31 +3,23 @@ import Foundation
 import Logging
 import OmniRunError
 import OmniRunStore
+import OmniRunE2EE
 
-/// The channel of every e2ee sandbox on this server, with a window of the nonces it has
-/// seen (requests and its own responses) so a replayed envelope is refused. A channel
-/// key lives in memory and, sealed under the master key, in the store until its sandbox
-/// ends; it is never logged.
+/// The channel of every e2ee sandbox on this server, and the request nonces each has
+/// admitted. A channel key lives in memory and, sealed under the master key, in the store
+/// until its sandbox ends; it is never logged. Nonces are admitted through the store (one
+/// conditional insert), so a captured envelope is refused on every route, by every server
+/// on the store and after a restart, for as long as its nonce is among the sandbox's last
+/// `replayWindow` requests. Envelopes with an `aad` are bound to their route as well.
 actor E2EESessions {
-    /// How many nonces each sandbox remembers (requests and responses).
+    /// How many request nonces each sandbox's store rows keep.
     static let replayWindow = 16_384
+    /// Trim a sandbox's nonces to the window after this many admissions.
+    static let trimEvery = 256
 
     private struct Session {
         var channel: E2EEChannel
-        var seen: Set<[UInt8]> = []
-        var order: [[UInt8]] = []
-        var head = 0
-
-        mutating func remember(_ nonce: [UInt8]) {
-            seen.insert(nonce)
-            if order.count < E2EESessions.replayWindow {
-                order.append(nonce)
-            } else {
-                seen.remove(order[head])
-                order[head] = nonce
-                head = (head + 1) % order.count
-            }
-        }
+        var admitted = 0
     }
 
     private let repository: E2EEKeyRepository
@@ -54,32 +46,26 @@ actor E2EESessions {
         sessions[sandboxID]?.channel
     }
 
-    /// Admits a request's nonce once: false when this sandbox has seen it.
-    func admit(_ sandboxID: String, nonce: [UInt8]) -> Bool {
-        guard var session = sessions[sandboxID] else { return false }
-        guard !session.seen.contains(nonce) else { return false }
-        session.remember(nonce)
-        sessions[sandboxID] = session
+    /// Admits a request's nonce once: false when this sandbox has seen it, unless it was let
+    /// go by `release` for a retry of this same route.
+    func admit(_ sandboxID: String, nonce: [UInt8], route: String) async throws -> Bool {
+        guard sessions[sandboxID] != nil else { return false }
+        let text = Data(nonce).base64EncodedString()
+        guard try await repository.admitNonce(sandboxID: sandboxID, nonce: text, at: nowMillis(), route: route) else { return false }
+        if var session = sessions[sandboxID] {
+            session.admitted += 1
+            sessions[sandboxID] = session
+            if session.admitted % Self.trimEvery == 0 {
+                try? await repository.trimNonces(sandboxID: sandboxID, keep: Self.replayWindow)
+            }
+        }
         return true
     }
 
-    /// Forgets a request nonce whose request failed with a retryable 5xx: the SDK retries
-    /// a POST once with the very same body, and that retry must not look like a replay.
-    func release(_ sandboxID: String, nonce: [UInt8]) {
-        guard var session = sessions[sandboxID], session.seen.remove(nonce) != nil else { return }
-        if let index = session.order.firstIndex(of: nonce) {
-            // A random 12-byte value no envelope can match (its slot stays in the ring).
-            session.order[index] = []
-        }
-        sessions[sandboxID] = session
-    }
-
-    /// Records a nonce the server used for a response, so the envelope cannot be sent
-    /// back as a request (both directions share one key in this protocol).
-    func noteResponse(_ sandboxID: String, nonce: [UInt8]) {
-        guard var session = sessions[sandboxID] else { return }
-        session.remember(nonce)
-        sessions[sandboxID] = session
+    /// A request failed with a retryable 5xx: the SDK retries a POST once with the very same
+    /// body, so its nonce is let go once, for the same method and target only.
+    func release(_ sandboxID: String, nonce: [UInt8], route: String) async {
+        try? await repository.allowRetry(sandboxID: sandboxID, nonce: Data(nonce).base64EncodedString(), route: route)
     }
 
     /// The sandbox ended: its key goes from memory and from the store.
@@ -88,14 +74,16 @@ actor E2EESessions {
         guard known || locked.remove(sandboxID) != nil else { return }
         do {
             try await repository.delete(sandboxID: sandboxID)
+            try await repository.deleteNonces(sandboxID: sandboxID)
         } catch {
             logger.warning("could not delete an ended sandbox's e2ee key", metadata: ["sandbox": "\(sandboxID)", "error": "\(error)"])
         }
     }
 
-    /// After a start: reopens the keys of sandboxes that still run and deletes the others'.
-    /// The replay windows start empty (they are not stored).
+    /// After a start: reopens the keys of sandboxes that still live (running or paused) and
+    /// deletes the others' (and their nonces). The live ones' nonces stay: replays stay refused.
     func load(running: Set<String>) async throws {
+        try? await repository.deleteNoncesOfEndedSandboxes()
         for row in try await repository.all() {
             if running.contains(row.sandboxID), let key = try? sealer.open(row.sealedKey, sandboxID: row.sandboxID) {
                 sessions[row.sandboxID] = Session(channel: E2EEChannel(keyBytes: key))

@@ -151,7 +151,15 @@ actor ExposureService {
         guard record.isLive else { return record }
         var record = record
         let now = nowMillis()
-        if (try? await sandboxes.record(record.sandboxID, account: nil)) == nil {
+        // Only a sandbox that is gone stops its exposures for good (a paused one keeps them;
+        // a store that failed to answer decides nothing).
+        var ended = false
+        do {
+            _ = try await sandboxes.record(record.sandboxID, account: nil)
+        } catch let error as OmniRunError where error.code == .notFound {
+            ended = true
+        } catch {}
+        if ended {
             try? await repository.sandboxStopped(sandboxID: record.sandboxID, at: now)
             record.status = "sandbox_stopped"
             record.sandboxStoppedAt = now
@@ -223,7 +231,7 @@ actor ExposureService {
         await withTaskGroup(of: Bool?.self) { group in
             group.addTask {
                 do {
-                    try await sandbox.agent.tunnel(port: port, upstream: [ByteBuffer]().asyncSequence) { _ in }
+                    try await sandbox.tunnel(port: port, upstream: [ByteBuffer]().asyncSequence) { _ in }
                     return true
                 } catch {
                     return false

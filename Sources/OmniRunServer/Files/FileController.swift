@@ -1,4 +1,3 @@
-import AgentClient
 import AgentProtocol
 import Foundation
 import Hummingbird
@@ -31,7 +30,8 @@ struct FileController {
         router.post("/sandboxes/:id/files/upload-url", use: uploadURL)
     }
 
-    /// `{name, path, is_dir, size}` as the SDK reads entries.
+    /// `{name, path, is_dir, size}` as the SDK reads entries; `type` is `file`, `dir`,
+    /// `symlink` or `other` (scripts written for the hosted product filter on `"dir"`).
     struct EntryView: Encodable {
         var name: String
         var path: String
@@ -47,7 +47,7 @@ struct FileController {
             path = entry.path
             is_dir = entry.isDirectory
             size = entry.size
-            type = entry.type.rawValue
+            type = entry.type == .directory ? "dir" : entry.type.rawValue
             mode = String(entry.mode, radix: 8)
             modified_at = isoDate(entry.modifiedMillis)
             owner = entry.owner
@@ -72,7 +72,7 @@ struct FileController {
     @Sendable func readText(_ request: Request, context: AppRequestContext) async throws -> Response {
         let path = try Self.path(request.query["path"])
         let sandbox = try await sandbox(context)
-        let bytes: [UInt8] = try await sandbox.agent.readFile(
+        let bytes: [UInt8] = try await sandbox.readFile(
             path: path, user: try CommandController.user(request.query["user"]), limit: configuration.maxTextFile)
         return JSON.response(["content": String(decoding: bytes, as: UTF8.self), "path": path])
     }
@@ -87,7 +87,7 @@ struct FileController {
         let body = try await JSON.decode(WriteBody.self, from: request, limit: configuration.maxJSONBody)
         let path = try Self.path(body.path)
         let sandbox = try await sandbox(context)
-        let entry = try await sandbox.agent.writeFile(
+        let entry = try await sandbox.writeFile(
             path: path, user: try CommandController.user(body.user), bytes: Array((body.content ?? "").utf8))
         return JSON.response(EntryView(entry))
     }
@@ -95,22 +95,22 @@ struct FileController {
     @Sendable func remove(_ request: Request, context: AppRequestContext) async throws -> Response {
         let path = try Self.path(request.query["path"])
         let sandbox = try await sandbox(context)
-        try await sandbox.agent.remove(path: path, user: try CommandController.user(request.query["user"]))
+        try await sandbox.removeFile(path: path, user: try CommandController.user(request.query["user"]))
         return JSON.noContent()
     }
 
     /// Streams the file from the guest to the client (bounded memory).
     @Sendable func download(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let path = try Self.path(request.query["path"])
-        let user = try CommandController.user(request.query["user"])
+        // A signed URL's own path and user (its query was checked to be exactly these).
+        let path = try Self.path(context.signedGrant?.path ?? request.query["path"])
+        let user = try CommandController.user(context.signedGrant?.user ?? request.query["user"])
         let sandbox = try await sandbox(context)
-        let entry = try await sandbox.agent.stat(path: path, user: user)
+        let entry = try await sandbox.fileInfo(path: path, user: user)
         guard !entry.isDirectory else { throw OmniRunError(.invalidArgument, "\(path) is a directory") }
         let bridge = StreamBridge<ByteBuffer>(capacity: 8)
-        let agent = sandbox.agent
         let reader = Task {
             do {
-                try await agent.readFile(path: path, user: user) { chunk in try await bridge.send(chunk) }
+                try await sandbox.readFile(path: path, user: user) { chunk in try await bridge.send(chunk) }
                 await bridge.finish()
             } catch {
                 await bridge.finish(throwing: error)
@@ -143,14 +143,19 @@ struct FileController {
     }
 
     /// Multipart (`path` field, then `file`) or a raw body with `?path=`, streamed to the guest.
+    /// Through a signed URL the path and user are the signed ones: form fields may repeat
+    /// them but not change them (403), and a multipart file goes to a temporary name beside
+    /// its target and is moved there only once the whole form has been checked, so a refused
+    /// upload writes nothing.
     @Sendable func upload(_ request: Request, context: AppRequestContext) async throws -> Response {
         let sandbox = try await sandbox(context)
+        let grant = context.signedGrant
         let contentType = request.headers[.contentType] ?? ""
-        var path = request.query["path"]
-        let user = try CommandController.user(request.query["user"])
+        var path = grant?.path ?? request.query["path"]
+        let user = try CommandController.user(grant?.user ?? request.query["user"])
         if !contentType.lowercased().hasPrefix("multipart/form-data") {
             let target = try Self.path(path)
-            let entry = try await sandbox.agent.writeFile(
+            let entry = try await sandbox.writeFile(
                 path: target, user: user, chunks: request.body)
             return JSON.response(EntryView(entry))
         }
@@ -160,6 +165,8 @@ struct FileController {
         var fieldUser = user
         var writer: (bridge: StreamBridge<ByteBuffer>, task: Task<FileEntry, any Error>)? = nil
         var written: FileEntry? = nil
+        /// Signed uploads: where the file waits until the form is checked.
+        var staged: String? = nil
         do {
             for try await chunk in request.body {
                 for event in try parser.feed(chunk.readableBytesView) {
@@ -167,14 +174,20 @@ struct FileController {
                     case .partStart(let name, _):
                         field = name
                         fieldValue = []
+                        if grant != nil, !["path", "user", "file"].contains(name) {
+                            throw OmniRunError(.forbidden, "a signed upload takes only the form fields path, user and file")
+                        }
                         if name == "file" {
                             guard written == nil else { throw OmniRunError(.invalidArgument, "only one file per upload") }
-                            let target = try Self.path(path)
+                            var target = try Self.path(path)
+                            if grant != nil {
+                                target = Self.stagingPath(for: target)
+                                staged = target
+                            }
                             let bridge = StreamBridge<ByteBuffer>(capacity: 8)
-                            let agent = sandbox.agent
                             let owner = fieldUser
                             let task = Task {
-                                try await agent.writeFile(path: target, user: owner, chunks: BridgeSequence(bridge: bridge))
+                                try await sandbox.writeFile(path: target, user: owner, chunks: BridgeSequence(bridge: bridge))
                             }
                             writer = (bridge, task)
                         }
@@ -186,33 +199,50 @@ struct FileController {
                             if fieldValue.count > 64 << 10 { throw OmniRunError(.invalidArgument, "form field too large") }
                         }
                     case .partEnd:
+                        let value = String(decoding: fieldValue, as: UTF8.self)
                         if field == "file", let current = writer {
                             await current.bridge.finish()
                             written = try await current.task.value
                             writer = nil
+                        } else if let grant, field == "path" || field == "user" {
+                            guard value == (field == "path" ? grant.path : grant.user) else {
+                                throw OmniRunError(
+                                    .forbidden, "the form's \(field ?? "") differs from the signed URL's; the upload was refused")
+                            }
                         } else if field == "path" {
-                            path = String(decoding: fieldValue, as: UTF8.self)
+                            path = value
                         } else if field == "user" {
-                            fieldUser = try CommandController.user(String(decoding: fieldValue, as: UTF8.self))
+                            fieldUser = try CommandController.user(value)
                         }
                         field = nil
                     }
                 }
             }
+            if writer != nil {
+                throw OmniRunError(.invalidArgument, "the upload ended inside the file part")
+            }
+            guard written != nil else { throw OmniRunError(.invalidArgument, "the upload has no 'file' part") }
+            if let staged, let grant {
+                written = try await sandbox.moveFile(from: staged, to: grant.path, user: user)
+            }
         } catch {
             if let writer {
                 await writer.bridge.finish(throwing: error)
                 writer.task.cancel()
+                _ = try? await writer.task.value
             }
+            if let staged { try? await sandbox.removeFile(path: staged, recursive: false, user: user) }
             throw error
-        }
-        if let writer {
-            await writer.bridge.finish(throwing: OmniRunError(.invalidArgument, "the upload ended inside the file part"))
-            _ = try? await writer.task.value
-            throw OmniRunError(.invalidArgument, "the upload ended inside the file part")
         }
         guard let written else { throw OmniRunError(.invalidArgument, "the upload has no 'file' part") }
         return JSON.response(EntryView(written))
+    }
+
+    /// A hidden name beside `target` (same folder, so the final move is a rename).
+    static func stagingPath(for target: String) -> String {
+        let name = ".omnirun-upload-" + randomBytes(8).map { String(format: "%02x", $0) }.joined()
+        guard let slash = target.lastIndex(of: "/") else { return name }
+        return String(target[...slash]) + name
     }
 
     struct BatchItem: Decodable {
@@ -227,7 +257,7 @@ struct FileController {
         let sandbox = try await sandbox(context)
         var entries: [EntryView] = []
         for item in items {
-            let entry = try await sandbox.agent.writeFile(
+            let entry = try await sandbox.writeFile(
                 path: try Self.path(item.path), user: user, bytes: Array((item.content ?? "").utf8))
             entries.append(EntryView(entry))
         }
@@ -241,7 +271,7 @@ struct FileController {
             throw OmniRunError(.invalidArgument, "depth must be an integer between 1 and 32")
         }
         let sandbox = try await sandbox(context)
-        let entries = try await sandbox.agent.list(
+        let entries = try await sandbox.listDirectory(
             path: try Self.path(path), depth: depth, user: try CommandController.user(request.query["user"]))
         return JSON.response(entries.map(EntryView.init))
     }
@@ -250,7 +280,7 @@ struct FileController {
         let path = try Self.path(request.query["path"])
         let sandbox = try await sandbox(context)
         do {
-            _ = try await sandbox.agent.stat(path: path, user: try CommandController.user(request.query["user"]))
+            _ = try await sandbox.fileInfo(path: path, user: try CommandController.user(request.query["user"]))
             return JSON.response(["exists": true])
         } catch let error as OmniRunError where error.code == .notFound {
             return JSON.response(["exists": false])
@@ -260,7 +290,7 @@ struct FileController {
     @Sendable func info(_ request: Request, context: AppRequestContext) async throws -> Response {
         let path = try Self.path(request.query["path"])
         let sandbox = try await sandbox(context)
-        let entry = try await sandbox.agent.stat(path: path, user: try CommandController.user(request.query["user"]))
+        let entry = try await sandbox.fileInfo(path: path, user: try CommandController.user(request.query["user"]))
         return JSON.response(EntryView(entry))
     }
 
@@ -275,7 +305,7 @@ struct FileController {
         let from = try Self.path(body.oldPath)
         let to = try Self.path(body.newPath)
         let sandbox = try await sandbox(context)
-        let entry = try await sandbox.agent.move(from: from, to: to, user: try CommandController.user(body.user))
+        let entry = try await sandbox.moveFile(from: from, to: to, user: try CommandController.user(body.user))
         return JSON.response(EntryView(entry))
     }
 
@@ -288,7 +318,7 @@ struct FileController {
         let body = try await JSON.decode(PathBody.self, from: request, limit: 64 << 10)
         let path = try Self.path(body.path)
         let sandbox = try await sandbox(context)
-        let entry = try await sandbox.agent.makeDirectory(path: path, user: try CommandController.user(body.user))
+        let entry = try await sandbox.makeDirectory(path: path, user: try CommandController.user(body.user))
         return JSON.response(EntryView(entry))
     }
 
@@ -304,53 +334,16 @@ struct FileController {
         let recursive = request.query["recursive"] == "true"
         let user = try CommandController.user(request.query["user"])
         let sandbox = try await sandbox(context)
-        let entry = try await sandbox.agent.stat(path: path, user: user)
+        let entry = try await sandbox.fileInfo(path: path, user: user)
         guard entry.isDirectory else { throw OmniRunError(.invalidArgument, "\(path) is not a directory") }
         let service = self.service
         return SSE.response { send in
-            try await sandbox.agent.watch(path: path, recursive: recursive, user: user) { event in
+            try await sandbox.watchDirectory(path: path, recursive: recursive, user: user) { event in
                 await service.touch(sandbox.id)
                 try await send(
                     SSE.line(
                         WatchView(type: event.type.rawValue, path: event.path, name: event.name, timestamp: isoDate(event.timestampMillis))))
             }
         }
-    }
-
-    struct SignBody: Decodable {
-        var path: String?
-        var expiresIn: Int64?
-    }
-
-    @Sendable func downloadURL(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await signedURL(request, context: context, operation: .download)
-    }
-
-    @Sendable func uploadURL(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try await signedURL(request, context: context, operation: .upload)
-    }
-
-    private func signedURL(_ request: Request, context: AppRequestContext, operation: URLSigner.Operation) async throws -> Response {
-        let body = try await JSON.decode(SignBody.self, from: request, limit: 64 << 10)
-        let path = try Self.path(body.path)
-        let id = try context.parameters.require("id")
-        _ = try await service.record(id, account: try context.requireAccount())
-        let lifetime = body.expiresIn ?? 3600
-        guard (1...7 * 24 * 3600).contains(lifetime) else {
-            throw OmniRunError(.invalidArgument, "expiresIn must be between 1 and 604800 seconds")
-        }
-        let expires = nowMillis() / 1000 + lifetime
-        let signature = signer.signature(sandbox: id, operation: operation, path: path, expires: expires)
-        let query = [("path", path), ("expires", "\(expires)"), ("signature", signature)]
-            .map { "\($0.0)=\(Self.formEncode($0.1))" }.joined(separator: "&")
-        let url = "\(configuration.baseURL)/sandboxes/\(id)/files/\(operation.rawValue)?\(query)"
-        return JSON.response(
-            ["url": url, "method": operation == .download ? "GET" : "PUT", "expiresAt": isoDate(expires * 1000)])
-    }
-
-    static func formEncode(_ value: String) -> String {
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~/")
-        return value.addingPercentEncoding(withAllowedCharacters: allowed) ?? value
     }
 }

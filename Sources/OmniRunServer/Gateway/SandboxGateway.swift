@@ -1,4 +1,3 @@
-import AgentClient
 import AgentProtocol
 import Hummingbird
 import HummingbirdCore
@@ -20,14 +19,16 @@ import Glibc
 /// channel, and here it is served as HTTP/1.1 by the API's own router, as the
 /// sandbox's owner. Only the LLM proxy (`/llm/v1/*`) answers there.
 actor SandboxGateway {
-    /// Accept requests kept waiting per sandbox (each taken one is replaced at once).
+    /// Accept requests kept waiting per sandbox while it has room for more connections.
     static let idleAccepts = 3
 
+    private let limits: ConnectionLimits
     private let logger: Logger
     private var responder: RouterResponder<AppRequestContext>?
     private var acceptors: [SandboxID: Task<Void, Never>] = [:]
 
-    init(logger: Logger) {
+    init(limits: ConnectionLimits = ConnectionLimits(), logger: Logger) {
+        self.limits = limits
         self.logger = logger
     }
 
@@ -35,26 +36,16 @@ actor SandboxGateway {
         self.responder = responder
     }
 
-    /// The variables that point a sandbox's programs at the gateway. A sandbox whose own
-    /// variables bring an `OPENAI_API_KEY` (their own key) keeps its OpenAI settings.
-    static func environment(userProvided: [String: String]) -> [String: String] {
-        let base = "http://\(AgentAPI.HostGateway.host):\(AgentAPI.HostGateway.port)/llm/v1"
-        var env = ["OMNIRUN_LLM_BASE_URL": base, "OMNIRUN_LLM_API_KEY": "omnirun-sandbox"]
-        if userProvided["OPENAI_API_KEY"] == nil, userProvided["OPENAI_BASE_URL"] == nil {
-            env["OPENAI_BASE_URL"] = base
-            env["OPENAI_API_KEY"] = "omnirun-sandbox"
-        }
-        return env
-    }
-
     /// Starts serving a sandbox's gateway; `onRequest` runs for each request (activity).
     func start(_ sandbox: Sandbox, owner: AccountRecord, onRequest: @escaping @Sendable () async -> Void) {
         guard acceptors[sandbox.id] == nil, let responder else { return }
         let logger = self.logger
+        let serve = HTTPOverGateway(
+            sandboxID: sandbox.id.rawValue, owner: owner, responder: responder, limits: limits, onRequest: onRequest, logger: logger)
+        let slots = GatewaySlots(limit: limits.gatewayConnections, spare: Self.idleAccepts)
+        let stall = limits.gatewayIdleTimeout
         acceptors[sandbox.id] = Task {
-            await Self.accept(
-                agent: sandbox.agent, sandboxID: sandbox.id.rawValue, owner: owner, responder: responder,
-                onRequest: onRequest, logger: logger)
+            await Self.accept(sandbox: sandbox, slots: slots, stallTimeout: stall, serve: serve, logger: logger)
         }
     }
 
@@ -67,120 +58,72 @@ actor SandboxGateway {
         acceptors.removeAll()
     }
 
-    /// Keeps `idleAccepts` requests waiting; each accepted connection is served in its
-    /// own task while a new request takes its place.
+    /// Keeps accept requests waiting in the agent while the sandbox has room (`GatewaySlots`);
+    /// each accepted connection is served in its own task and its slot is free again once it
+    /// ends. A guest that opens more connections than that finds them waiting in the guest.
     static func accept(
-        agent: GuestAgentClient, sandboxID: String, owner: AccountRecord, responder: RouterResponder<AppRequestContext>,
-        onRequest: @escaping @Sendable () async -> Void, logger: Logger
+        sandbox: Sandbox, slots initial: GatewaySlots, stallTimeout: Duration, serve: HTTPOverGateway, logger: Logger
     ) async {
+        let slots = NIOLockedValueBox(initial)
+        let sandboxID = serve.sandboxID
         let (wanted, more) = AsyncStream<Void>.makeStream()
-        for _ in 0..<idleAccepts { more.yield() }
-        let serve = HTTPOverGateway(
-            sandboxID: sandboxID, owner: owner, responder: responder, onRequest: onRequest, logger: logger)
+        /// Sends as many accept requests as there is room for.
+        @Sendable func refill() {
+            let count = slots.withLockedValue { $0.toOpen() }
+            for _ in 0..<count { more.yield() }
+        }
+        let lastFullWarning = NIOLockedValueBox<ContinuousClock.Instant?>(nil)
+        refill()
         await withDiscardingTaskGroup { group in
             for await _ in wanted {
                 if Task.isCancelled { break }
                 group.addTask {
                     let accepted = NIOLockedValueBox(false)
                     do {
-                        try await agent.acceptGatewayConnection(
+                        try await sandbox.acceptGatewayConnection(
+                            stallTimeout: stallTimeout,
                             onAccepted: {
                                 accepted.withLockedValue { $0 = true }
-                                more.yield()
+                                let full = slots.withLockedValue {
+                                    $0.accepted()
+                                    return $0.isFull
+                                }
+                                if full { Self.noteFull(sandboxID, limit: initial.limit, last: lastFullWarning, logger: logger) }
+                                refill()
                             }, serve: serve.run)
                     } catch {
                         if !accepted.withLockedValue({ $0 }), !Task.isCancelled {
                             logger.debug("gateway accept failed", metadata: ["sandbox": "\(sandboxID)", "error": "\(error)"])
                         }
                     }
-                    if !accepted.withLockedValue({ $0 }), !Task.isCancelled {
+                    if accepted.withLockedValue({ $0 }) {
+                        slots.withLockedValue { $0.ended() }
+                    } else {
                         // The agent's connection is down (or refused): try again a little later.
-                        try? await Task.sleep(for: .seconds(2))
-                        more.yield()
+                        if !Task.isCancelled { try? await Task.sleep(for: .seconds(2)) }
+                        slots.withLockedValue { $0.failed() }
                     }
+                    if !Task.isCancelled { refill() }
                 }
             }
             more.finish()
         }
     }
-}
 
-/// Serves one handed-over connection as HTTP/1.1: a socket pair joins the gateway's
-/// byte stream to Hummingbird's HTTP/1 channel, whose requests the API router answers
-/// with the sandbox's owner already signed in.
-struct HTTPOverGateway: Sendable {
-    let sandboxID: String
-    let owner: AccountRecord
-    let responder: RouterResponder<AppRequestContext>
-    let onRequest: @Sendable () async -> Void
-    let logger: Logger
-
-    func run(_ connection: GatewayConnection) async throws {
-        var fds: [Int32] = [-1, -1]
-        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
-            throw OmniRunError(.internalError, "socketpair failed: \(errno)")
+    /// Logs (at most once a minute per sandbox) that a sandbox uses every gateway connection.
+    private static func noteFull(
+        _ sandboxID: String, limit: Int, last: NIOLockedValueBox<ContinuousClock.Instant?>, logger: Logger
+    ) {
+        let now = ContinuousClock.now
+        let due = last.withLockedValue { seen -> Bool in
+            if let seen, now - seen < .seconds(60) { return false }
+            seen = now
+            return true
         }
-        let group = MultiThreadedEventLoopGroup.singleton
-        let sandboxID = self.sandboxID
-        let owner = self.owner
-        let responder = self.responder
-        let onRequest = self.onRequest
-        let logger = self.logger
-        let http = HTTP1Channel(responder: { request, writer, channel in
-            await onRequest()
-            var context = AppRequestContext(source: .init(channel: channel, logger: logger))
-            context.account = owner
-            context.gatewaySandboxID = sandboxID
-            context.logger[metadataKey: "sandbox"] = "\(sandboxID)"
-            let response: Response
-            do {
-                response = try await responder.respond(to: request, context: context)
-            } catch {
-                response = APIError.response(APIError.normalize(error))
-            }
-            try await writer.write(response: response.head, body: response.body)
-        })
-        let server: HTTP1Channel.Value
-        let bridge: NIOAsyncChannel<ByteBuffer, ByteBuffer>
-        do {
-            server = try await ClientBootstrap(group: group).withConnectedSocket(fds[0]) { channel in
-                http.setup(channel: channel, logger: logger)
-            }
-        } catch {
-            close(fds[0])
-            close(fds[1])
-            throw error
-        }
-        do {
-            bridge = try await ClientBootstrap(group: group)
-                .channelOption(.allowRemoteHalfClosure, value: true)
-                .withConnectedSocket(fds[1]) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
-                            wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
-                    }
-                }
-        } catch {
-            close(fds[1])
-            try? await server.channel.close()
-            throw error
-        }
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { await http.handle(value: server, logger: logger) }
-            tasks.addTask {
-                try await bridge.executeThenClose { inbound, outbound in
-                    try await withThrowingTaskGroup(of: Void.self) { pipes in
-                        pipes.addTask {
-                            for try await chunk in inbound { try await connection.write(chunk) }
-                            await connection.finish()
-                        }
-                        for await chunk in connection.inbound { try await outbound.write(chunk) }
-                        outbound.finish()
-                        try await pipes.next()
-                    }
-                }
-            }
-            try await tasks.waitForAll()
+        if due {
+            logger.info(
+                "a sandbox uses all its host gateway connections; more wait in the guest",
+                metadata: ["sandbox": "\(sandboxID)", "limit": "\(limit)"])
         }
     }
 }

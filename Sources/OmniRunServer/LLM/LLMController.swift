@@ -1,15 +1,27 @@
 import Hummingbird
+import LLMUpstreams
 import OmniRunError
 
-/// `/llm/v1/*`: the OpenAI-compatible proxy, authenticated with the same `omr_` keys
-/// (and, from inside a sandbox, as the sandbox's owner).
+/// `/llm/v1/*`: the LLM proxy in three protocols (OpenAI chat completions, Anthropic
+/// Messages, OpenAI Responses), authenticated with the same `omr_` keys (`X-API-Key`, which
+/// Anthropic's clients send as `x-api-key`, or `Authorization: Bearer`) and, from inside a
+/// sandbox, as the sandbox's owner.
 struct LLMController {
     let proxy: LLMProxy
 
     func register(on router: Router<AppRequestContext>) {
-        router.post("/llm/v1/chat/completions") { request, context -> Response in
-            try await proxy.chat(
-                request, caller: LLMProxy.Caller(account: try context.requireAccount(), sandboxID: context.gatewaySandboxID))
+        let routes: [(path: String, wire: LLMProtocol, countTokens: Bool)] = [
+            ("/llm/v1/chat/completions", .chatCompletions, false),
+            ("/llm/v1/messages", .messages, false),
+            ("/llm/v1/messages/count_tokens", .messages, true),
+            ("/llm/v1/responses", .responses, false),
+        ]
+        for route in routes {
+            router.post(RouterPath(route.path)) { request, context -> Response in
+                try await proxy.forward(
+                    request, wire: route.wire, countTokens: route.countTokens,
+                    caller: LLMProxy.Caller(account: try context.requireAccount(), sandboxID: context.gatewaySandboxID))
+            }
         }
         router.get("/llm/v1/models") { _, context -> Response in
             _ = try context.requireAccount()

@@ -7,9 +7,11 @@ import NIOCore
 import OmniRunError
 import OmniRunStore
 
-/// The OpenAI-compatible proxy: checks the caller's rate and budget, forwards to the
-/// upstream that serves the model, passes the answer back (streams event by event),
-/// and charges what the upstream reports (or what the price table says).
+/// The LLM proxy, in three protocols (OpenAI chat completions, Anthropic Messages, OpenAI
+/// Responses): checks the caller's rate and budget, forwards to an upstream that serves the
+/// model in the request's protocol, passes the answer back (streams event by event), and
+/// charges what the upstream reports (or what the price table says). The protocols' rules
+/// live in LLMUpstreams (`LLMRequest`, `LLMStreamScan`); this type only routes and charges.
 struct LLMProxy: Sendable {
     let configuration: LLMConfiguration
     let router: ModelRouter
@@ -37,7 +39,9 @@ struct LLMProxy: Sendable {
         var sandboxID: String?
     }
 
-    func chat(_ request: Request, caller: Caller) async throws -> Response {
+    /// Proxies one request of `wire` (the protocol of the path it came to; `countTokens`:
+    /// Anthropic's token count, which is passed through and not charged).
+    func forward(_ request: Request, wire: LLMProtocol, countTokens: Bool = false, caller: Caller) async throws -> Response {
         do {
             try await limiter.admit(caller.account.id)
         } catch let limited as RequestRateLimiter.RateLimited {
@@ -50,27 +54,31 @@ struct LLMProxy: Sendable {
         do {
             buffer = try await request.collectBody(upTo: configuration.maxRequestBytes)
         } catch {
-            throw OmniRunError(.payloadTooLarge, "a chat request may be at most \(configuration.maxRequestBytes) bytes")
+            throw OmniRunError(.payloadTooLarge, "an LLM request may be at most \(configuration.maxRequestBytes) bytes")
         }
-        let chat = try ChatRequest.parse(Data(buffer: buffer))
-        if configuration.freeTierOnly, caller.account.role != "owner", !configuration.freeTier.contains(chat.model) {
-            throw OmniRunError(.forbidden, "\(chat.model) is not in the free tier (\(configuration.freeTier.joined(separator: ", ")))")
+        let parsed = try LLMRequest.parse(Data(buffer: buffer), wire: wire, countTokens: countTokens)
+        let headers =
+            wire == .messages
+            ? try MessagesHeaders.forward(
+                version: request.headers[.init("anthropic-version")!], beta: request.headers[.init("anthropic-beta")!])
+            : []
+        if configuration.freeTierOnly, caller.account.role != "owner", !configuration.freeTier.contains(parsed.model) {
+            throw OmniRunError(.forbidden, "\(parsed.model) is not in the free tier (\(configuration.freeTier.joined(separator: ", ")))")
         }
-        guard let route = router.route(chat.model) else {
-            throw OmniRunError(.notFound, "no upstream serves the model \(chat.model); GET /llm/v1/models lists them")
-        }
+        let route = try self.route(parsed.model, wire: wire)
         try await ledger.requireBudget(caller.account)
-        let body = try chat.upstreamBody(model: route.upstreamModel, requestCost: route.upstream.requestCost ?? false)
+        let body = try parsed.upstreamBody(model: route.upstreamModel, requestCost: route.upstream.requestCost ?? false)
         let started = ContinuousClock.now
-        let answer = try await client.chat(route.upstream, body: body, stream: chat.stream)
+        let answer = try await client.send(
+            route.upstream, wire: wire, body: ByteBuffer(bytes: body), stream: parsed.stream, countTokens: countTokens, headers: headers)
         guard (200..<300).contains(answer.status) else {
             throw await Self.upstreamError(answer, upstream: route.upstream)
         }
         let context = ChargeContext(
-            proxy: self, caller: caller, model: chat.model, upstream: route.upstream.name,
-            promptEstimate: Int64(chat.byteCount / 4), started: started)
-        if chat.stream {
-            return stream(answer, chat: chat, route: route, charge: context)
+            proxy: self, caller: caller, model: parsed.model, upstream: route.upstream.name,
+            promptEstimate: Int64(parsed.byteCount / 4), started: started)
+        if parsed.stream {
+            return stream(answer, request: parsed, route: route, charge: context)
         }
         let bytes: ByteBuffer
         do {
@@ -78,29 +86,41 @@ struct LLMProxy: Sendable {
         } catch {
             throw UpstreamClient.failure(error, upstream: route.upstream)
         }
-        let object = (try? JSONSerialization.jsonObject(with: Data(buffer: bytes))) as? [String: Any]
-        guard let object else {
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(buffer: bytes))) as? [String: Any] else {
             throw OmniRunError(.upstreamFailed, "upstream \(route.upstream.name) answered with something that is not JSON")
         }
-        let completion = (object["choices"] as? [[String: Any]] ?? []).compactMap {
-            ($0["message"] as? [String: Any])?["content"] as? String
-        }.joined()
-        await context.charge(usage: ChatUsage.from(object), completionCharacters: completion.count)
-        var headers = HTTPFields()
-        headers[.contentType] = "application/json"
-        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: bytes))
+        if !countTokens {
+            let (usage, characters) = parsed.answer(object)
+            await context.charge(usage: usage, completionCharacters: characters)
+        }
+        var responseHeaders = HTTPFields()
+        responseHeaders[.contentType] = "application/json"
+        return Response(status: .ok, headers: responseHeaders, body: ResponseBody(byteBuffer: bytes))
     }
 
-    /// Passes the upstream's events on one by one as each completes. The final usage
-    /// chunk the proxy asked for is dropped unless the client asked for it too.
-    private func stream(_ answer: UpstreamClient.Answer, chat: ChatRequest, route: ModelRouter.Route, charge: ChargeContext)
+    /// The upstream for `model` among those speaking `wire`: 404 when none serves the model,
+    /// 400 when the ones that do speak other protocols.
+    func route(_ model: String, wire: LLMProtocol) throws -> ModelRouter.Route {
+        if let route = router.route(model, speaking: wire) { return route }
+        guard let other = router.route(model) else {
+            throw OmniRunError(.notFound, "no upstream serves the model \(model); GET /llm/v1/models lists them")
+        }
+        let spoken = other.upstream.spokenProtocols
+        throw OmniRunError(
+            .invalidArgument,
+            "the model \(model) is served by upstream \(other.upstream.name), which does not speak the \(wire) protocol; "
+                + "send it to " + spoken.map { "/llm/v1" + $0.path + " (\($0))" }.joined(separator: " or "))
+    }
+
+    /// Passes the upstream's events on one by one as each completes.
+    private func stream(_ answer: UpstreamClient.Answer, request: LLMRequest, route: ModelRouter.Route, charge: ChargeContext)
         -> Response
     {
         let upstream = route.upstream
         let logger = self.logger
         return SSE.response { send in
             var splitter = SSEEventSplitter()
-            var scan = StreamScan(clientWantsUsage: chat.clientWantsStreamUsage)
+            var scan = LLMStreamScan(wire: request.wire, clientWantsUsage: request.clientWantsStreamUsage)
             do {
                 for try await chunk in answer.body {
                     for event in try splitter.feed(chunk.readableBytesView) where scan.keep(event) {
@@ -114,8 +134,7 @@ struct LLMProxy: Sendable {
                 let failure = UpstreamClient.failure(error, upstream: upstream)
                 logger.warning("an LLM stream ended early", metadata: ["upstream": "\(upstream.name)", "error": "\(failure.message)"])
                 if failure.code != .unavailable {
-                    let event = ["error": ["message": failure.message, "type": failure.code.rawValue]]
-                    try? await send(SSE.line(event))
+                    try? await send(ByteBuffer(bytes: scan.failureEvent(failure)))
                 }
             }
             // Charged even when the client went away: the upstream did the work.
@@ -134,7 +153,7 @@ struct LLMProxy: Sendable {
         let promptEstimate: Int64
         let started: ContinuousClock.Instant
 
-        func charge(usage: ChatUsage?, completionCharacters: Int) async {
+        func charge(usage: LLMUsage?, completionCharacters: Int) async {
             let prompt = usage?.promptTokens ?? promptEstimate
             let completion = usage?.completionTokens ?? Int64((completionCharacters + 3) / 4)
             let cost: Int64
@@ -186,28 +205,5 @@ struct LLMProxy: Sendable {
         case 429: return OmniRunError(.limitReached, "upstream \(name) is rate-limiting: \(detail)")
         default: return OmniRunError(.upstreamFailed, "upstream \(name) answered \(answer.status): \(detail)")
         }
-    }
-}
-
-/// What the proxy learns from a stream as it passes: the usage and how much text came.
-struct StreamScan {
-    let clientWantsUsage: Bool
-    var usage: ChatUsage?
-    var contentCharacters = 0
-
-    /// Notes what the event says; false for an event the client should not get.
-    mutating func keep(_ event: [UInt8]) -> Bool {
-        guard let data = SSEEventSplitter.data(of: event), data != "[DONE]",
-            let object = (try? JSONSerialization.jsonObject(with: Data(data.utf8))) as? [String: Any]
-        else { return true }
-        let choices = object["choices"] as? [[String: Any]] ?? []
-        for choice in choices {
-            if let content = (choice["delta"] as? [String: Any])?["content"] as? String { contentCharacters += content.count }
-        }
-        if let usage = ChatUsage.from(object) {
-            self.usage = usage
-            if !clientWantsUsage, choices.isEmpty { return false }
-        }
-        return true
     }
 }

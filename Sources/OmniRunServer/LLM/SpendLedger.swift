@@ -8,10 +8,27 @@ struct SpendLedger: Sendable {
     let repository: SpendRepository
     let defaultCapCents: Int64
 
+    /// `GET /llm/v1/usage`: each figure in camelCase (the SDK's `getUsage`) and in
+    /// snake_case (the hosted product's raw-HTTP examples read `spend_used_cents`).
     struct Usage: Encodable, Sendable {
         var spendUsedCents: Double
         var spendCapCents: Int64
         var remainingCents: Double
+
+        enum Keys: String, CodingKey {
+            case spendUsedCents, spendCapCents, remainingCents
+            case spend_used_cents, spend_cap_cents, remaining_cents
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: Keys.self)
+            try container.encode(spendUsedCents, forKey: .spendUsedCents)
+            try container.encode(spendCapCents, forKey: .spendCapCents)
+            try container.encode(remainingCents, forKey: .remainingCents)
+            try container.encode(spendUsedCents, forKey: .spend_used_cents)
+            try container.encode(spendCapCents, forKey: .spend_cap_cents)
+            try container.encode(remainingCents, forKey: .remaining_cents)
+        }
     }
 
     func usage(_ account: AccountRecord) async throws -> Usage {

@@ -8,6 +8,7 @@ struct MetricsController {
     let service: SandboxService
     let samples: MetricsRepository
     let spend: SpendRepository
+    let terminals: PTYSessions
 
     /// One item of the array; `host_*` are the VMM as the host sees it (extra fields the SDK ignores).
     struct Item: Encodable {
@@ -52,6 +53,7 @@ struct MetricsController {
         let paused = await service.pausedUsage()
         let pooled = await service.poolSizes()
         let spent = (try? await spend.totalSpendMicrocents()) ?? 0
+        let terminal = await terminals.totalUsage()
         let text = service.metrics.exposition(gauges: [
             (
                 "omnirun_sandboxes", "Sandboxes on this node by state.",
@@ -62,6 +64,8 @@ struct MetricsController {
                 "omnirun_warm_pool_machines", "Restored machines waiting in the warm pool, by template.",
                 pooled.map { ("{template=\"\($0.key)\"}", Double($0.value)) }
             ),
+            ("omnirun_terminal_sessions", "PTY sessions the server keeps (live and ended, not yet removed).", [("", Double(terminal.sessions))]),
+            ("omnirun_terminal_buffered_bytes", "PTY output buffered on the server until read.", [("", Double(terminal.bytes))]),
             (
                 "omnirun_llm_spend_cents", "LLM spend of every account together, in cents (monotonic unless reset).",
                 [("", Double(spent) / 1_000_000)]

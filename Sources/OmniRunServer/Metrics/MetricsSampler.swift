@@ -10,7 +10,9 @@ import ServiceLifecycle
 /// guest's own view from its agent (`/v1/metrics`: CPU ticks, memory, root file system)
 /// and its VMM's from the host (`/proc/<pid>`: CPU time and resident memory). Samples
 /// are stored for the sandbox's life (removed when it ends) and are not activity: a
-/// sampled sandbox still goes idle.
+/// sampled sandbox still goes idle. The guest's figures are its own claims (its root can
+/// mount a forged `/proc/meminfo`): `GuestMetricsBounds` clamps them to what its machine
+/// really has before anything is computed or stored.
 actor MetricsSampler {
     let runtime: SandboxRuntime
     let repository: MetricsRepository
@@ -23,6 +25,9 @@ actor MetricsSampler {
         var at: ContinuousClock.Instant
     }
     private var previous: [SandboxID: Previous] = [:]
+    private var bounds: [SandboxID: GuestMetricsBounds] = [:]
+    /// Sandboxes already logged for claiming more than their machine has (once each).
+    private var warned: Set<SandboxID> = []
     private static let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
 
     init(runtime: SandboxRuntime, repository: MetricsRepository, interval: Duration, logger: Logger) {
@@ -36,6 +41,8 @@ actor MetricsSampler {
         let sandboxes = await runtime.running
         let live = Set(sandboxes.map(\.id))
         previous = previous.filter { live.contains($0.key) }
+        bounds = bounds.filter { live.contains($0.key) }
+        warned = warned.filter { live.contains($0) }
         await withTaskGroup(of: Void.self) { group in
             for sandbox in sandboxes {
                 group.addTask { await self.sample(sandbox) }
@@ -44,7 +51,15 @@ actor MetricsSampler {
     }
 
     private func sample(_ sandbox: Sandbox) async {
-        guard let guest = try? await sandbox.agent.metrics(timeout: .seconds(5)) else { return }
+        guard let reported = try? await sandbox.guestMetrics(timeout: .seconds(5)) else { return }
+        let limits = bounds[sandbox.id] ?? GuestMetricsBounds(machine: sandbox, catalog: runtime.catalog)
+        bounds[sandbox.id] = limits
+        let guest = limits.clamp(reported)
+        if guest != reported, warned.insert(sandbox.id).inserted {
+            logger.warning(
+                "a sandbox reported metrics its machine cannot have; they are clamped",
+                metadata: ["sandbox": "\(sandbox.id)", "reported": "\(reported)", "machine": "\(limits)"])
+        }
         let now = ContinuousClock.now
         let hostTicks = Self.processTicks(sandbox.machine.processID)
         let hostRSS = Self.residentBytes(sandbox.machine.processID)
@@ -61,10 +76,12 @@ actor MetricsSampler {
             cpu = guest.cpuTotalTicks > 0 ? Double(guest.cpuBusyTicks) / Double(guest.cpuTotalTicks) * 100 : 0
         }
         previous[sandbox.id] = Previous(busy: guest.cpuBusyTicks, total: guest.cpuTotalTicks, hostTicks: hostTicks, at: now)
+        // Every figure below is within the machine's sizes (`clamp`): the conversions cannot trap.
         let sample = MetricsSample(
-            sandboxID: sandbox.id.rawValue, at: nowMillis(), cpuUsedPct: min(100, max(0, cpu)), cpuCount: guest.cpuCount,
-            memUsed: Int64(guest.memUsedBytes), memTotal: Int64(guest.memTotalBytes), diskUsed: Int64(guest.diskUsedBytes),
-            diskTotal: Int64(guest.diskTotalBytes), hostCPUPct: hostCPU, hostRSS: hostRSS)
+            sandboxID: sandbox.id.rawValue, at: nowMillis(), cpuUsedPct: cpu.isFinite ? min(100, max(0, cpu)) : 0,
+            cpuCount: guest.cpuCount, memUsed: Int64(clamping: guest.memUsedBytes), memTotal: Int64(clamping: guest.memTotalBytes),
+            diskUsed: Int64(clamping: guest.diskUsedBytes), diskTotal: Int64(clamping: guest.diskTotalBytes),
+            hostCPUPct: hostCPU.isFinite ? hostCPU : 0, hostRSS: hostRSS)
         do {
             try await repository.insert(sample)
         } catch {
@@ -81,17 +98,63 @@ actor MetricsSampler {
         let fields = text[text.index(after: close)...].split(separator: " ")
         // state is fields[0]; utime and stime are fields 14 and 15 of the line (1-based).
         guard fields.count > 12, let user = UInt64(fields[11]), let system = UInt64(fields[12]) else { return 0 }
-        return user + system
+        return user.addingReportingOverflow(system).overflow ? .max : user + system
     }
 
     static func residentBytes(_ pid: Int32) -> Int64 {
         guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/status") else { return 0 }
         for line in String(decoding: data, as: UTF8.self).split(separator: "\n") where line.hasPrefix("VmRSS:") {
             let parts = line.split(separator: " ", omittingEmptySubsequences: true)
-            if parts.count >= 2, let kib = Int64(parts[1]) { return kib * 1024 }
+            if parts.count >= 2, let kib = Int64(parts[1]), kib >= 0 { return kib.multipliedReportingOverflow(by: 1024).overflow ? .max : kib * 1024 }
         }
         return 0
     }
+}
+
+/// What a guest may claim about its machine: at most its vCPUs, memory and disk. A
+/// figure past them is clamped (used never above total), so whatever the guest's root
+/// writes into its `/proc`, the host stores numbers it can compute with.
+struct GuestMetricsBounds: Sendable, Equatable, CustomStringConvertible {
+    var vcpus: Int
+    var memoryBytes: UInt64
+    var diskBytes: UInt64
+    /// When the template's disk size is unknown: far above any real disk, far below overflow.
+    static let unknownDiskBytes: UInt64 = 1 << 50
+
+    init(vcpus: Int, memoryBytes: UInt64, diskBytes: UInt64) {
+        self.vcpus = max(1, vcpus)
+        self.memoryBytes = memoryBytes
+        self.diskBytes = diskBytes
+    }
+
+    /// The sizes of the sandbox's machine: its template's vCPUs and memory; its disk is
+    /// the larger of the template's disk setting and its root image file.
+    init(machine sandbox: Sandbox, catalog: ImageCatalog) {
+        guard let image = try? catalog.image(for: sandbox.template) else {
+            self.init(vcpus: 64, memoryBytes: 1 << 40, diskBytes: Self.unknownDiskBytes)
+            return
+        }
+        let file = (try? FileManager.default.attributesOfItem(atPath: image.rootfs)[.size] as? NSNumber)?.uint64Value ?? 0
+        let setting = UInt64(clamping: max(0, image.diskMB ?? 0)) << 20
+        let disk = max(file, setting)
+        self.init(
+            vcpus: image.vcpus, memoryBytes: UInt64(clamping: max(0, image.memoryMB)) << 20,
+            diskBytes: disk > 0 ? min(disk, Self.unknownDiskBytes) : Self.unknownDiskBytes)
+    }
+
+    func clamp(_ reported: GuestMetrics) -> GuestMetrics {
+        var metrics = reported
+        metrics.cpuCount = min(max(reported.cpuCount, 0), vcpus)
+        metrics.cpuBusyTicks = min(reported.cpuBusyTicks, reported.cpuTotalTicks)
+        metrics.memTotalBytes = min(reported.memTotalBytes, memoryBytes)
+        metrics.memUsedBytes = min(reported.memUsedBytes, metrics.memTotalBytes)
+        metrics.diskTotalBytes = min(reported.diskTotalBytes, diskBytes)
+        metrics.diskUsedBytes = min(reported.diskUsedBytes, metrics.diskTotalBytes)
+        metrics.uptimeMillis = max(0, reported.uptimeMillis)
+        return metrics
+    }
+
+    var description: String { "\(vcpus) vCPUs, \(memoryBytes >> 20) MiB memory, \(diskBytes >> 20) MiB disk" }
 }
 
 /// Runs the sampler on its interval.

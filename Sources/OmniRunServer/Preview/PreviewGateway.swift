@@ -1,9 +1,12 @@
 import AgentClient
+import HummingbirdCore
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import OmniRunCore
 import OmniRunError
+import SandboxRuntime
 import ServiceLifecycle
 
 /// The preview gateway: an HTTP/1.1 listener that routes each connection by its Host to a
@@ -13,32 +16,62 @@ import ServiceLifecycle
 /// back-pressure both ways.
 final class PreviewGateway: Service, Sendable {
     typealias Connection = NIOAsyncChannel<ByteBuffer, ByteBuffer>
-    typealias Listener = NIOAsyncChannel<Connection, Never>
+    typealias Listener = NIOAsyncChannel<Accepted, Never>
+
+    /// A client connection and its header-read clock.
+    struct Accepted: Sendable {
+        let connection: Connection
+        let headClock: HeadClock
+    }
 
     private let listener: Listener
     private let exposures: ExposureService
+    private let limits: ConnectionLimits
     private let logger: Logger
     /// The port it listens on (the configured one, or the one the system chose).
     let port: Int
 
-    private init(listener: Listener, exposures: ExposureService, logger: Logger) {
+    private init(listener: Listener, exposures: ExposureService, limits: ConnectionLimits, logger: Logger) {
         self.listener = listener
         self.exposures = exposures
+        self.limits = limits
         self.logger = logger
         self.port = listener.channel.localAddress?.port ?? 0
     }
 
-    /// Binds at once, so that the URLs handed out name the real port.
-    static func bind(host: String, port: Int, logger: Logger) async throws -> Listener {
+    /// Binds at once, so that the URLs handed out name the real port. The listener holds at
+    /// most `previewConnections` connections (then accepts none until one closes), and
+    /// `connectionsPerAddress` from one address; a connection over which nothing moves for
+    /// `previewIdleTimeout` closes.
+    static func bind(host: String, port: Int, limits: ConnectionLimits, logger: Logger) async throws -> Listener {
+        let perAddress = limits.connectionsPerAddress > 0 ? ConnectionCounter(limit: limits.connectionsPerAddress) : nil
+        let maxConnections = limits.previewConnections
+        let idle = TimeAmount(limits.previewIdleTimeout)
+        let headerTimeout = TimeAmount(limits.headerTimeout)
         do {
             return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .serverChannelOption(.backlog, value: 256)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            AvailableConnectionsChannelHandler(delegate: MaximumAvailableConnections(maxConnections, logger: logger)))
+                    }
+                }
                 .childChannelOption(.allowRemoteHalfClosure, value: true)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .bind(host: host, port: port) { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try Connection(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+                        if let perAddress {
+                            try channel.pipeline.syncOperations.addHandler(AddressLimitHandler(limit: perAddress))
+                        }
+                        let timeout = RequestHeadTimeoutHandler(timeout: headerTimeout, armsOnRead: false)
+                        try channel.pipeline.syncOperations.addHandler(timeout)
+                        try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: idle))
+                        try channel.pipeline.syncOperations.addHandler(IdleCloseHandler())
+                        let connection = try Connection(
+                            wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+                        return Accepted(connection: connection, headClock: HeadClock(timeout, eventLoop: channel.eventLoop))
                     }
                 }
         } catch {
@@ -46,8 +79,8 @@ final class PreviewGateway: Service, Sendable {
         }
     }
 
-    static func start(listener: Listener, exposures: ExposureService, logger: Logger) -> PreviewGateway {
-        PreviewGateway(listener: listener, exposures: exposures, logger: logger)
+    static func start(listener: Listener, exposures: ExposureService, limits: ConnectionLimits, logger: Logger) -> PreviewGateway {
+        PreviewGateway(listener: listener, exposures: exposures, limits: limits, logger: logger)
     }
 
     func run() async throws {
@@ -55,8 +88,8 @@ final class PreviewGateway: Service, Sendable {
         try await cancelWhenGracefulShutdown {
             try await self.listener.executeThenClose { connections in
                 try await withThrowingDiscardingTaskGroup { group in
-                    for try await connection in connections {
-                        group.addTask { await self.serve(connection) }
+                    for try await accepted in connections {
+                        group.addTask { await self.serve(accepted.connection, headClock: accepted.headClock) }
                     }
                 }
             }
@@ -69,7 +102,8 @@ final class PreviewGateway: Service, Sendable {
     }
 
     /// One client connection: the first request decides the route; later ones must keep to it.
-    func serve(_ connection: Connection) async {
+    /// Each request's head must arrive whole in time (`headClock`; armed from the start).
+    func serve(_ connection: Connection, headClock: HeadClock) async {
         let exposures = self.exposures
         let logger = self.logger
         do {
@@ -80,11 +114,18 @@ final class PreviewGateway: Service, Sendable {
                 try await withThrowingTaskGroup(of: Part.self) { group in
                     group.addTask {
                         defer { targetSink.finish() }
-                        var framer = RequestFramer()
+                        var framer = RequestFramer(maxHeadSize: self.limits.maxHeaderBytes)
                         var target: PreviewTarget?
                         do {
                             reading: for try await chunk in inbound {
-                                for event in try framer.feed(chunk) {
+                                let events = try framer.feed(chunk)
+                                // A head begun and not ended runs the clock; a whole one stops it.
+                                if framer.isInsideHead {
+                                    headClock.arm()
+                                } else if events.contains(where: { if case .head = $0 { true } else { false } }) {
+                                    headClock.disarm()
+                                }
+                                for event in events {
                                     switch event {
                                     case .head(let head):
                                         if let current = target {
@@ -127,7 +168,7 @@ final class PreviewGateway: Service, Sendable {
                         for await target in targets {
                             var refused = false
                             do {
-                                try await target.sandbox.agent.tunnel(port: target.port, upstream: upstream.chunks) {
+                                try await target.sandbox.tunnel(port: target.port, upstream: upstream.chunks) {
                                     data in
                                     answered.withLockedValue { $0 = true }
                                     try await outbound.write(data)
@@ -141,8 +182,8 @@ final class PreviewGateway: Service, Sendable {
                                 case .reply(let answer) = PreviewDecision.error(
                                     502, "Bad Gateway", code: "unavailable",
                                     message: refused
-                                        ? "nothing answers on port \(target.port) of sandbox \(target.sandbox.id)"
-                                        : "port \(target.port) of sandbox \(target.sandbox.id) closed the connection without answering")
+                                        ? "nothing answers on port \(target.port) of this sandbox"
+                                        : "port \(target.port) of this sandbox closed the connection without answering")
                             {
                                 try? await outbound.write(answer)
                             }

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import NIOCore
 import OmniRunCore
+import OmniRunError
 import OmniRunStore
 import SandboxRuntime
 
@@ -73,8 +74,9 @@ struct PreviewPolicy: Sendable {
     let hostName: String
     /// SHA-256 of secure mode's traffic token, when the sandbox is secure.
     let trafficTokenHash: String?
-    /// A private exposure's token.
-    let exposureToken: String?
+    /// The tokens of the port's private exposures: one of them must come with every request
+    /// (empty: the port is not private).
+    let exposureTokens: [String]
     /// The Host the sandbox sees; nil keeps the client's.
     let hostOverride: String?
     let scheme: String
@@ -87,12 +89,19 @@ struct PreviewPolicy: Sendable {
                 PreviewAccess.same(PreviewAccess.sha256Hex(token), trafficTokenHash)
             else { return false }
         }
-        if let exposureToken {
+        if !exposureTokens.isEmpty {
             let offered = head.value(PreviewAccess.tokenHeader) ?? PreviewAccess.cookieValue(PreviewAccess.cookie, in: head)
                 ?? PreviewAccess.takeQuery(PreviewAccess.queryToken, from: head.target).value
-            guard let offered, PreviewAccess.same(offered, exposureToken) else { return false }
+            guard let offered, opens(with: offered) else { return false }
         }
         return true
+    }
+
+    /// Whether `token` is one of the port's private exposures' tokens (compared in constant time).
+    func opens(with token: String) -> Bool {
+        var found = false
+        for expected in exposureTokens where PreviewAccess.same(token, expected) { found = true }
+        return found
     }
 
     /// The head as the sandbox sees it: the gateway's credentials removed, the Host set.
@@ -100,7 +109,7 @@ struct PreviewPolicy: Sendable {
         var head = head
         head.remove(PreviewAccess.trafficTokenHeader)
         head.remove(PreviewAccess.tokenHeader)
-        if exposureToken != nil {
+        if !exposureTokens.isEmpty {
             head.target = PreviewAccess.takeQuery(PreviewAccess.queryToken, from: head.target).target
         }
         let cookies = head.values("cookie").flatMap { $0.split(separator: ";") }.map { $0.trimmingCharacters(in: .whitespaces) }
@@ -123,13 +132,8 @@ enum PreviewDecision: Sendable {
     /// exposure's query token into a cookie); the connection then closes.
     case reply(ByteBuffer)
 
-    static func error(_ status: Int, _ reason: String, code: String, message: String) -> PreviewDecision {
-        let body = (try? JSONEncoder().encode(["error": code, "message": message])) ?? Data("{}".utf8)
-        var text = "HTTP/1.1 \(status) \(reason)\r\nContent-Type: application/json; charset=utf-8\r\n"
-        text += "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n"
-        var buffer = ByteBuffer(string: text)
-        buffer.writeBytes(body)
-        return .reply(buffer)
+    static func error(_ status: Int, _ reason: String, code: String, message: String, extra: String = "") -> PreviewDecision {
+        .reply(ListenerReply.make(status, reason, code: code, message: message, extra: extra))
     }
 
     static func redirect(to location: String, cookie: String) -> PreviewDecision {
@@ -142,14 +146,16 @@ enum PreviewDecision: Sendable {
 
 extension ExposureService {
     /// Routes a connection's first request by its Host: an exposure's own hostname, or
-    /// `{sandboxID}-{port}.{domain}`; then checks secure mode and private tokens.
+    /// `{sandboxID}-{port}.{domain}`; then checks secure mode and private tokens. A port with
+    /// a live private exposure wants one of its tokens on every name that reaches it. Error
+    /// pages name no sandbox or exposure (the public reads them).
     func resolve(_ head: RequestHead) async -> PreviewDecision {
         guard let host = head.hostName else {
             return .error(400, "Bad Request", code: "invalid_argument", message: "the request has no Host header")
         }
         let suffix = "." + settings.domain
         guard host.hasSuffix(suffix), host.count > suffix.count else {
-            return .error(404, "Not Found", code: "not_found", message: "no preview answers for host \(host)")
+            return .error(404, "Not Found", code: "not_found", message: "no preview answers for this host")
         }
         let label = String(host.dropLast(suffix.count))
         var exposure: ExposureRecord?
@@ -159,16 +165,15 @@ extension ExposureService {
             let record = await current(found)
             switch record.status {
             case "revoked":
-                return .error(404, "Not Found", code: "revoked", message: "exposure \(record.id) was revoked")
+                return .error(404, "Not Found", code: "revoked", message: "this exposure was revoked")
             case "expired":
-                return .error(410, "Gone", code: "expired", message: "exposure \(record.id) expired")
+                return .error(410, "Gone", code: "expired", message: "this exposure expired")
             case "sandbox_stopped":
-                return .error(
-                    502, "Bad Gateway", code: "sandbox_stopped", message: "the sandbox of exposure \(record.id) has stopped")
+                return .error(502, "Bad Gateway", code: "sandbox_stopped", message: "the sandbox of this exposure has stopped")
             default: break
             }
             guard let id = SandboxID(record.sandboxID) else {
-                return .error(404, "Not Found", code: "not_found", message: "no preview answers for host \(host)")
+                return .error(404, "Not Found", code: "not_found", message: "no preview answers for this host")
             }
             exposure = record
             sandboxID = id
@@ -179,14 +184,24 @@ extension ExposureService {
             sandboxID = id
             port = number
         } else {
-            return .error(404, "Not Found", code: "not_found", message: "no preview answers for host \(host)")
+            return .error(404, "Not Found", code: "not_found", message: "no preview answers for this host")
         }
-        guard let sandbox = try? await sandboxes.sandbox(sandboxID.rawValue, account: nil) else {
+        let sandbox: Sandbox
+        do {
+            sandbox = try await sandboxes.sandbox(sandboxID.rawValue, account: nil)
+        } catch let error as OmniRunError where error.code == .conflict {
+            // Paused, or being paused, resumed or forked: it comes back; its exposures stay.
+            return .error(
+                503, "Service Unavailable", code: "unavailable", message: "this sandbox is paused or busy; try again once it runs",
+                extra: "Retry-After: 5\r\n")
+        } catch let error as OmniRunError where error.code == .notFound {
             if exposure != nil {
                 await sandboxStopped(sandboxID.rawValue)
-                return .error(502, "Bad Gateway", code: "sandbox_stopped", message: "sandbox \(sandboxID) has stopped")
+                return .error(502, "Bad Gateway", code: "sandbox_stopped", message: "the sandbox of this exposure has stopped")
             }
-            return .error(404, "Not Found", code: "not_found", message: "sandbox \(sandboxID) not found")
+            return .error(404, "Not Found", code: "not_found", message: "no preview answers for this host")
+        } catch {
+            return .error(503, "Service Unavailable", code: "unavailable", message: "the preview gateway cannot reach this sandbox now")
         }
         let sandboxNetwork = await networkSettings(sandboxID.rawValue)
         let hostOverride: String? =
@@ -197,9 +212,18 @@ extension ExposureService {
             } else {
                 nil
             }
+        let tokens: [String]
+        if let exposure {
+            tokens = exposure.visibility == "private" ? [accessToken(exposure.id)] : []
+        } else {
+            // The direct name reaches the port as its private exposures do: with one of their tokens.
+            guard let found = await privateTokens(sandboxID: sandboxID.rawValue, port: port) else {
+                return .error(503, "Service Unavailable", code: "unavailable", message: "the preview gateway cannot check this port now")
+            }
+            tokens = found
+        }
         let policy = PreviewPolicy(
-            hostName: host, trafficTokenHash: sandboxNetwork?.trafficTokenHash,
-            exposureToken: exposure.flatMap { $0.visibility == "private" ? accessToken($0.id) : nil }, hostOverride: hostOverride,
+            hostName: host, trafficTokenHash: sandboxNetwork?.trafficTokenHash, exposureTokens: tokens, hostOverride: hostOverride,
             scheme: self.settings.scheme)
         let target = PreviewTarget(sandbox: sandbox, port: port, exposureID: exposure?.id, policy: policy)
         if let hash = policy.trafficTokenHash {
@@ -208,24 +232,32 @@ extension ExposureService {
             else {
                 return .error(
                     403, "Forbidden", code: "forbidden",
-                    message: "sandbox \(sandboxID) is in secure mode: send its traffic token in the \(PreviewAccess.trafficTokenHeader) header")
+                    message: "this sandbox is in secure mode: send its traffic token in the \(PreviewAccess.trafficTokenHeader) header")
             }
         }
-        if let token = policy.exposureToken {
+        if !policy.exposureTokens.isEmpty {
             // The token of `accessUrl` is swapped for a cookie, and the URL cleaned.
             let (cleaned, offered) = PreviewAccess.takeQuery(PreviewAccess.queryToken, from: head.target)
-            if let offered, PreviewAccess.same(offered, token) {
-                return .redirect(to: cleaned, cookie: token)
+            if let offered, policy.opens(with: offered) {
+                return .redirect(to: cleaned, cookie: offered)
             }
             guard policy.admits(head) else {
                 return .error(
                     401, "Unauthorized", code: "unauthorized",
-                    message: "this exposure is private: open its accessUrl, or send its token")
+                    message: "this port is exposed privately: open its exposure's accessUrl, or send its token")
             }
         }
         guard await checkListening(sandbox, port: port) else {
-            return .error(502, "Bad Gateway", code: "unavailable", message: "nothing answers on port \(port) of sandbox \(sandboxID)")
+            return .error(502, "Bad Gateway", code: "unavailable", message: "nothing answers on port \(port) of this sandbox")
         }
         return .forward(target)
+    }
+
+    /// The tokens of the live private exposures of a sandbox's port (nil: the store failed).
+    func privateTokens(sandboxID: String, port: Int) async -> [String]? {
+        let now = nowMillis()
+        guard let records = try? await repository.list(sandboxID: sandboxID) else { return nil }
+        return records.filter { $0.port == port && $0.visibility == "private" && $0.isLive && $0.expiresAt > now }
+            .map { accessToken($0.id) }
     }
 }

@@ -126,6 +126,17 @@ struct RequestFramer {
     private var state = State.head
     private var pending = ByteBuffer()
     private var upgradeAfterBody = false
+    /// The largest head (request line and fields) it accepts.
+    let maxHeadSize: Int
+
+    init(maxHeadSize: Int = RequestHead.maxSize) {
+        self.maxHeadSize = maxHeadSize
+    }
+
+    /// Whether part of a request's head has arrived and not yet its end.
+    var isInsideHead: Bool {
+        state == .head && pending.readableBytesView.contains { $0 != 13 && $0 != 10 }
+    }
 
     /// Feeds bytes; returns the events they complete, in order.
     mutating func feed(_ input: ByteBuffer) throws -> [Event] {
@@ -141,14 +152,14 @@ struct RequestFramer {
                 // Stray line breaks between requests are allowed (RFC 9112 §2.2).
                 while pending.readableBytesView.starts(with: [13, 10]) { pending.moveReaderIndex(forwardBy: 2) }
                 guard let end = pending.readableBytesView.firstRange(of: [13, 10, 13, 10]) else {
-                    if pending.readableBytes > RequestHead.maxSize {
-                        throw OmniRunError(.payloadTooLarge, "request head larger than \(RequestHead.maxSize) bytes")
+                    if pending.readableBytes > maxHeadSize {
+                        throw OmniRunError(.payloadTooLarge, "request head larger than \(maxHeadSize) bytes")
                     }
                     return events
                 }
                 let length = end.lowerBound - pending.readerIndex
-                guard length <= RequestHead.maxSize else {
-                    throw OmniRunError(.payloadTooLarge, "request head larger than \(RequestHead.maxSize) bytes")
+                guard length <= maxHeadSize else {
+                    throw OmniRunError(.payloadTooLarge, "request head larger than \(maxHeadSize) bytes")
                 }
                 let text = pending.readString(length: length)!
                 pending.moveReaderIndex(forwardBy: 4)

@@ -22,9 +22,12 @@ struct NetworkPolicyBody: Codable {
 }
 
 extension SandboxController {
-    /// Whether a create asks for internet access, and with which egress policy. A policy
-    /// (`network`, or `sniProxy`/`allowDomains` as the docs' agent example sends them)
-    /// implies internet access restricted by it; `sniProxy: true` alone refuses every host.
+    /// Whether a create asks for internet access, and with which egress policy. Internet
+    /// access is off unless asked for: `internet: true`, or an allow-list (`network`
+    /// with `allowIPs`/`allowDomains`, or `sniProxy`/`allowDomains` as the docs' agent
+    /// example sends them), which implies access restricted to it; `sniProxy: true` alone
+    /// refuses every host. A policy that only denies narrows an access that is off by
+    /// default: without `internet: true` the sandbox stays air-gapped.
     func networkRequest(_ body: CreateBody) async throws -> (internet: Bool, egress: EgressPolicy?) {
         var egress = body.network?.policy
         if body.sniProxy == true || body.allowDomains != nil {
@@ -33,15 +36,13 @@ extension SandboxController {
             if body.sniProxy == true { policy.defaultDeny = true }
             egress = policy
         }
-        if egress != nil, body.internet == false {
-            throw OmniRunError(.invalidArgument, "a network policy needs internet access (leave out internet: false)")
-        }
-        let internet = body.internet == true || egress != nil
-        guard internet else { return (false, nil) }
         egress = try egress?.validated()
-        if body.autoPause == true {
-            throw OmniRunError(.invalidArgument, "autoPause is not available for sandboxes with internet access")
+        let allows = egress?.isAllowList == true
+        if allows, body.internet == false {
+            throw OmniRunError(.invalidArgument, "an allow-list needs internet access (leave out internet: false)")
         }
+        let internet = body.internet == true || allows
+        guard internet else { return (false, nil) }
         if let reason = await service.runtime.network.availability() {
             throw OmniRunError(.unavailable, "internet access is not available on this server: \(reason)")
         }

@@ -3,6 +3,8 @@ import Hummingbird
 import OmniRunCore
 import OmniRunError
 import OmniRunStore
+import SandboxRuntime
+import OmniRunE2EE
 
 /// Sandbox lifecycle routes (wire protocol §4).
 struct SandboxController {
@@ -14,6 +16,9 @@ struct SandboxController {
 
     struct CreateBody: Decodable {
         var template: String?
+        /// Synonyms of `template` that scripts written for the hosted product send.
+        var templateID: String?
+        var templateId: String?
         var timeout: Int64?
         var internet: Bool?
         var memoryMB: Int?
@@ -72,22 +77,27 @@ struct SandboxController {
         guard timeout >= 0, timeout <= 30 * 24 * 3600 else {
             throw OmniRunError(.invalidArgument, "timeout must be between 0 (permanent) and 2592000 seconds")
         }
-        let template = body.template ?? "python-3.11"
+        let template = try Self.template(body)
         let env = body.envVars ?? [:]
         for key in env.keys where !Self.isEnvName(key) {
             throw OmniRunError(.invalidArgument, "invalid environment variable name '\(key)'")
         }
+        // `RESOLUTION` (the public CLI's `beamup desktop`) sizes a desktop's screen; for other
+        // templates it is a variable like any other.
+        let screenSize = try env["RESOLUTION"].flatMap { service.runtime.hasDesktop(template) ? try ScreenSize(parsing: $0) : nil }
         let metadata = body.metadata ?? [:]
         guard metadata.count <= 64, metadata.allSatisfy({ $0.key.count <= 256 && $0.value.count <= 4096 }) else {
             throw OmniRunError(.invalidArgument, "metadata is limited to 64 entries of 256-byte keys and 4 KiB values")
         }
+        // Without the field, `metadata.vaultInject: "true"` asks for it (the hosted product's vault example).
+        let vaultInject = body.vaultInject ?? (metadata["vaultInject"] == "true")
         // Vault values are opened only here, on their way into this account's sandbox.
-        let vaultVariables = body.vaultInject == true ? try await vault.environment(account) : nil
+        let vaultVariables = vaultInject ? try await vault.environment(account) : nil
         let record = try await service.create(
             CreateSandboxRequest(
-                template: template, timeoutSeconds: timeout, env: env, metadata: metadata, vaultInject: body.vaultInject == true,
+                template: template, timeoutSeconds: timeout, env: env, metadata: metadata, vaultInject: vaultInject,
                 memoryMB: body.memoryMB, autoPause: body.autoPause == true, vaultVariables: vaultVariables,
-                internet: internet, egress: egress),
+                internet: internet, egress: egress, screenSize: screenSize),
             account: account)
         var info = SandboxInfo(record)
         if let handshake {
@@ -114,6 +124,17 @@ struct SandboxController {
         return JSON.response(CreatedSandbox(info: info, trafficToken: trafficToken), status: .created)
     }
 
+    /// `template`, or its synonyms `templateID`/`templateId`; the SDK's default when none is
+    /// given. Two that disagree are refused (never one of them silently).
+    static func template(_ body: CreateBody) throws -> String {
+        let named = [body.template, body.templateID, body.templateId].compactMap { $0 }
+        guard let first = named.first else { return "python-3.11" }
+        guard named.allSatisfy({ $0 == first }) else {
+            throw OmniRunError(.invalidArgument, "template, templateID and templateId name different templates; send one")
+        }
+        return first
+    }
+
     /// `maskRequestHost`: a Host value (`${PORT}` allowed), no spaces or line breaks.
     static func validateMask(_ value: String?) throws -> String? {
         guard let value, !value.isEmpty else { return nil }
@@ -135,7 +156,9 @@ struct SandboxController {
     @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
         let account = try context.requireAccount()
         let query = request.query
-        let limit = try Self.limit(query["limit"], default: 100)
+        // Without `limit`, one page holds every sandbox an account can have (the public
+        // SDK's `list()` reads only the first page).
+        let limit = try Self.limit(query["limit"], default: Self.maxPage)
         var records = try await service.list(account: account)
         if let state = query["state"], !state.isEmpty {
             let states = Set(state.split(separator: ",").map { String($0) })
@@ -160,7 +183,8 @@ struct SandboxController {
             headers[.init("x-next-token")!] = Data("\(last.createdAt):\(last.id)".utf8).base64EncodedString()
                 .replacingOccurrences(of: "=", with: "")
         }
-        return JSON.response(page.map(SandboxInfo.init), headers: headers)
+        let retention = configuration.quotas.pausedRetentionSeconds
+        return JSON.response(page.map { SandboxInfo($0, retentionSeconds: retention) }, headers: headers)
     }
 
     static func cursor(_ text: String) -> (Int64, String) {
@@ -172,26 +196,45 @@ struct SandboxController {
         token + String(repeating: "=", count: (4 - token.count % 4) % 4)
     }
 
+    /// The largest page of `GET /sandboxes` and `/sandboxes/history`; a larger `limit` is
+    /// clamped to it.
+    static let maxPage = 1000
+
+    /// A positive whole `limit`, at most `maxPage` (a larger one is clamped).
     static func limit(_ text: String?, default value: Int) throws -> Int {
         guard let text, !text.isEmpty else { return value }
-        guard let limit = Int(text), limit > 0, limit <= 1000 else {
-            throw OmniRunError(.invalidArgument, "limit must be an integer between 1 and 1000")
+        // Digits only; a number past Int's range is as large as any.
+        let digits = text.utf8.count <= 40 && text.utf8.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
+        let limit = Int(text) ?? Int.max
+        guard digits, limit > 0 else {
+            throw OmniRunError(.invalidArgument, "limit must be a positive integer (pages hold at most \(maxPage))")
         }
-        return limit
+        return min(limit, maxPage)
     }
 
+    /// `offset`: how many of the newest ended sandboxes to skip (0 to 1,000,000).
+    static func offset(_ text: String?) throws -> Int {
+        guard let text, !text.isEmpty else { return 0 }
+        guard let offset = Int(text), (0...1_000_000).contains(offset) else {
+            throw OmniRunError(.invalidArgument, "offset must be an integer between 0 and 1000000")
+        }
+        return offset
+    }
+
+    /// `GET /sandboxes/history?limit=&offset=&before=`: ended sandboxes, newest first.
     @Sendable func history(_ request: Request, context: AppRequestContext) async throws -> Response {
         let account = try context.requireAccount()
         let query = request.query
         let limit = try Self.limit(query["limit"], default: 100)
+        let offset = try Self.offset(query["offset"])
         let before = query["before"].flatMap { Int64($0) }
-        let records = try await service.history(account: account, limit: limit, before: before)
+        let records = try await service.history(account: account, limit: limit, before: before, offset: offset)
         return JSON.response(records.map(HistoryItem.init))
     }
 
     @Sendable func info(_ request: Request, context: AppRequestContext) async throws -> Response {
         let record = try await service.record(try context.parameters.require("id"), account: try context.requireAccount())
-        return JSON.response(SandboxInfo(record))
+        return JSON.response(SandboxInfo(record, retentionSeconds: configuration.quotas.pausedRetentionSeconds))
     }
 
     @Sendable func kill(_ request: Request, context: AppRequestContext) async throws -> Response {
@@ -225,6 +268,9 @@ struct SandboxController {
 
     struct ForkBody: Decodable {
         var count: Int?
+        /// Forking an e2ee sandbox: the client's P-256 key (as at create); each copy answers
+        /// with its own `serverPublicKey`, so no two sandboxes share a channel key.
+        var clientPublicKey: String?
     }
 
     struct ForkedSandboxes: Encodable {
@@ -246,13 +292,31 @@ struct SandboxController {
         if network?.internet == true {
             throw OmniRunError(.conflict, "a sandbox with internet access cannot be forked yet")
         }
+        // An e2ee sandbox's copies get keys of their own (an envelope for one never opens on
+        // another); the client's key is checked before anything is copied.
+        let hasChannel = await e2ee.channel(record.id) != nil
+        let encrypted = hasChannel ? true : await e2ee.isLocked(record.id)
+        if encrypted {
+            guard let clientKey = body.clientPublicKey, !clientKey.isEmpty else {
+                throw OmniRunError(
+                    .invalidArgument,
+                    "forking an e2ee sandbox needs clientPublicKey (base64 DER SPKI of an ECDH P-256 key): each copy gets its own key")
+            }
+            _ = try E2EEChannel.publicKey(clientKey)
+        } else if body.clientPublicKey != nil {
+            throw OmniRunError(.invalidArgument, "clientPublicKey is only used when forking an e2ee sandbox")
+        }
         let vaultVariables = record.vaultInject ? try await vault.environment(account) : nil
         let copies = try await service.fork(id, count: count, account: account, vaultVariables: vaultVariables)
-        let channel = await e2ee.channel(record.id)
-        for copy in copies {
+        var infos = copies.map { SandboxInfo($0) }
+        for (index, copy) in copies.enumerated() {
             do {
-                // A copy answers like its origin: the same e2ee key, secure mode and host mask.
-                if let channel { try await e2ee.register(copy.id, channel: channel) }
+                if encrypted, let clientKey = body.clientPublicKey {
+                    let handshake = try E2EEChannel.accept(clientPublicKey: clientKey)
+                    try await e2ee.register(copy.id, channel: handshake.channel)
+                    infos[index].serverPublicKey = handshake.serverPublicKey
+                }
+                // A copy answers like its origin otherwise: secure mode and host mask.
                 try await exposures.register(
                     SandboxNetworkRecord(
                         sandboxID: copy.id, trafficTokenHash: network?.trafficTokenHash, maskRequestHost: network?.maskRequestHost,
@@ -262,6 +326,6 @@ struct SandboxController {
                 throw OmniRunError(.unavailable, "the copies could not be registered; retry the fork: \(error)")
             }
         }
-        return JSON.response(ForkedSandboxes(sandboxes: copies.map(SandboxInfo.init)), status: .created)
+        return JSON.response(ForkedSandboxes(sandboxes: infos), status: .created)
     }
 }

@@ -49,7 +49,7 @@ extension SandboxService {
         let started = ContinuousClock.now
         // The same environment a create of this sandbox was given (the LLM proxy's address first).
         let userProvided = record.env.merging(vaultVariables ?? [:]) { $1 }
-        let env = SandboxGateway.environment(userProvided: userProvided).merging(record.env) { $1 }
+        let env = LLMSandboxEnvironment.variables(userProvided: userProvided).merging(record.env) { $1 }
         let specs = (0..<count).map { _ in
             SandboxSpec(template: record.template, id: SandboxID.random(), env: env, defaultUser: "user", envFileVars: vaultVariables)
         }

@@ -33,9 +33,6 @@ extension SandboxService {
     func pause(_ id: String, account: AccountRecord) async throws -> String {
         let record = try await record(id, account: account)
         guard let sandboxID = SandboxID(record.id) else { throw notFound(id) }
-        guard !runtime.network.hasNamespace(sandboxID) else {
-            throw OmniRunError(.conflict, "a sandbox with internet access cannot be paused (its network card would not come back)")
-        }
         return try await exclusive(sandboxID, kind: "pause") { try await self.pauseNow(sandboxID, reason: "requested") }
     }
 
@@ -46,12 +43,20 @@ extension SandboxService {
         return try await exclusive(sandboxID, kind: "resume") { try await self.resumeNow(sandboxID, owner: account) }
     }
 
-    /// A timeout or idleness: paused if the sandbox asked for it (`autoPause`), else ended.
+    /// A timeout or idleness: paused if the sandbox asked for it (`autoPause`), else ended;
+    /// also ended when its account has as many paused sandboxes as it may keep.
     func expire(_ record: SandboxRecord, reason: String) async {
         guard let id = SandboxID(record.id) else { return }
         do {
             if record.autoPause {
-                _ = try await exclusive(id, kind: "pause") { try await self.pauseNow(id, reason: reason) }
+                do {
+                    _ = try await exclusive(id, kind: "pause") { try await self.pauseNow(id, reason: reason) }
+                } catch let error as OmniRunError where error.code == .limitReached {
+                    logger.warning(
+                        "the account's paused sandbox limit is reached: the sandbox ends instead of pausing",
+                        metadata: ["sandbox": "\(id)", "reason": "\(reason)"])
+                    if let current = try await current(id), current.state == "running" { try await end(current, reason: reason) }
+                }
             } else {
                 try await end(record, reason: reason)
             }
@@ -63,6 +68,17 @@ extension SandboxService {
     private func pauseNow(_ id: SandboxID, reason: String) async throws -> String {
         guard var record = try await current(id) else { throw notFound(id.rawValue) }
         if record.state == "paused" { return "paused" }
+        // The per-account limit, counting pauses under way (never more, at worst one fewer
+        // when two race for the last place).
+        let limit = configuration.quotas.pausedPerAccount
+        pausing[record.accountID, default: 0] += 1
+        defer { pausing[record.accountID, default: 1] -= 1 }
+        let alreadyPaused = try await repository.countPaused(accountID: record.accountID)
+        guard alreadyPaused + pausing[record.accountID, default: 1] <= limit else {
+            throw OmniRunError(
+                .limitReached,
+                "paused sandbox limit reached: this account may keep \(limit) sandboxes paused; resume or kill one first")
+        }
         let started = ContinuousClock.now
         await gateway.stop(id)
         let paused: PausedMachine
@@ -125,7 +141,12 @@ extension SandboxService {
             pendingTotal -= 1
         }
         let started = ContinuousClock.now
-        let sandbox = try await runtime.resume(id, template: record.template)
+        // A sandbox with internet access comes back under the egress policy it last had.
+        var egress: EgressPolicy? = nil
+        if let stored = try await network.find(sandboxID: record.id), stored.internet, let text = stored.policy {
+            egress = try JSONDecoder().decode(EgressPolicy.self, from: Data(text.utf8))
+        }
+        let sandbox = try await runtime.resume(id, template: record.template, egress: egress)
         let now = nowMillis()
         let expiresAt = record.timeoutSeconds > 0 ? now + record.timeoutSeconds * 1000 : nil
         try await repository.markResumed(id: record.id, pid: sandbox.machine.processID, expiresAt: expiresAt, at: now)
@@ -146,10 +167,31 @@ extension SandboxService {
         return "running"
     }
 
-    /// Warm pool machines per template (`GET /metrics`).
+    /// Deletes the sandboxes that stayed paused longer than the retention allows (with a
+    /// `timeout` event, reason `retention`); a resume or kill under way goes first.
+    func deletePausedPastRetention(now: Int64) async {
+        let cutoff = now - configuration.quotas.pausedRetentionSeconds * 1000
+        guard let expired = try? await repository.paused(before: cutoff) else { return }
+        for record in expired where record.nodeID == nil || record.nodeID == configuration.nodeID {
+            guard let id = SandboxID(record.id), transitions[id] == nil else { continue }
+            do {
+                try await exclusive(id, kind: "kill") {
+                    guard let current = try await self.current(id), current.state == "paused",
+                        let pausedAt = current.pausedAt, pausedAt < cutoff
+                    else { return }
+                    try await self.end(current, reason: "retention")
+                }
+            } catch {
+                logger.error("deleting a paused sandbox past its retention failed", metadata: ["sandbox": "\(id)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Warm pool machines per built-in template (`GET /metrics`, which is open: custom
+    /// templates' names stay out of it).
     func poolSizes() async -> [String: Int] {
         var sizes: [String: Int] = [:]
-        for template in runtime.catalog.templates() { sizes[template] = await runtime.pooled(template) }
+        for template in runtime.catalog.builtInTemplates() { sizes[template] = await runtime.pooled(template) }
         return sizes
     }
 

@@ -1,4 +1,3 @@
-import AgentClient
 import Foundation
 import Logging
 import OmniRunCore
@@ -20,6 +19,8 @@ struct CreateSandboxRequest: Sendable {
     /// A network card, a route out and this egress policy (docs/networking.md).
     var internet = false
     var egress: EgressPolicy? = nil
+    /// A desktop's screen when not the snapshot's (`RESOLUTION`).
+    var screenSize: ScreenSize? = nil
 }
 
 /// The sandboxes of every account on this node: limits, timeouts, idle kills,
@@ -29,6 +30,8 @@ actor SandboxService {
     let repository: SandboxRepository
     let accounts: AccountRepository
     let gateway: SandboxGateway
+    /// Sandboxes' internet access and egress policies (a resume builds the network again).
+    let network: SandboxNetworkRepository
     let configuration: ServerConfiguration
     /// The server's counters (`GET /metrics`) and the sandboxes' samples (removed at the end).
     let metrics: ServerMetrics
@@ -40,6 +43,8 @@ actor SandboxService {
     /// Last activity per sandbox, flushed to the store now and then.
     var activity: [SandboxID: Int64] = [:]
     var recordCache: [SandboxID: SandboxRecord] = [:]
+    /// Pauses under way per account (they count against its paused limit until stored).
+    var pausing: [String: Int] = [:]
     /// Pauses, resumes and kills under way, per sandbox (they take turns; see `exclusive`).
     var transitions: [SandboxID: (kind: String, task: Task<Void, Never>)] = [:]
     /// Lifecycle events go to the accounts' webhooks (never waited for).
@@ -51,7 +56,7 @@ actor SandboxService {
 
     init(
         runtime: SandboxRuntime, repository: SandboxRepository, accounts: AccountRepository, gateway: SandboxGateway,
-        configuration: ServerConfiguration, metrics: ServerMetrics, samples: MetricsRepository, logger: Logger
+        network: SandboxNetworkRepository, configuration: ServerConfiguration, metrics: ServerMetrics, samples: MetricsRepository, logger: Logger
     ) {
         self.metrics = metrics
         self.samples = samples
@@ -59,6 +64,7 @@ actor SandboxService {
         self.repository = repository
         self.accounts = accounts
         self.gateway = gateway
+        self.network = network
         self.configuration = configuration
         self.logger = logger
     }
@@ -111,11 +117,11 @@ actor SandboxService {
         do {
             // The LLM proxy's address first, so that the caller's own variables win.
             let userProvided = request.env.merging(request.vaultVariables ?? [:]) { $1 }
-            let env = SandboxGateway.environment(userProvided: userProvided).merging(request.env) { $1 }
+            let env = LLMSandboxEnvironment.variables(userProvided: userProvided).merging(request.env) { $1 }
             sandbox = try await runtime.create(
                 SandboxSpec(
                     template: request.template, env: env, defaultUser: "user", envFileVars: request.vaultVariables,
-                    internet: request.internet, egress: request.egress))
+                    internet: request.internet, egress: request.egress, screenSize: request.screenSize))
         } catch let error as OmniRunError where error.code == .notFound || error.code == .invalidArgument {
             throw error
         } catch {
@@ -196,8 +202,8 @@ actor SandboxService {
         try await repository.live(accountID: account.id)
     }
 
-    func history(account: AccountRecord, limit: Int, before: Int64?) async throws -> [SandboxRecord] {
-        try await repository.ended(accountID: account.id, limit: limit, before: before)
+    func history(account: AccountRecord, limit: Int, before: Int64?, offset: Int = 0) async throws -> [SandboxRecord] {
+        try await repository.ended(accountID: account.id, limit: limit, before: before, offset: offset)
     }
 
     func kill(_ id: String, account: AccountRecord) async throws {
@@ -239,6 +245,7 @@ actor SandboxService {
         switch reason {
         case "killed", "timeout": notify(reason, record)
         case "idle": notify("idle_killed", record)
+        case "retention": notify("timeout", record, reason: "retention")
         default: notify("error", record, reason: reason)
         }
         logger.info("sandbox ended", metadata: ["sandbox": "\(record.id)", "reason": "\(reason)"])
@@ -284,21 +291,40 @@ actor SandboxService {
                 await expire(record, reason: "idle")
             }
         }
+        await deletePausedPastRetention(now: now)
     }
 
     // MARK: recovery
 
     /// After a start: re-attach to the machines that still run, keep the paused ones
     /// (their folders hold everything), record the rest as ended, and remove any
-    /// machine folder nobody owns.
+    /// machine folder nobody owns. Re-attaches run side by side: a guest that stalls its
+    /// agent costs the start one agent timeout, not one per sandbox.
     func recover() async {
         guard let live = try? await repository.live() else { return }
+        let mine = live.filter { $0.nodeID == nil || $0.nodeID == configuration.nodeID }
+        let runtime = self.runtime
+        var attached: [SandboxID: Result<Sandbox, any Error>] = [:]
+        await withTaskGroup(of: (SandboxID, Result<Sandbox, any Error>).self) { group in
+            for record in mine where record.state == "running" {
+                guard let id = SandboxID(record.id), let pid = record.machinePID else { continue }
+                let template = record.template
+                group.addTask {
+                    do {
+                        return (id, .success(try await runtime.reattach(id: id, template: template, pid: pid)))
+                    } catch {
+                        return (id, .failure(error))
+                    }
+                }
+            }
+            for await (id, result) in group { attached[id] = result }
+        }
         var kept: Set<SandboxID> = []
-        for var record in live where record.nodeID == nil || record.nodeID == configuration.nodeID {
+        for var record in mine {
             guard let id = SandboxID(record.id) else { continue }
-            if record.state == "running", let pid = record.machinePID {
+            if let result = attached[id] {
                 do {
-                    let sandbox = try await runtime.reattach(id: id, template: record.template, pid: pid)
+                    let sandbox = try result.get()
                     kept.insert(id)
                     recordCache[id] = record
                     // A resume recorded just before the crash: its saved state is spent.

@@ -14,16 +14,21 @@ struct SandboxInfo: Encodable {
     /// Only in the answer to an e2ee create (§12): the server's P-256 key, base64 DER SPKI.
     var serverPublicKey: String?
     var autoPause: Bool
-    /// While paused: since when, and the disk its saved state and its disk use.
+    /// While paused: since when, the disk its saved state and its disk use, and when it is
+    /// deleted if it is not resumed (`OMNIRUN_PAUSED_RETENTION`).
     var pausedAt: String?
     var pausedDiskBytes: Int64?
+    var retainedUntil: String?
 
     static func wireState(_ state: String) -> String {
         state == "running" || state == "paused" ? state : "killed"
     }
 
-    init(_ record: SandboxRecord) {
+    init(_ record: SandboxRecord, retentionSeconds: Int64? = nil) {
         sandboxID = record.id
+        if record.state == "paused", let pausedAt = record.pausedAt, let retentionSeconds {
+            retainedUntil = isoDate(pausedAt + retentionSeconds * 1000)
+        }
         templateID = record.template
         state = Self.wireState(record.state)
         autoPause = record.autoPause
@@ -51,7 +56,9 @@ struct CreatedSandbox: Encodable {
     }
 }
 
-/// `GET /sandboxes/history` items: how each past sandbox lived and ended.
+/// `GET /sandboxes/history` items: how each past sandbox lived and ended. The fields of
+/// `SandboxInfo`'s spelling, and beside them those the public CLI's `sandbox history` and
+/// `sandbox info` read (`sandboxId`, `templateId`, `status`, `createdAt`, `stoppedAt`, …).
 struct HistoryItem: Encodable {
     var sandboxID: String
     var templateID: String
@@ -60,6 +67,14 @@ struct HistoryItem: Encodable {
     var endReason: String?
     var durationSeconds: Double?
     var metadata: [String: String]
+    var sandboxId: String
+    var templateId: String
+    var status: String
+    var createdAt: String
+    var stoppedAt: String?
+    var cpuCount: Int
+    var memoryMB: Int
+    var timeoutSeconds: Int64
 
     init(_ record: SandboxRecord) {
         sandboxID = record.id
@@ -69,6 +84,14 @@ struct HistoryItem: Encodable {
         endReason = record.endReason
         durationSeconds = record.endedAt.map { Double($0 - record.createdAt) / 1000 }
         metadata = record.metadata
+        sandboxId = record.id
+        templateId = record.template
+        status = SandboxInfo.wireState(record.state)
+        createdAt = isoDate(record.createdAt)
+        stoppedAt = record.endedAt.map(isoDate)
+        cpuCount = record.cpuCount
+        memoryMB = record.memoryMB
+        timeoutSeconds = record.timeoutSeconds
     }
 }
 

@@ -35,17 +35,35 @@ extension OpenAPIDocument {
             ]),
         Route(method: "get", path: "/auth/tokens", summary: "The caller's API tokens (never their values)"),
         Route(method: "delete", path: "/auth/tokens/{tokenID}", summary: "Revoke an API token"),
-        Route(method: "post", path: "/vault/init", summary: "Create the caller's vault (idempotent)"),
         Route(
-            method: "post", path: "/vault/credentials", summary: "Store or replace a credential",
+            method: "post", path: "/vault/init",
+            summary: "Create the caller's vault (idempotent): {initialized, createdAt, credentials, vault_sandbox_id: null}"),
+        Route(
+            method: "post", path: "/vault/credentials",
+            summary:
+                "Store or replace a credential ({key, value}), or up to 64 at once ({credentials: {NAME: value}}, answered with {keys, created, updated})",
             body: [
-                "type": "object", "required": ["key", "value"],
-                "properties": [
-                    "key": ["type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,127}$"],
-                    "value": ["type": "string", "maxLength": 65536],
-                ],
+                "oneOf": [
+                    [
+                        "type": "object", "required": ["key", "value"],
+                        "properties": [
+                            "key": ["type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,127}$"],
+                            "value": ["type": "string", "maxLength": 65536],
+                        ],
+                    ],
+                    [
+                        "type": "object", "required": ["credentials"],
+                        "properties": [
+                            "credentials": [
+                                "type": "object", "minProperties": 1, "maxProperties": 64,
+                                "propertyNames": ["pattern": "^[A-Za-z_][A-Za-z0-9_]{0,127}$"],
+                                "additionalProperties": ["type": "string", "maxLength": 65536],
+                            ]
+                        ],
+                    ],
+                ]
             ]),
-        Route(method: "get", path: "/vault/credentials", summary: "Credential names and dates (never values)"),
+        Route(method: "get", path: "/vault/credentials", summary: "{keys: [names], credentials: [{key, createdAt, updatedAt}]} (never values)"),
         Route(method: "delete", path: "/vault/credentials/{key}", summary: "Remove a credential"),
         Route(
             method: "post", path: "/llm/v1/chat/completions", summary: "OpenAI-compatible chat completion (SSE with stream: true)",
@@ -64,7 +82,43 @@ extension OpenAPIDocument {
                     "temperature": ["type": "number"],
                 ],
             ]),
+        Route(
+            method: "post", path: "/llm/v1/messages",
+            summary: "Anthropic Messages (SSE with stream: true); x-api-key or Bearer, anthropic-version/anthropic-beta passed on",
+            body: [
+                "type": "object", "required": ["model", "messages", "max_tokens"],
+                "properties": [
+                    "model": ["type": "string"], "max_tokens": ["type": "integer", "minimum": 1], "stream": ["type": "boolean"],
+                    "messages": [
+                        "type": "array", "minItems": 1,
+                        "items": ["type": "object", "required": ["role", "content"], "properties": ["role": ["type": "string"]]],
+                    ],
+                ],
+            ]),
+        Route(
+            method: "post", path: "/llm/v1/messages/count_tokens", summary: "Anthropic token count of a Messages request (not charged)",
+            body: [
+                "type": "object", "required": ["model", "messages"],
+                "properties": [
+                    "model": ["type": "string"],
+                    "messages": [
+                        "type": "array", "minItems": 1,
+                        "items": ["type": "object", "required": ["role", "content"], "properties": ["role": ["type": "string"]]],
+                    ],
+                ],
+            ]),
+        Route(
+            method: "post", path: "/llm/v1/responses", summary: "OpenAI Responses (SSE with stream: true; usage at response.completed)",
+            body: [
+                "type": "object", "required": ["model", "input"],
+                "properties": [
+                    "model": ["type": "string"], "stream": ["type": "boolean"], "max_output_tokens": ["type": "integer", "minimum": 1],
+                    "input": ["oneOf": [["type": "string"], ["type": "array", "items": ["type": "object"]]]],
+                ],
+            ]),
         Route(method: "get", path: "/llm/v1/models", summary: "Models the proxy serves"),
-        Route(method: "get", path: "/llm/v1/usage", summary: "LLM spend and cap, in cents"),
+        Route(
+            method: "get", path: "/llm/v1/usage",
+            summary: "LLM spend and cap, in cents (spendUsedCents, spendCapCents, remainingCents, and the same in snake_case)"),
     ]
 }

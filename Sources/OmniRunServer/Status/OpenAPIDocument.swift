@@ -22,12 +22,20 @@ enum OpenAPIDocument {
         Route(method: "get", path: "/status", summary: "Node status", open: true),
         Route(method: "get", path: "/openapi.json", summary: "This document", open: true),
         Route(method: "get", path: "/metrics", summary: "The server's metrics (Prometheus text format)", open: true),
+        Route(method: "get", path: "/health", summary: "Liveness: {status: \"ok\"} while the server serves", open: true),
+        Route(
+            method: "get", path: "/health/ready",
+            summary: "Readiness: whether the store and the sandbox runtime answer (200, or 503 naming the one that did not)", open: true),
         Route(
             method: "post", path: "/sandboxes", summary: "Create a sandbox",
             body: [
                 "type": "object",
                 "properties": [
-                    "template": ["type": "string"], "timeout": ["type": "integer", "minimum": 0, "maximum": 2_592_000],
+                    // templateID/templateId: synonyms of template (two that differ are refused).
+                    "template": ["type": "string"], "templateID": ["type": "string"], "templateId": ["type": "string"],
+                    "timeout": ["type": "integer", "minimum": 0, "maximum": 2_592_000],
+                    // Without the field, metadata.vaultInject "true" asks for it too.
+                    "vaultInject": ["type": "boolean"],
                     "envVars": stringMap, "metadata": stringMap, "memoryMB": ["type": "integer"],
                     // §12: with e2ee, later bodies and JSON answers travel as {"_encrypted": envelope}.
                     "e2ee": ["type": "boolean"], "clientPublicKey": ["type": "string"],
@@ -38,15 +46,24 @@ enum OpenAPIDocument {
                     "allowDomains": ["type": "array", "items": ["type": "string"], "maxItems": 256],
                 ],
             ]),
-        Route(method: "get", path: "/sandboxes", summary: "List running and paused sandboxes", query: ["limit", "next_token", "state", "metadata"]),
-        Route(method: "get", path: "/sandboxes/history", summary: "Past sandboxes", query: ["limit", "before"]),
+        Route(
+            method: "get", path: "/sandboxes",
+            summary: "List running and paused sandboxes (limit: default and most 1000, larger is clamped; x-next-token for the next page)",
+            query: ["limit", "next_token", "state", "metadata"]),
+        Route(
+            method: "get", path: "/sandboxes/history",
+            summary:
+                "Past sandboxes, newest first (limit default 100, at most 1000; offset skips; before: created before this time in ms)",
+            query: ["limit", "offset", "before"]),
         Route(method: "get", path: "/templates", summary: "Templates with their resources and build state"),
         Route(method: "post", path: "/templates", summary: "Build a template (multipart: dockerfile, settings JSON, context tar)"),
         Route(method: "get", path: "/templates/{name}", summary: "One template"),
         Route(method: "delete", path: "/templates/{name}", summary: "Delete one of your templates"),
         Route(
             method: "get", path: "/templates/{name}/builds/{build}",
-            summary: "A build: JSON with its log, or its log as server-sent events (Accept: text/event-stream)"),
+            summary:
+                "A build: JSON with its log and each step's progress, or server-sent events (Accept: text/event-stream): log, step (n/total, line, command, running/cached/done/failed, elapsed) and end"
+        ),
         Route(
             method: "post", path: "/webhooks", summary: "Register a webhook for lifecycle events (answers its signing secret)",
             body: [
@@ -70,7 +87,8 @@ enum OpenAPIDocument {
             method: "post", path: "/sandboxes/{id}/code", summary: "Run code once",
             body: ["type": "object", "required": ["code"], "properties": ["code": ["type": "string"], "language": ["type": "string"]]]),
         Route(
-            method: "post", path: "/sandboxes/{id}/commands", summary: "Run a command",
+            method: "post", path: "/sandboxes/{id}/commands",
+            summary: "Run a command (timeout: default 60 s in the foreground; a background command without one runs until it exits)",
             body: [
                 "type": "object", "required": ["command"],
                 "properties": [
@@ -102,7 +120,10 @@ enum OpenAPIDocument {
                 "type": "array",
                 "items": ["type": "object", "required": ["path"], "properties": ["path": ["type": "string"], "content": ["type": "string"]]],
             ]),
-        Route(method: "get", path: "/sandboxes/{id}/files/list", summary: "List a directory", query: ["path", "depth", "user"]),
+        Route(
+            method: "get", path: "/sandboxes/{id}/files/list",
+            summary: "List a directory: [{name, path, is_dir, size, type (file, dir, symlink, other), mode, modified_at, owner}]",
+            query: ["path", "depth", "user"]),
         Route(method: "get", path: "/sandboxes/{id}/files/exists", summary: "Whether a path exists", query: ["path", "user"]),
         Route(method: "get", path: "/sandboxes/{id}/files/info", summary: "Describe a path", query: ["path", "user"]),
         Route(
@@ -149,10 +170,11 @@ enum OpenAPIDocument {
                 "type": "object", "required": ["action"],
                 "properties": [
                     "action": ["type": "string", "enum": DesktopMouseRequest.Action.allCases.map(\.rawValue)],
-                    "x": ["type": "integer", "minimum": 0], "y": ["type": "integer", "minimum": 0],
-                    "endX": ["type": "integer", "minimum": 0], "endY": ["type": "integer", "minimum": 0],
+                    // Numbers; fractions are rounded to the nearest pixel.
+                    "x": ["type": "number", "minimum": 0], "y": ["type": "number", "minimum": 0],
+                    "endX": ["type": "number", "minimum": 0], "endY": ["type": "number", "minimum": 0],
                     "direction": ["type": "string", "enum": DesktopMouseRequest.Direction.allCases.map(\.rawValue)],
-                    "amount": ["type": "integer", "minimum": 1, "maximum": 100],
+                    "amount": ["type": "number", "minimum": 1, "maximum": 100],
                 ],
             ]),
         Route(

@@ -7,6 +7,7 @@ struct StatusController {
     let service: SandboxService
     let configuration: ServerConfiguration
 
+    /// Open to anyone: it names built-in templates only (never an account's custom ones).
     struct Status: Encodable {
         var ok: Bool
         var node_id: String
@@ -24,7 +25,7 @@ struct StatusController {
 
     func register(on router: Router<AppRequestContext>) {
         router.get("/status") { _, _ -> Response in
-            let templates = service.runtime.catalog.templates()
+            let templates = service.runtime.catalog.builtInTemplates()
             let withAliases = templates.contains("playground")
                 ? templates + ImageCatalogAliases.names.filter { !templates.contains($0) } : templates
             var pool: [String: Int] = [:]

@@ -36,7 +36,8 @@ actor TemplateBuilds {
 
     /// Starts a build; answers at once with the build's record.
     func start(
-        dockerfile text: String, settings: TemplateSettings, contextPath: String?, account: AccountRecord
+        dockerfile text: String, settings: TemplateSettings, contextPath: String?, account: AccountRecord,
+        onEnd: @escaping @Sendable () async -> Void = {}
     ) async throws -> (TemplateRecord, TemplateBuildRecord) {
         try settings.validate()
         if builtIns.contains(settings.name) || ImageCatalog.aliases[settings.name] != nil {
@@ -50,7 +51,16 @@ actor TemplateBuilds {
         guard runtime.catalog.isBuilt(base) else {
             throw OmniRunError(.invalidArgument, "Dockerfile: FROM \(dockerfile.from): the \(base) template is not built on this server")
         }
-        try TemplateBuilder.validate(dockerfile, settings: settings, hasContext: contextPath != nil)
+        // COPY --from names built-in templates only (another account's template is not a source).
+        let builtIns = self.builtIns
+        let catalog = runtime.catalog
+        try TemplateBuilder.validate(dockerfile, settings: settings, hasContext: contextPath != nil) { name in
+            guard builtIns.contains(name) else {
+                throw OmniRunError(.invalidArgument, "\(name) is not a built-in template (\(builtIns.names.joined(separator: ", ")))")
+            }
+            guard catalog.isBuilt(name) else { throw OmniRunError(.invalidArgument, "the \(name) template is not built on this server") }
+            return ("", "")
+        }
         let baseImage = try runtime.catalog.template(named: base).image
         let now = nowMillis()
         let buildID = "bld_" + randomHex(12)
@@ -65,7 +75,8 @@ actor TemplateBuilds {
         try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
         let log = BuildLog(path: logDirectory + "/\(buildID).log")
         logs[buildID] = log
-        let request = TemplateBuilder.Request(dockerfile: dockerfile, settings: settings, contextPath: contextPath, scope: account.id)
+        let request = TemplateBuilder.Request(
+            dockerfile: dockerfile, settings: settings, contextPath: contextPath, scope: account.id, buildID: buildID)
         let previous = queue
         let builder = self.builder
         let repository = self.repository
@@ -84,6 +95,7 @@ actor TemplateBuilds {
                 logger.warning("template build failed", metadata: ["template": "\(settings.name)", "build": "\(buildID)", "error": "\(message ?? "")"])
             }
             if let contextPath { try? FileManager.default.removeItem(atPath: contextPath) }
+            await onEnd()
             try? await repository.finish(build: buildID, template: settings.name, status: status, error: message, at: nowMillis())
             log.finish(status: status, error: message)
             self.ended(buildID)
@@ -100,15 +112,11 @@ actor TemplateBuilds {
         logs[build] = nil
     }
 
-    /// A build's log: live while it runs, else from its file.
+    /// A build's log: live while it runs, else from its file (its last few MiB either way).
     func log(_ build: TemplateBuildRecord) -> BuildLog {
         if let live = logs[build.id] { return live }
-        let log = BuildLog(path: nil)
-        if let text = try? String(contentsOfFile: logDirectory + "/\(build.id).log", encoding: .utf8) {
-            log.append(text)
-        }
-        log.finish(status: build.status == "building" ? "failed" : build.status, error: build.error)
-        return log
+        return BuildLog.load(
+            path: logDirectory + "/\(build.id).log", status: build.status == "building" ? "failed" : build.status, error: build.error)
     }
 
     /// Removes a deleted template's manifest, images and logs. Sandboxes still running

@@ -8,6 +8,8 @@ import TemplateBuilder
 struct TemplateController {
     let service: TemplateService
     let configuration: ServerConfiguration
+    /// Builds (uploading, queued, running) and context bytes each account may hold.
+    let quota: BuildQuota
 
     func register(on router: Router<AppRequestContext>) {
         router.get("/templates", use: list)
@@ -29,17 +31,29 @@ struct TemplateController {
     /// Multipart: `dockerfile`, `settings` (JSON) and optionally `context` (a tar). 202 with the build.
     @Sendable func create(_ request: Request, context: AppRequestContext) async throws -> Response {
         let account = try context.requireAccount()
-        let upload = try await TemplateUpload.read(
-            request, contextDirectory: service.uploadDirectory, maxContext: configuration.maxBuildContext)
+        // A place in the account's build quota before a byte of the upload is read.
+        let (ticket, allowance) = try await quota.reserve(accountID: account.id, largest: configuration.maxBuildContext)
+        let upload: TemplateUpload
         do {
-            let (template, build) = try await service.create(upload, account: account)
+            upload = try await TemplateUpload.read(
+                request, contextDirectory: service.uploadDirectory, maxContext: configuration.maxBuildContext,
+                quotaLeft: allowance < configuration.maxBuildContext ? allowance : nil)
+        } catch {
+            await quota.release(ticket)
+            throw error
+        }
+        await quota.settle(ticket, bytes: upload.contextBytes)
+        do {
+            let quota = self.quota
+            let (template, build) = try await service.create(upload, account: account) { await quota.release(ticket) }
             return JSON.response(
                 TemplateBuildView(
                     templateID: template.templateID, buildID: build.id, status: build.status, error: nil,
-                    createdAt: isoDate(build.createdAt), finishedAt: nil, logs: nil),
+                    createdAt: isoDate(build.createdAt), finishedAt: nil, logs: nil, steps: nil),
                 status: .accepted)
         } catch {
             if let path = upload.contextPath { try? FileManager.default.removeItem(atPath: path) }
+            await quota.release(ticket)
             throw error
         }
     }
@@ -56,15 +70,18 @@ struct TemplateController {
             return JSON.response(
                 TemplateBuildView(
                     templateID: name, buildID: current.id, status: current.status, error: current.error,
-                    createdAt: isoDate(current.createdAt), finishedAt: current.finishedAt.map(isoDate), logs: log.text))
+                    createdAt: isoDate(current.createdAt), finishedAt: current.finishedAt.map(isoDate), logs: log.text,
+                    steps: log.steps))
         }
         return SSE.response { send in
             for await event in log.follow() {
                 switch event {
                 case .line(let line):
-                    try await send(SSE.line(BuildEvent(type: "log", line: line, status: nil, error: nil)))
+                    try await send(SSE.line(BuildEvent(type: "log", line: line)))
+                case .step(let progress):
+                    try await send(SSE.line(BuildEvent(type: "step", line: progress.text, step: progress)))
                 case .finished(let status, let error):
-                    try await send(SSE.line(BuildEvent(type: "end", line: nil, status: status, error: error)))
+                    try await send(SSE.line(BuildEvent(type: "end", status: status, error: error)))
                 }
             }
         }
@@ -75,11 +92,35 @@ struct TemplateController {
         return JSON.noContent()
     }
 
-    /// One event of a build's stream.
+    /// One event of a build's stream: `log` (a line), `step` (a step's progress: `step`,
+    /// `total`, `line` of the Dockerfile as `dockerfileLine`, `command`, `stepStatus`
+    /// (`running`, `cached`, `done`, `failed`), `elapsedSeconds`, and the log line that
+    /// tells it as `line`), `end` (the build's outcome).
     struct BuildEvent: Encodable {
         var type: String
-        var line: String?
-        var status: String?
-        var error: String?
+        var line: String? = nil
+        var status: String? = nil
+        var error: String? = nil
+        var step: StepProgress? = nil
+
+        enum CodingKeys: String, CodingKey {
+            case type, line, status, error, step, total, dockerfileLine, command, stepStatus, elapsedSeconds
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(type, forKey: .type)
+            try container.encodeIfPresent(line, forKey: .line)
+            try container.encodeIfPresent(status, forKey: .status)
+            try container.encodeIfPresent(error, forKey: .error)
+            if let step {
+                try container.encode(step.step, forKey: .step)
+                try container.encode(step.total, forKey: .total)
+                try container.encodeIfPresent(step.line, forKey: .dockerfileLine)
+                try container.encode(step.command, forKey: .command)
+                try container.encode(step.status.rawValue, forKey: .stepStatus)
+                try container.encodeIfPresent(step.elapsedSeconds, forKey: .elapsedSeconds)
+            }
+        }
     }
 }

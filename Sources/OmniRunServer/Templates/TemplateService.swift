@@ -79,10 +79,14 @@ actor TemplateService {
         }
     }
 
-    /// `POST /templates`: validates, claims the name and starts the build.
-    func create(_ upload: TemplateUpload, account: AccountRecord) async throws -> (TemplateView, TemplateBuildRecord) {
+    /// `POST /templates`: validates, claims the name and starts the build; `onEnd` runs once
+    /// the build has ended and its context is deleted.
+    func create(
+        _ upload: TemplateUpload, account: AccountRecord, onEnd: @escaping @Sendable () async -> Void = {}
+    ) async throws -> (TemplateView, TemplateBuildRecord) {
         let (record, build) = try await builds.start(
-            dockerfile: upload.dockerfile, settings: upload.settings, contextPath: upload.contextPath, account: account)
+            dockerfile: upload.dockerfile, settings: upload.settings, contextPath: upload.contextPath, account: account,
+            onEnd: onEnd)
         return (await customView(record), build)
     }
 
@@ -134,10 +138,13 @@ actor TemplateService {
 
     private func customView(_ record: TemplateRecord) async -> TemplateView {
         let snapshot = record.published ? await runtime.snapshotState(of: record.name) : .missing
+        // The published version's configuration (ports, start command, ready check).
+        let published = record.published ? try? runtime.catalog.template(named: record.name) : nil
         return TemplateView(
             templateID: record.name, name: record.name, description: record.description, builtIn: false, public: false,
             cpuCount: record.cpuCount, memoryMB: record.memoryMB, diskMB: record.diskMB, status: record.status,
             snapshot: snapshot.rawValue, aliases: [], parent: nil, buildHint: nil, buildID: record.latestBuild,
-            usable: record.published, createdAt: isoDate(record.createdAt), updatedAt: isoDate(record.updatedAt))
+            usable: record.published, createdAt: isoDate(record.createdAt), updatedAt: isoDate(record.updatedAt),
+            ports: published?.defaults.ports, startCmd: published?.setup.start, readyCmd: published?.setup.ready)
     }
 }

@@ -11,11 +11,16 @@ struct TemplateUpload {
     var dockerfile: String
     var settings: TemplateSettings
     var contextPath: String?
+    /// The context's size on disk (0 without one).
+    var contextBytes = 0
 
     static let maxDockerfile = 1 << 20
     static let maxSettings = 64 << 10
 
-    static func read(_ request: Request, contextDirectory: String, maxContext: Int) async throws -> TemplateUpload {
+    /// `quotaLeft`: when the account's build quota allows less than `maxContext`, what it allows.
+    static func read(
+        _ request: Request, contextDirectory: String, maxContext: Int, quotaLeft: Int? = nil
+    ) async throws -> TemplateUpload {
         let contentType = request.headers[.contentType] ?? ""
         var parser = MultipartParser(boundary: try MultipartParser.boundary(fromContentType: contentType))
         var field: String?
@@ -47,6 +52,11 @@ struct TemplateUpload {
                     case .data(let bytes):
                         if field == "context", let context {
                             contextBytes += bytes.count
+                            if let quotaLeft, contextBytes > quotaLeft {
+                                throw OmniRunError(
+                                    .limitReached,
+                                    "the build context is larger than the \(quotaLeft >> 20) MiB this account's build quota has left; wait for a build to finish")
+                            }
                             guard contextBytes <= maxContext else {
                                 throw OmniRunError(.payloadTooLarge, "the build context is larger than \(maxContext >> 20) MiB")
                             }
@@ -89,7 +99,7 @@ struct TemplateUpload {
                 try? FileManager.default.removeItem(atPath: contextPath!)
                 return TemplateUpload(dockerfile: dockerfile, settings: settings, contextPath: nil)
             }
-            return TemplateUpload(dockerfile: dockerfile, settings: settings, contextPath: contextPath)
+            return TemplateUpload(dockerfile: dockerfile, settings: settings, contextPath: contextPath, contextBytes: contextBytes)
         } catch let error as DecodingError {
             cleanUp()
             throw OmniRunError(.invalidArgument, "settings: \(APIError.describe(error))")

@@ -1,3 +1,5 @@
+import TemplateBuilder
+
 /// An item of `GET /templates` and the answer of `GET /templates/{name}`.
 struct TemplateView: Encodable, Sendable {
     /// The name `POST /sandboxes {"template": …}` takes.
@@ -27,6 +29,12 @@ struct TemplateView: Encodable, Sendable {
     var usable: Bool? = nil
     var createdAt: String? = nil
     var updatedAt: String? = nil
+    /// The ports its service listens on (a Dockerfile's `EXPOSE`).
+    var ports: [Int]? = nil
+    /// What runs before its snapshot: the start command and the ready check (`startCmd`
+    /// and `readyCmd`, else the Dockerfile's `CMD`/`ENTRYPOINT` and `HEALTHCHECK`).
+    var startCmd: String? = nil
+    var readyCmd: String? = nil
 }
 
 /// The answer of `POST /templates` (202) and, as JSON, of `GET /templates/{name}/builds/{build}`.
@@ -40,4 +48,6 @@ struct TemplateBuildView: Encodable, Sendable {
     var finishedAt: String?
     /// The log so far (`GET …/builds/{build}` only).
     var logs: [String]?
+    /// Each step's latest progress (`GET …/builds/{build}` only).
+    var steps: [StepProgress]?
 }

@@ -12,6 +12,8 @@ struct VaultService: Sendable {
     static let maxValueBytes = 64 << 10
     static let maxCredentials = 256
     static let maxNameLength = 128
+    /// Credentials one bulk `POST /vault/credentials` may carry.
+    static let maxBulk = 64
 
     /// Creates the account's vault (its data key) unless it exists. Idempotent.
     @discardableResult
@@ -58,6 +60,31 @@ struct VaultService: Sendable {
         let info = try await repository.list(accountID: account.id).first { $0.name == name }
         guard let info else { throw OmniRunError(.conflict, "the credential \(name) was removed while it was stored") }
         return (created, info)
+    }
+
+    /// Stores several credentials; every name and value is checked, and the vault's room,
+    /// before the first is written. Returns how many were new and how many replaced.
+    func putAll(_ account: AccountRecord, _ credentials: [String: String]) async throws -> (created: Int, updated: Int) {
+        guard !credentials.isEmpty else { throw OmniRunError(.invalidArgument, "credentials is empty") }
+        guard credentials.count <= Self.maxBulk else {
+            throw OmniRunError(.invalidArgument, "at most \(Self.maxBulk) credentials can be stored in one request")
+        }
+        for (name, value) in credentials {
+            try Self.validate(name: name)
+            guard value.utf8.count <= Self.maxValueBytes else {
+                throw OmniRunError(.payloadTooLarge, "a credential value may be at most \(Self.maxValueBytes) bytes (\(name))")
+            }
+        }
+        let existing = Set(try await repository.list(accountID: account.id).map(\.name))
+        let new = credentials.keys.filter { !existing.contains($0) }.count
+        guard existing.count + new <= Self.maxCredentials else {
+            throw OmniRunError(.limitReached, "a vault holds at most \(Self.maxCredentials) credentials")
+        }
+        var created = 0
+        for (name, value) in credentials.sorted(by: { $0.key < $1.key }) {
+            if try await put(account, name: name, value: value).created { created += 1 }
+        }
+        return (created, credentials.count - created)
     }
 
     func list(_ account: AccountRecord) async throws -> [VaultCredentialInfo] {

@@ -11,7 +11,8 @@ import ServiceLifecycle
 /// anything else (or no answer in 10 s) is retried with exponential back-off (base
 /// `OMNIRUN_WEBHOOK_RETRY_BASE_MS`, default 2 s: 2, 4, 8, 16, 32 s) up to `maxAttempts`,
 /// then it is `failed`. Every attempt is recorded on the delivery; pending ones survive
-/// a restart. Redirects are not followed.
+/// a restart. Redirects are not followed; the receiver's address is resolved and checked
+/// once per attempt and connected to as checked (`WebhookSender`).
 actor WebhookDispatcher {
     let repository: WebhookRepository
     let policy: WebhookAddressPolicy
@@ -19,7 +20,7 @@ actor WebhookDispatcher {
     let retryBase: Duration
     let maxAttempts: Int
     let logger: Logger
-    private let http: HTTPClient
+    private let sender: WebhookSender
     private var wake: AsyncStream<Void>.Continuation?
     private var inFlight: Set<String> = []
 
@@ -33,10 +34,7 @@ actor WebhookDispatcher {
         self.retryBase = retryBase
         self.maxAttempts = maxAttempts
         self.logger = logger
-        var configuration = HTTPClient.Configuration()
-        configuration.timeout = .init(connect: .seconds(5), read: .seconds(10))
-        configuration.redirectConfiguration = .disallow
-        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        sender = WebhookSender(policy: policy)
     }
 
     /// Delivers what is due now (called by the loop, and when events are queued).
@@ -67,7 +65,6 @@ actor WebhookDispatcher {
 
     func shutdown() async {
         wake?.finish()
-        try? await http.shutdown()
     }
 
     private func deliverDue() async {
@@ -89,25 +86,18 @@ actor WebhookDispatcher {
         var httpStatus: Int? = nil
         var failure: String? = nil
         do {
-            guard let host = URLComponents(string: webhook.url)?.host else { throw WebhookError("the URL has no host") }
-            try await policy.checkResolved(host: host)
-            var request = HTTPClientRequest(url: webhook.url)
-            request.method = .POST
             let body = Array(delivery.payload.utf8)
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.headers.add(name: "User-Agent", value: "omnirun-webhooks/\(OmniRunVersion.current)")
-            request.headers.add(name: "X-OmniRun-Event", value: delivery.event)
-            request.headers.add(name: "X-OmniRun-Delivery", value: delivery.id)
-            request.headers.add(name: "X-OmniRun-Signature", value: WebhookService.signature(body: body, secret: try sealer.open(webhook.secret, webhookID: webhook.id)))
-            request.body = .bytes(ByteBuffer(bytes: body))
-            let response = try await http.execute(request, timeout: .seconds(10))
-            httpStatus = Int(response.status.code)
-            _ = try? await response.body.collect(upTo: 64 << 10)
-            if !(200..<300).contains(httpStatus ?? 0) { failure = "the receiver answered \(httpStatus ?? 0)" }
-        } catch let error as WebhookError {
-            failure = error.message
+            let signature = WebhookService.signature(body: body, secret: try sealer.open(webhook.secret, webhookID: webhook.id))
+            let outcome = await sender.send(
+                url: webhook.url,
+                headers: [
+                    ("Content-Type", "application/json"), ("User-Agent", "omnirun-webhooks/\(OmniRunVersion.current)"),
+                    ("X-OmniRun-Event", delivery.event), ("X-OmniRun-Delivery", delivery.id), ("X-OmniRun-Signature", signature),
+                ], body: body)
+            httpStatus = outcome.status
+            failure = outcome.failure
         } catch {
-            failure = "\(error)"
+            failure = "the webhook's secret cannot be opened"
         }
         let now = nowMillis()
         do {

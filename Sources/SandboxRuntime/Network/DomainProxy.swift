@@ -1,6 +1,8 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import OmniRunCore
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -12,6 +14,11 @@ import Glibc
 /// where that name may go, and the connection is then relayed to that address with
 /// the bytes read so far, or reset. The destination is the name's own address, so an
 /// allowed name cannot be sent to another server.
+///
+/// Bounded: at most `maxConnectionsPerSandbox` connections per sandbox, 10 s to name a
+/// destination, nothing read while the name is decided, and a relay that reads from one
+/// side only while the other can take more (a fast sender and a slow reader meet in
+/// the kernel's socket buffers, not in the server's memory).
 final class DomainProxy: Sendable {
     /// The sandbox (by its namespace's address), the name it asked for, the port; the
     /// IPv4 address to connect to, or nil to refuse.
@@ -20,14 +27,25 @@ final class DomainProxy: Sendable {
     let tlsPort: Int
     let httpPort: Int
     private let channels: [any Channel]
+    static let maxConnectionsPerSandbox = 256
+    /// The most a connection may send before its name is known (a TLS record, an HTTP head).
+    static let maxHeadBytes = 16384
+    private let connections = ConnectionCounter(limit: DomainProxy.maxConnectionsPerSandbox)
 
     init(group: any EventLoopGroup, decide: @escaping Decide) throws {
         var channels: [any Channel] = []
+        let connections = self.connections
         for port in [443, 80] {
             let channel = try ServerBootstrap(group: group)
                 .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
                 .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
+                    let peer = channel.remoteAddress?.ipAddress ?? ""
+                    guard connections.admit(peer) else {
+                        NameGate.reset(channel)
+                        return channel.eventLoop.makeSucceededVoidFuture()
+                    }
+                    channel.closeFuture.whenComplete { _ in connections.release(peer) }
+                    return channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(NameGate(port: port, decide: decide))
                     }
                 }
@@ -96,32 +114,59 @@ final class DomainProxy: Sendable {
     }
 }
 
-/// Holds a new connection until its name is known and decided, then relays it or resets it.
-private final class NameGate: ChannelInboundHandler, RemovableChannelHandler {
+
+/// Holds a new connection until its name is known and decided, then relays it or resets
+/// it. It reads at most a head's worth: nothing more is read while the name is decided
+/// and the destination connected (the guest's further bytes wait in its socket), and a
+/// connection that names nothing within 10 s is reset.
+private final class NameGate: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
+    typealias OutboundIn = NIOAny
 
     let port: Int
     let decide: DomainProxy.Decide
     private var received: [UInt8] = []
     private var deciding = false
+    private var deadline: Scheduled<Void>?
 
     init(port: Int, decide: @escaping DomainProxy.Decide) {
         self.port = port
         self.decide = decide
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        let channel = context.channel
+        deadline = context.eventLoop.scheduleTask(in: .seconds(10)) { Self.reset(channel) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline?.cancel()
+    }
+
+    /// Reads stop while a name is being decided.
+    func read(context: ChannelHandlerContext) {
+        guard !deciding else { return }
+        context.read()
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = unwrapInboundIn(data)
         received += buffer.readBytes(length: buffer.readableBytes) ?? []
+        // A head, and what one read cycle already under way delivers after it: no more.
+        guard received.count <= DomainProxy.maxHeadBytes + (1 << 20) else {
+            Self.reset(context.channel)
+            return
+        }
         guard !deciding else { return }
         let parsed = port == 443 ? DomainProxy.serverName(received) : DomainProxy.hostHeader(received)
         switch parsed {
-        case .more where received.count <= 16384:
+        case .more where received.count <= DomainProxy.maxHeadBytes:
             return
         case .more, .none:
             Self.reset(context.channel)
         case .name(let name):
             deciding = true
+            deadline?.cancel()
             let peer = context.channel.remoteAddress?.ipAddress ?? ""
             let decide = self.decide
             let port = self.port
@@ -136,7 +181,8 @@ private final class NameGate: ChannelInboundHandler, RemovableChannelHandler {
                 }
                 .whenComplete { result in
                     let (gate, context) = loopBound.value
-                    guard case .success(let outbound?) = result else {
+                    guard case .success(let outbound?) = result, inbound.isActive else {
+                        if case .success(let outbound?) = result { outbound.close(promise: nil) }
                         Self.reset(inbound)
                         return
                     }
@@ -147,8 +193,10 @@ private final class NameGate: ChannelInboundHandler, RemovableChannelHandler {
 
     private func relay(context: ChannelHandlerContext, to outbound: any Channel) {
         let inbound = context.channel
+        let (guestSide, farSide) = RelayHalf.pair()
         do {
-            try outbound.pipeline.syncOperations.addHandler(Relay(peer: inbound))
+            try outbound.pipeline.syncOperations.addHandler(farSide)
+            try context.pipeline.syncOperations.addHandler(guestSide)
         } catch {
             outbound.close(promise: nil)
             Self.reset(inbound)
@@ -156,12 +204,19 @@ private final class NameGate: ChannelInboundHandler, RemovableChannelHandler {
         }
         // What arrived while deciding is in `received` too.
         outbound.writeAndFlush(ByteBuffer(bytes: received), promise: nil)
+        received = []
         context.pipeline.syncOperations.removeHandler(self, promise: nil)
-        try? context.pipeline.syncOperations.addHandler(Relay(peer: outbound))
+        // Reading resumes, under the relay's rule now.
+        inbound.read()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        deadline?.cancel()
         context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
     }
 
     /// Closes with a TCP reset (SO_LINGER 0), as a refused connection.
@@ -175,21 +230,66 @@ private final class NameGate: ChannelInboundHandler, RemovableChannelHandler {
     }
 }
 
-/// Copies what one side sends to the other; either side closing closes both.
-private final class Relay: ChannelInboundHandler {
+/// One side of a relay (both sides on one event loop): what it reads is written to its
+/// partner's channel, and it reads only while the partner's channel is writable (below
+/// its high-water mark), resuming when it becomes writable again. Either side closing
+/// closes both.
+private final class RelayHalf: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
-    let peer: any Channel
+    typealias OutboundIn = NIOAny
+    typealias OutboundOut = ByteBuffer
 
-    init(peer: any Channel) {
-        self.peer = peer
+    private var partner: RelayHalf?
+    private var context: ChannelHandlerContext?
+    private var readPending = false
+
+    static func pair() -> (RelayHalf, RelayHalf) {
+        let first = RelayHalf()
+        let second = RelayHalf()
+        first.partner = second
+        second.partner = first
+        return (first, second)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        partner = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        peer.writeAndFlush(unwrapInboundIn(data), promise: nil)
+        partner?.context?.write(data, promise: nil)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        partner?.context?.flush()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { partner?.resumeReading() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if partner?.context?.channel.isWritable ?? false {
+            context.read()
+        } else {
+            readPending = true
+        }
+    }
+
+    private func resumeReading() {
+        guard readPending, let context else { return }
+        readPending = false
+        context.read()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        peer.close(promise: nil)
+        partner?.context?.close(promise: nil)
+        context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -25,6 +25,7 @@ extension HostNetwork {
                   chain input { type filter hook input priority filter; policy accept; }
                   chain forward { type filter hook forward priority filter; policy accept; iifname "\(Self.tapDevice)" jump egress; }
                   chain egress { }
+                  chain tenant { }
                   chain proxy { }
                 }
                 add rule inet omnirun prerouting jump proxy
@@ -50,9 +51,13 @@ extension HostNetwork {
             }
             egress.insert("ip daddr \(hostAddress) tcp dport { \(proxy.tlsPort), \(proxy.httpPort) } accept", at: 1)
         }
-        script += "flush chain inet omnirun egress\n"
+        // A namespace made by an older server has no `tenant` chain yet (`add` is idempotent).
+        script += "add chain inet omnirun tenant\nflush chain inet omnirun egress\nflush chain inet omnirun tenant\n"
         for rule in egress {
             script += "add rule inet omnirun egress \(rule)\n"
+        }
+        for rule in try await policyRules(policy) {
+            script += "add rule inet omnirun tenant \(rule)\n"
         }
         try await NetworkCommand.run(
             [
@@ -62,12 +67,24 @@ extension HostNetwork {
         policies[namespaceAddress] = policy
     }
 
+    /// What every sandbox is held to, whatever its policy: established connections, no
+    /// IPv6, DNS to the resolver, then the private networks refused (the operator's
+    /// exceptions go on to the policy), then the sandbox's own policy (chain `tenant`).
     func egressRules(_ policy: EgressPolicy, resolver: String?) async throws -> [String] {
-        let refuse = ["meta l4proto tcp reject with tcp reset", "reject"]
         var rules = ["ct state established,related accept", "meta nfproto ipv6 reject"]
         if let resolver {
             rules += ["ip daddr \(resolver) udp dport 53 accept", "ip daddr \(resolver) tcp dport 53 accept"]
         }
+        rules += configuration.privateNetworks.rules(exception: "goto tenant")
+        rules.append("goto tenant")
+        return rules
+    }
+
+    /// The sandbox's egress policy: deny entries, then allow entries and a final refusal
+    /// for an allow-list.
+    func policyRules(_ policy: EgressPolicy) async throws -> [String] {
+        let refuse = ["meta l4proto tcp reject with tcp reset", "reject"]
+        var rules: [String] = []
         let deniedNames = try await resolve(policy.denyDomains ?? [])
         let denied = (policy.denyIPs ?? []) + deniedNames
         for target in denied {
@@ -118,8 +135,11 @@ extension HostNetwork {
         return addresses
     }
 
-    /// The host's table: nothing from a sandbox to the host itself or to another
-    /// sandbox; sandboxes' traffic leaves with the host's address. Made once per run.
+    /// The host's table: nothing from a sandbox to the host itself (but this server's
+    /// proxy) or to another sandbox; sandboxes' traffic leaves with the host's address.
+    /// Made once per run. Input and private networks are judged for this server's own
+    /// devices (`orn<tag>*`): each server's table lets in its own proxy's ports, so one
+    /// server's table must not refuse another's sandboxes their proxy.
     func ensureHostTable() async throws {
         guard !hostTableReady else { return }
         if proxy == nil {
@@ -130,6 +150,13 @@ extension HostNetwork {
         let ports = proxy.map { "\($0.tlsPort), \($0.httpPort)" } ?? "1"
         let table = "omnirun_\(tag)"
         let devices = "\(Self.devicePrefix)*"
+        // The private networks again, for this server's sandboxes (its own devices: other
+        // servers on the host may allow other ranges), should a namespace's rules be gone.
+        let mine = "iifname \"\(Self.devicePrefix)\(tag)*\" "
+        let resolver = configuration.resolver ?? Self.hostResolver()
+        let dns = resolver.map { ["ip daddr \($0) udp dport 53 accept", "ip daddr \($0) tcp dport 53 accept"] } ?? []
+        let privateRules = (dns + configuration.privateNetworks.rules(exception: "accept"))
+            .map { "    " + mine + $0 }.joined(separator: "\n")
         try await NetworkCommand.run(
             [configuration.nftBinary, "-f", "-"],
             input: """
@@ -138,14 +165,15 @@ extension HostNetwork {
                 table inet \(table) {
                   chain input {
                     type filter hook input priority filter - 10; policy accept;
-                    iifname "\(devices)" ct state established,related accept
-                    iifname "\(devices)" tcp dport { \(ports) } accept
-                    iifname "\(devices)" meta l4proto tcp reject with tcp reset
-                    iifname "\(devices)" reject
+                    \(mine)ct state established,related accept
+                    \(mine)tcp dport { \(ports) } accept
+                    \(mine)meta l4proto tcp reject with tcp reset
+                    \(mine)reject
                   }
                   chain forward {
                     type filter hook forward priority filter - 10; policy accept;
                     iifname "\(devices)" oifname "\(devices)" reject
+                \(privateRules)
                   }
                   chain postrouting {
                     type nat hook postrouting priority srcnat; policy accept;

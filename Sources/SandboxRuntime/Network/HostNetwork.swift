@@ -30,6 +30,9 @@ public actor HostNetwork {
         /// Addresses used for names in policies instead of the host's resolver
         /// (`OMNIRUN_NETWORK_HOSTS="name=ip,name=ip"`).
         public var nameOverrides: [String: [String]] = [:]
+        /// Private networks sandboxes may reach all the same (`OMNIRUN_EGRESS_ALLOW_PRIVATE`;
+        /// default none: RFC 1918, CGNAT, link-local, loopback, multicast are refused).
+        public var privateNetworks = PrivateNetworks.none
         public var ipBinary = "/usr/sbin/ip"
         public var nftBinary = "/usr/sbin/nft"
         public var nsenterBinary = "/usr/bin/nsenter"
@@ -212,11 +215,18 @@ public actor HostNetwork {
         if matches(policy.denyDomains) { return nil }
         if policy.isAllowList, !matches(policy.allowDomains) { return nil }
         let resolved = (try? await resolve([name])) ?? []
-        // Never the sandboxes' own networks nor the host itself.
-        return resolved.map { String($0.split(separator: "/")[0]) }.first { address in
-            guard let value = IPv4.parse(address) else { return false }
-            return value >> 16 != UInt32(10 << 8 | 203) && value >> 24 != 127 && value >> 24 != 0
+        // Never a private network (unless the operator allows it): a name is no way
+        // around the firewall, whatever it resolves to.
+        let addresses = resolved.map { String($0.split(separator: "/")[0]) }
+        guard let address = addresses.first(where: { !configuration.privateNetworks.refuses($0) }) else {
+            if !addresses.isEmpty {
+                logger.info(
+                    "the domain proxy refused a name that resolves to a private address",
+                    metadata: ["name": "\(name)", "addresses": "\(addresses.joined(separator: ","))"])
+            }
+            return nil
         }
+        return address
     }
 
     /// Slots whose host address is on some device of the host.

@@ -80,13 +80,15 @@ START
 
 cat >"$root/usr/local/lib/omnirun/desktop-ready" <<'READY'
 #!/bin/bash
-# The desktop template's READY: the panel and the desktop are mapped and noVNC answers.
+# The desktop template's READY: noVNC answers and the screen is finished (every panel mapped
+# and painted, the desktop mapped, two screenshots a moment apart identical), so that the
+# snapshot, and with it a new sandbox's first screenshot, holds the finished desktop.
 set -euo pipefail
 export DISPLAY=:0
-xdotool search --onlyvisible --class xfce4-panel >/dev/null
-xdotool search --onlyvisible --class xfdesktop >/dev/null
 curl -sf -o /dev/null http://127.0.0.1:6080/vnc.html
+/usr/local/lib/omnirun/screen-settled
 READY
+install -m 0755 "$(dirname "${BASH_SOURCE[0]}")/screen-settled.py" "$root/usr/local/lib/omnirun/screen-settled"
 chmod 0755 "$root/usr/local/lib/omnirun/start-desktop" "$root/usr/local/lib/omnirun/desktop-ready"
 
 # --- XFCE, pre-seeded for the sandbox user ---

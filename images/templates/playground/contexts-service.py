@@ -16,7 +16,8 @@ Requests (field "op"):
 A request that fails answers one line {"type":"failure","status":4xx|5xx,"code","message"}.
 
 Only Python 3 and the standard library plus Debian's python3-jupyter-client and
-python3-ipykernel are used.
+python3-ipykernel are used. Languages: Python everywhere; JavaScript where the template has
+installed its kernel (the javascript template: images/templates/javascript).
 """
 
 import datetime
@@ -29,9 +30,13 @@ import sys
 import threading
 import time
 
+from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 
+# The context languages and their kernels; javascript where its kernel is installed.
 LANGUAGES = {"python": "python3", "python3": "python3"}
+if "javascript" in KernelSpecManager().find_kernel_specs():
+    LANGUAGES.update({"javascript": "javascript", "js": "javascript", "node": "javascript"})
 MIME_KEYS = {
     "text/plain": "text",
     "image/png": "png",
@@ -206,7 +211,8 @@ class Registry:
 
     def create(self, language, cwd):
         if language not in LANGUAGES:
-            raise Failure(400, "invalid_argument", f"language '{language}' is not supported; supported: python")
+            supported = ", ".join(sorted(set(LANGUAGES.values()) - {"python3"} | {"python"}))
+            raise Failure(400, "invalid_argument", f"language '{language}' is not supported in this sandbox; supported: {supported}")
         if not os.path.isabs(cwd):
             raise Failure(400, "invalid_argument", f"cwd must be an absolute path (got '{cwd}')")
         if not os.path.isdir(cwd):

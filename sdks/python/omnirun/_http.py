@@ -22,6 +22,16 @@ def _url(config: ConnectionConfig, path: str) -> str:
     return config.api_url.rstrip("/") + path
 
 
+def _target(config: ConnectionConfig, path: str, params: Optional[Dict[str, str]] = None) -> httpx.URL:
+    """The full URL, query included, exactly as it goes on the wire (e2ee binds to it)."""
+    return httpx.URL(_url(config, path), params=params or None)
+
+
+def _route(method: str, url: httpx.URL) -> str:
+    """What an e2ee envelope's `aad` names: the method and the request target."""
+    return f"{method} {url.raw_path.decode('ascii')}"
+
+
 def _headers(config: ConnectionConfig, accept: Optional[str] = None) -> Dict[str, str]:
     headers = {"User-Agent": USER_AGENT}
     if config.api_key:
@@ -31,13 +41,18 @@ def _headers(config: ConnectionConfig, accept: Optional[str] = None) -> Dict[str
     return headers
 
 
-def _request_args(config: ConnectionConfig, op: Any, accept: Optional[str] = None, key: Optional[bytes] = None) -> Dict[str, Any]:
-    args: Dict[str, Any] = {"headers": _headers(config, accept), "params": op.params}
+def _request_args(config: ConnectionConfig, op: Any, accept: Optional[str] = None, key: Optional[bytes] = None,
+                  route: Optional[str] = None) -> Dict[str, Any]:
+    """Headers and body; the URL (with the query) comes from `_target`."""
+    args: Dict[str, Any] = {"headers": _headers(config, accept)}
+    if key is not None:
+        # Holding the key: GET answers come back sealed too (the server cannot tell otherwise).
+        args["headers"]["X-OmniRun-E2EE"] = "seal"
     if op.json is not NO_BODY:
         body = op.json
         if key is not None and isinstance(op, Call) and op.method == "POST" and body is not None:
             from .e2ee import encrypt_json
-            body = {"_encrypted": encrypt_json(key, body)}
+            body = {"_encrypted": encrypt_json(key, body, route)}
         args["content"] = json.dumps(body).encode()
         args["headers"]["Content-Type"] = "application/json"
     elif isinstance(op, Call) and op.files is not None:
@@ -48,7 +63,7 @@ def _request_args(config: ConnectionConfig, op: Any, accept: Optional[str] = Non
     return args
 
 
-def _parse(op: Call, response: httpx.Response, key: Optional[bytes] = None) -> Any:
+def _parse(op: Call, response: httpx.Response, key: Optional[bytes] = None, route: Optional[str] = None) -> Any:
     if op.kind == "bytes":
         return response.content
     if op.kind == "ignore" or response.status_code == 204:
@@ -59,7 +74,7 @@ def _parse(op: Call, response: httpx.Response, key: Optional[bytes] = None) -> A
         data = json.loads(text) if text else None
         if key is not None and isinstance(data, dict) and isinstance(data.get("_encrypted"), dict):
             from .e2ee import decrypt_json
-            data = decrypt_json(key, data["_encrypted"])
+            data = decrypt_json(key, data["_encrypted"], f"response {route}" if route else None)
     return (data, response.headers) if op.kind == "headers" else data
 
 
@@ -111,20 +126,22 @@ class HTTPClient:
         attempts = 2 if op.idempotent else 1
         for attempt in range(attempts):
             try:
-                response = self._http.request(op.method, _url(self.config, op.path), **_request_args(self.config, op, key=self.e2ee_key))
+                url = _target(self.config, op.path, op.params)
+                route = _route(op.method, url)
+                response = self._http.request(op.method, url, **_request_args(self.config, op, key=self.e2ee_key, route=route))
             except httpx.HTTPError as exc:
                 raise _transport_error(exc) from exc
             if response.status_code in RETRIED and attempt + 1 < attempts:
                 continue
             _check(op, response)
-            return _parse(op, response, self.e2ee_key)
+            return _parse(op, response, self.e2ee_key, route)
         raise AssertionError("unreachable")
 
     def iter_sse(self, method: str, path: str, params: Optional[Dict[str, str]] = None, body: Any = NO_BODY) -> Iterator[Any]:
         op = Stream(method, path, lambda _: False, params, body)
         timeout = httpx.Timeout(self.config.request_timeout, read=None)
         try:
-            with self._http.stream(method, _url(self.config, path), timeout=timeout,
+            with self._http.stream(method, _target(self.config, path, params), timeout=timeout,
                                    **_request_args(self.config, op, "text/event-stream")) as response:
                 if not response.is_success:
                     response.read()
@@ -188,20 +205,22 @@ class AsyncHTTPClient:
         attempts = 2 if op.idempotent else 1
         for attempt in range(attempts):
             try:
-                response = await self._http.request(op.method, _url(self.config, op.path), **_request_args(self.config, op, key=self.e2ee_key))
+                url = _target(self.config, op.path, op.params)
+                route = _route(op.method, url)
+                response = await self._http.request(op.method, url, **_request_args(self.config, op, key=self.e2ee_key, route=route))
             except httpx.HTTPError as exc:
                 raise _transport_error(exc) from exc
             if response.status_code in RETRIED and attempt + 1 < attempts:
                 continue
             _check(op, response)
-            return _parse(op, response, self.e2ee_key)
+            return _parse(op, response, self.e2ee_key, route)
         raise AssertionError("unreachable")
 
     async def iter_sse(self, method: str, path: str, params: Optional[Dict[str, str]] = None, body: Any = NO_BODY) -> AsyncIterator[Any]:
         op = Stream(method, path, lambda _: False, params, body)
         timeout = httpx.Timeout(self.config.request_timeout, read=None)
         try:
-            async with self._http.stream(method, _url(self.config, path), timeout=timeout,
+            async with self._http.stream(method, _target(self.config, path, params), timeout=timeout,
                                          **_request_args(self.config, op, "text/event-stream")) as response:
                 if not response.is_success:
                     await response.aread()

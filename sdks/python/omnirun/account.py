@@ -11,7 +11,10 @@ from .models import Credential, TemplateInfo, template_info
 
 
 def _credentials(data: object) -> List[Credential]:
-    items = data if isinstance(data, list) else []
+    # `{keys, credentials: [...]}`; servers before it answered the bare list.
+    items = data if isinstance(data, list) else data.get("credentials") if isinstance(data, dict) else []
+    if not isinstance(items, list):
+        items = []
     return [Credential(c.get("key") or "", c.get("createdAt"), c.get("updatedAt")) for c in items]
 
 

@@ -1,6 +1,7 @@
 """End-to-end encrypted transport (`e2ee=True`): ECDH P-256, HKDF-SHA-256 (empty salt,
 info "omnirun-e2ee-v1") to an AES-256-GCM key; POST bodies travel as
-`{"_encrypted": {alg, nonce, ciphertext}}` and encrypted answers are opened. Needs the
+`{"_encrypted": {alg, nonce, ciphertext, aad}}` with `aad` = "<METHOD> <path?query>", and
+encrypted answers (`aad` = "response <METHOD> <path?query>") are checked and opened. Needs the
 optional `cryptography` package (`pip install omnirun[e2ee]`)."""
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import base64
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from .errors import SandboxError
 
@@ -46,15 +47,23 @@ def derive_shared_key(private_key: Any, server_public_key_base64: str) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=INFO).derive(secret)  # type: ignore[no-any-return]
 
 
-def encrypt_json(key: bytes, value: Any) -> Dict[str, str]:
+def encrypt_json(key: bytes, value: Any, aad: Optional[str] = None) -> Dict[str, str]:
+    """Seals a request body; `aad` ("POST /sandboxes/{id}/commands") binds it to its route."""
     _, _, _, AESGCM, _ = _crypto()
     nonce = os.urandom(12)
-    sealed = AESGCM(key).encrypt(nonce, json.dumps(value).encode(), None)
-    return {"alg": "AES-256-GCM", "nonce": base64.b64encode(nonce).decode(), "ciphertext": base64.b64encode(sealed).decode()}
+    sealed = AESGCM(key).encrypt(nonce, json.dumps(value).encode(), aad.encode() if aad else None)
+    envelope = {"alg": "AES-256-GCM", "nonce": base64.b64encode(nonce).decode(), "ciphertext": base64.b64encode(sealed).decode()}
+    if aad:
+        envelope["aad"] = aad
+    return envelope
 
 
-def decrypt_json(key: bytes, envelope: Dict[str, str]) -> Any:
+def decrypt_json(key: bytes, envelope: Dict[str, str], expected_aad: Optional[str] = None) -> Any:
+    """Opens an answer; with `expected_aad` ("response POST /sandboxes/{id}/commands") an
+    answer sealed for another request is refused."""
     _, _, _, AESGCM, _ = _crypto()
+    if expected_aad is not None and envelope.get("aad") != expected_aad:
+        raise SandboxError("e2ee: the answer is bound to another request (aad mismatch)")
     aad = envelope["aad"].encode() if envelope.get("aad") else None
     plain = AESGCM(key).decrypt(base64.b64decode(envelope["nonce"]), base64.b64decode(envelope["ciphertext"]), aad)
     return json.loads(plain)

@@ -88,6 +88,22 @@ def test_secure_and_auto_pause_creates():
         assert sbx.commands.run("echo ok").stdout == "ok\n"
 
 
+def test_e2ee_bodies_sealed_and_bound_to_their_request():
+    # Every POST body is sealed with aad "<METHOD> <target>" and every answer's aad is checked
+    # ("response <METHOD> <target>"), query included: a space in a path travels as "+".
+    with Sandbox.create("playground", timeout=120, e2ee=True) as sbx:
+        assert sbx.commands.run("echo sealed").stdout == "sealed\n"
+        sbx.files.write("/tmp/e2ee dir/a b.txt", "secret text")
+        assert sbx.files.read("/tmp/e2ee dir/a b.txt") == "secret text"
+        assert [e.name for e in sbx.files.list("/tmp/e2ee dir")] == ["a b.txt"]
+        # A client without the key (connect) reads plaintext answers and cannot act: a clear 400.
+        other = Sandbox.connect(sbx.sandbox_id)
+        assert other.files.read("/tmp/e2ee dir/a b.txt") == "secret text"
+        with pytest.raises(SandboxError) as caught:
+            other.commands.run("touch /tmp/keyless")
+        assert caught.value.status == 400 and "can read this sandbox but not act in it" in str(caught.value)
+
+
 def test_webhooks_list_and_refuse_loopback():
     hooks = Webhooks()
     assert isinstance(hooks.list(), list)

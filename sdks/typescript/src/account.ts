@@ -33,7 +33,10 @@ export class Vault {
   }
 
   async list(): Promise<Credential[]> {
-    return asArray(await this.client.get("/vault/credentials")).map((c) => ({ key: c.key ?? "", createdAt: c.createdAt, updatedAt: c.updatedAt }));
+    // `{keys, credentials: [...]}`; servers before it answered the bare array.
+    const data: any = await this.client.get("/vault/credentials");
+    const items = Array.isArray(data) ? data : asArray(data?.credentials);
+    return items.map((c) => ({ key: c.key ?? "", createdAt: c.createdAt, updatedAt: c.updatedAt }));
   }
 
   async delete(key: string): Promise<void> {

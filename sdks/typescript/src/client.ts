@@ -38,6 +38,8 @@ export class HTTPClient {
     if (this.config.apiKey) headers["X-API-Key"] = this.config.apiKey;
     if (accept) headers.Accept = accept;
     if (json) headers["Content-Type"] = "application/json";
+    // Holding the key: GET answers come back sealed too (the server cannot tell otherwise).
+    if (this.e2eeKey) headers["X-OmniRun-E2EE"] = "seal";
     return headers;
   }
 
@@ -63,7 +65,13 @@ export class HTTPClient {
     }
   }
 
-  private async parse<T>(response: Response): Promise<T> {
+  /** What an e2ee envelope's `aad` names: the method and the target (path and query) as sent. */
+  route(method: string, path: string, params?: Params): string {
+    const url = new URL(this.url(path, params));
+    return `${method} ${url.pathname}${url.search}`;
+  }
+
+  private async parse<T>(response: Response, route?: string): Promise<T> {
     if (!response.ok) {
       throw apiError(response.status, await response.text(), response.headers.get("retry-after"));
     }
@@ -72,28 +80,35 @@ export class HTTPClient {
     if (!(response.headers.get("content-type") ?? "").includes("application/json")) return text as T;
     const data: unknown = text ? JSON.parse(text) : undefined;
     if (this.e2eeKey && data && typeof data === "object" && "_encrypted" in data) {
-      return decryptE2EEJSON<T>(this.e2eeKey, (data as { _encrypted: EncryptedEnvelope })._encrypted);
+      const envelope = (data as { _encrypted: EncryptedEnvelope })._encrypted;
+      // An answer is sealed for its own request: one for another route is refused.
+      if (route && envelope.aad !== `response ${route}`) {
+        throw new SandboxError("e2ee: the answer is bound to another request (aad mismatch)");
+      }
+      return decryptE2EEJSON<T>(this.e2eeKey, envelope);
     }
     return data as T;
   }
 
   async get<T = unknown>(path: string, params?: Params): Promise<T> {
-    return this.parse<T>(await this.send("GET", path, params, { headers: this.headers() }, true));
+    return this.parse<T>(await this.send("GET", path, params, { headers: this.headers() }, true), this.route("GET", path, params));
   }
 
   async getWithHeaders<T = unknown>(path: string, params?: Params): Promise<{ data: T; headers: Headers }> {
     const response = await this.send("GET", path, params, { headers: this.headers() }, true);
-    return { data: await this.parse<T>(response), headers: response.headers };
+    return { data: await this.parse<T>(response, this.route("GET", path, params)), headers: response.headers };
   }
 
+  /** With an e2ee key the body is sealed with `aad` = "POST <path>", so it opens on this route only. */
   async post<T = unknown>(path: string, body?: unknown): Promise<T> {
+    const route = this.route("POST", path);
     let payload = body;
     if (this.e2eeKey && body !== undefined && body !== null) {
-      payload = { _encrypted: await encryptE2EEJSON(this.e2eeKey, body) };
+      payload = { _encrypted: await encryptE2EEJSON(this.e2eeKey, body, route) };
     }
     const init: RequestInit = { headers: this.headers(undefined, true) };
     if (payload !== undefined) init.body = JSON.stringify(payload);
-    return this.parse<T>(await this.send("POST", path, undefined, init, false));
+    return this.parse<T>(await this.send("POST", path, undefined, init, false), route);
   }
 
   async delete(path: string, params?: Params): Promise<void> {

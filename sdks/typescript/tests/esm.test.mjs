@@ -111,6 +111,10 @@ describe("lifecycle and account (ESM)", () => {
       assert.equal((await sbx.commands.run("echo sealed")).stdout, "sealed\n");
       await sbx.files.write("/tmp/e2ee.txt", "secret text");
       assert.equal(await sbx.files.read("/tmp/e2ee.txt"), "secret text");
+      // Bodies carry aad "<METHOD> <target>", answers "response <METHOD> <target>", query included.
+      await sbx.files.write("/tmp/e2ee dir/a b.txt", "spaced");
+      assert.equal(await sbx.files.read("/tmp/e2ee dir/a b.txt"), "spaced");
+      assert.deepEqual((await sbx.files.list("/tmp/e2ee dir")).map((e) => e.name), ["a b.txt"]);
     } finally {
       await sbx.kill();
     }

@@ -1,39 +1,11 @@
 import Foundation
 
-/// What a chat completion (or the last chunk of a stream) says it used.
-public struct ChatUsage: Sendable, Equatable {
-    public var promptTokens: Int64
-    public var completionTokens: Int64
-    /// What the upstream charged, in its credit unit (OpenRouter: USD), if it said.
-    public var cost: Double?
-
-    public init(promptTokens: Int64, completionTokens: Int64, cost: Double? = nil) {
-        self.promptTokens = promptTokens
-        self.completionTokens = completionTokens
-        self.cost = cost
-    }
-
-    /// Reads `usage` from a decoded completion or chunk; nil when there is none.
-    public static func from(_ object: [String: Any]) -> ChatUsage? {
-        guard let usage = object["usage"] as? [String: Any] else { return nil }
-        let prompt = (usage["prompt_tokens"] as? NSNumber)?.int64Value ?? 0
-        let completion = (usage["completion_tokens"] as? NSNumber)?.int64Value ?? 0
-        var cost = (usage["cost"] as? NSNumber)?.doubleValue
-        if cost == nil, let text = usage["cost"] as? String { cost = Double(text) }
-        return ChatUsage(promptTokens: prompt, completionTokens: completion, cost: cost)
-    }
-
-    /// The upstream's cost in millionths of a cent (1 credit unit = 100 cents).
-    public var reportedMicrocents: Int64? {
-        guard let cost, cost.isFinite, cost >= 0 else { return nil }
-        return Int64((cost * 100 * 1_000_000).rounded())
-    }
-}
-
 /// Splits a server-sent event stream into whole events as bytes arrive, so each event
 /// can be passed on the moment it is complete.
 public struct SSEEventSplitter: Sendable {
     private var pending: [UInt8] = []
+    /// Where the search for the next event's end resumes (bytes before it hold none).
+    private var scanned = 0
     public static let maxEventBytes = 8 << 20
 
     public init() {}
@@ -43,7 +15,8 @@ public struct SSEEventSplitter: Sendable {
         pending.append(contentsOf: bytes)
         var events: [[UInt8]] = []
         var start = 0
-        var index = 0
+        // Back up two bytes: an ending "\n\r\n" may have begun in the previous feed.
+        var index = max(0, scanned - 2)
         while index < pending.count {
             if pending[index] == UInt8(ascii: "\n") {
                 // "\n\n" or "\n\r\n" ends an event.
@@ -59,6 +32,7 @@ public struct SSEEventSplitter: Sendable {
             index += 1
         }
         pending.removeFirst(start)
+        scanned = pending.count
         if pending.count > Self.maxEventBytes {
             throw SSEError.eventTooLarge
         }
@@ -67,7 +41,10 @@ public struct SSEEventSplitter: Sendable {
 
     /// Whatever is left when the stream ends (an event without its blank line).
     public mutating func finish() -> [UInt8]? {
-        defer { pending = [] }
+        defer {
+            pending = []
+            scanned = 0
+        }
         return pending.isEmpty ? nil : pending
     }
 
@@ -88,5 +65,16 @@ public struct SSEEventSplitter: Sendable {
 
     public enum SSEError: Error {
         case eventTooLarge
+    }
+}
+
+/// Server-sent event framing: `event: NAME` (when named) and one `data:` line, then a blank line.
+enum SSEFrame {
+    static func event(_ name: String?, _ object: [String: Any]) -> [UInt8] {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes])) ?? Data("{}".utf8)
+        var bytes: [UInt8] = []
+        if let name { bytes += Array("event: \(name)\n".utf8) }
+        bytes += Array("data: ".utf8) + Array(data) + Array("\n\n".utf8)
+        return bytes
     }
 }

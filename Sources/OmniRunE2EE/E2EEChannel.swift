@@ -2,19 +2,19 @@ import Crypto
 import Foundation
 import OmniRunError
 
-/// The encrypted transport of wire protocol §12: an ECDH P-256 agreement at create, then
+/// The encrypted transport of wire protocol §12 (the server's and `omni`'s side): an ECDH P-256 agreement at create, then
 /// AES-256-GCM envelopes `{alg, nonce, ciphertext, aad?}` under a key from HKDF-SHA-256
 /// (empty salt, info `omnirun-e2ee-v1`) over the shared secret's X coordinate.
-struct E2EEChannel: Sendable {
-    static let info = "omnirun-e2ee-v1"
-    static let algorithm = "AES-256-GCM"
-    static let nonceBytes = 12
-    static let tagBytes = 16
+public struct E2EEChannel: Sendable {
+    public static let info = "omnirun-e2ee-v1"
+    public static let algorithm = "AES-256-GCM"
+    public static let nonceBytes = 12
+    public static let tagBytes = 16
 
     /// The 32-byte AES key (kept as bytes: `SymmetricKey` is not `Sendable`). Never logged.
-    let keyBytes: [UInt8]
+    public let keyBytes: [UInt8]
 
-    init(keyBytes: [UInt8]) {
+    public init(keyBytes: [UInt8]) {
         precondition(keyBytes.count == 32, "an e2ee key has 32 bytes")
         self.keyBytes = keyBytes
     }
@@ -23,7 +23,7 @@ struct E2EEChannel: Sendable {
 
     /// The server's side of the handshake: a fresh key pair for this sandbox, the channel
     /// key, and the server's public key in the wire encoding (base64 DER SPKI).
-    static func accept(clientPublicKey: String) throws -> (channel: E2EEChannel, serverPublicKey: String) {
+    public static func accept(clientPublicKey: String) throws -> (channel: E2EEChannel, serverPublicKey: String) {
         let peer = try publicKey(clientPublicKey)
         let serverKey = P256.KeyAgreement.PrivateKey()
         let channel = try derive(privateKey: serverKey, peer: peer)
@@ -31,7 +31,7 @@ struct E2EEChannel: Sendable {
     }
 
     /// Parses a base64 (standard alphabet, padded) DER SubjectPublicKeyInfo of a P-256 key.
-    static func publicKey(_ text: String) throws -> P256.KeyAgreement.PublicKey {
+    public static func publicKey(_ text: String) throws -> P256.KeyAgreement.PublicKey {
         guard text.utf8.count <= 512, let der = Data(base64Encoded: text) else {
             throw OmniRunError(.invalidArgument, "clientPublicKey must be base64 (standard alphabet, padded) of a DER SPKI")
         }
@@ -42,7 +42,7 @@ struct E2EEChannel: Sendable {
         }
     }
 
-    static func derive(privateKey: P256.KeyAgreement.PrivateKey, peer: P256.KeyAgreement.PublicKey) throws -> E2EEChannel {
+    public static func derive(privateKey: P256.KeyAgreement.PrivateKey, peer: P256.KeyAgreement.PublicKey) throws -> E2EEChannel {
         let secret: SharedSecret
         do {
             secret = try privateKey.sharedSecretFromKeyAgreement(with: peer)
@@ -55,22 +55,29 @@ struct E2EEChannel: Sendable {
     }
 
     /// The envelope as it travels (all fields strings; `aad` optional).
-    struct Envelope: Codable, Sendable, Equatable {
-        var alg: String
-        var nonce: String
-        var ciphertext: String
-        var aad: String?
+    public struct Envelope: Codable, Sendable, Equatable {
+        public var alg: String
+        public var nonce: String
+        public var ciphertext: String
+        public var aad: String?
+
+        public init(alg: String, nonce: String, ciphertext: String, aad: String? = nil) {
+            self.alg = alg
+            self.nonce = nonce
+            self.ciphertext = ciphertext
+            self.aad = aad
+        }
     }
 
     /// A checked envelope: the 12-byte nonce, and the plaintext it carries.
-    struct Opened: Sendable {
-        var nonce: [UInt8]
-        var plaintext: Data
+    public struct Opened: Sendable {
+        public var nonce: [UInt8]
+        public var plaintext: Data
     }
 
     /// Opens an envelope. Every fault is a 400 with a message that says which check failed
     /// (and nothing about the key or the plaintext).
-    func open(_ envelope: Envelope) throws -> Opened {
+    public func open(_ envelope: Envelope) throws -> Opened {
         guard envelope.alg == Self.algorithm else {
             throw OmniRunError(
                 .invalidArgument, "unsupported e2ee algorithm '\(envelope.alg.prefix(40))' (only \(Self.algorithm))")
@@ -105,7 +112,7 @@ struct E2EEChannel: Sendable {
     }
 
     /// Seals a plaintext; a random nonce unless one is given (the known-answer tests give one).
-    func seal(_ plaintext: Data, nonce: [UInt8]? = nil, aad: String? = nil) throws -> Envelope {
+    public func seal(_ plaintext: Data, nonce: [UInt8]? = nil, aad: String? = nil) throws -> Envelope {
         let gcmNonce = try nonce.map { try AES.GCM.Nonce(data: $0) } ?? AES.GCM.Nonce()
         let box: AES.GCM.SealedBox
         if let aad, !aad.isEmpty {
