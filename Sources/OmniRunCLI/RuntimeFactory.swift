@@ -40,10 +40,10 @@ enum RuntimeFactory {
         }
         qemu.accelerator = choice
         let driver = try QEMUDriver(configuration: qemu, logger: logger)
-        let dataDirectory = options.dataDir ?? SandboxRuntime.Configuration.defaultDataDirectory
+        let dataDirectory = options.dataDir ?? SandboxRuntime.Configuration.defaultDataDirectory(environment: env)
         // Custom templates' manifests (written by the server's template builds) beside the built-ins'.
         let catalog = ImageCatalog(
-            cacheDirectory: options.cacheDir ?? ImageCatalog.defaultCacheDirectory,
+            cacheDirectory: options.cacheDir ?? ImageCatalog.defaultCacheDirectory(environment: env),
             extraManifestDirectories: [dataDirectory + "/templates/manifests"])
         var configuration = SandboxRuntime.Configuration(dataDirectory: dataDirectory)
         configuration.warmPoolSize = warmPool ?? Int(env["OMNIRUN_WARM_POOL"] ?? "") ?? 0

@@ -41,7 +41,7 @@ extension OmniRun {
         func run() async throws {
             RuntimeFactory.bootstrapLogging(runtime.logLevel == "warning" ? "info" : runtime.logLevel)
             let env = Foundation.ProcessInfo.processInfo.environment
-            let dataDirectory = runtime.dataDir ?? SandboxRuntime.Configuration.defaultDataDirectory
+            let dataDirectory = runtime.dataDir ?? SandboxRuntime.Configuration.defaultDataDirectory(environment: env)
             try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
             var configuration = ServerConfiguration(dataDirectory: dataDirectory)
             configuration.host = host ?? env["OMNIRUN_HOST"] ?? configuration.host
@@ -67,6 +67,7 @@ extension OmniRun {
             if let file = env["OMNIRUN_BUILD_CA_FILE"] { configuration.buildCertificates = ["", "none"].contains(file) ? nil : file }
             // Sign-in mail, the vault's master key and the LLM proxy (OMNIRUN_SMTP_*, OMNIRUN_LLM_*, ...).
             try configuration.applyAccountEnvironment(env)
+            configuration.builtInTemplates = BuiltInTemplates.locate(environment: env)
 
             var logger = Logger(label: "omnirun.server")
             logger.logLevel = Logger.Level(rawValue: runtime.logLevel == "warning" ? "info" : runtime.logLevel) ?? .info
@@ -157,7 +158,7 @@ extension OmniRun {
 
             func run() async throws {
                 let env = Foundation.ProcessInfo.processInfo.environment
-                let dataDirectory = runtime.dataDir ?? SandboxRuntime.Configuration.defaultDataDirectory
+                let dataDirectory = runtime.dataDir ?? SandboxRuntime.Configuration.defaultDataDirectory(environment: env)
                 try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
                 var configuration = ServerConfiguration(dataDirectory: dataDirectory)
                 configuration.databaseURL = database ?? env["OMNIRUN_DATABASE"]

@@ -76,7 +76,7 @@ public struct E2EEKeyRepository: Sendable {
         try await database.query(
             """
             DELETE FROM sandbox_e2ee_nonces WHERE sandbox_id NOT IN (
-                SELECT id FROM sandboxes WHERE state IN ('running', 'paused'))
-            """, [])
+                SELECT id FROM sandboxes WHERE state IN (?, ?))
+            """, [.state(.running), .state(.paused)])
     }
 }

@@ -4,7 +4,7 @@ import OmniRunError
 public struct AccountRecord: Sendable, Equatable {
     public var id: String
     public var email: String
-    public var role: String
+    public var role: AccountRole
     public var concurrentLimit: Int
     public var createdAt: Int64
     /// The account's LLM spend cap; nil means the server's default.
@@ -13,7 +13,7 @@ public struct AccountRecord: Sendable, Equatable {
     public var spendMicrocents: Int64
 
     public init(
-        id: String, email: String, role: String, concurrentLimit: Int, createdAt: Int64, spendCapCents: Int64? = nil,
+        id: String, email: String, role: AccountRole, concurrentLimit: Int, createdAt: Int64, spendCapCents: Int64? = nil,
         spendMicrocents: Int64 = 0
     ) {
         self.id = id
@@ -52,12 +52,10 @@ public struct SandboxRecord: Sendable, Equatable {
     public var id: String
     public var accountID: String
     public var template: String
-    /// running | paused | ended
-    public var state: String
+    public var state: SandboxState
     public var createdAt: Int64
     public var endedAt: Int64?
-    /// killed | timeout | idle | failed | lost
-    public var endReason: String?
+    public var endReason: EndReason?
     public var timeoutSeconds: Int64
     public var expiresAt: Int64?
     public var lastActivityAt: Int64
@@ -76,8 +74,8 @@ public struct SandboxRecord: Sendable, Equatable {
     public var pausedBytes: Int64?
 
     public init(
-        id: String, accountID: String, template: String, state: String, createdAt: Int64, endedAt: Int64? = nil,
-        endReason: String? = nil, timeoutSeconds: Int64, expiresAt: Int64?, lastActivityAt: Int64,
+        id: String, accountID: String, template: String, state: SandboxState, createdAt: Int64, endedAt: Int64? = nil,
+        endReason: EndReason? = nil, timeoutSeconds: Int64, expiresAt: Int64?, lastActivityAt: Int64,
         metadata: [String: String], env: [String: String], vaultInject: Bool, cpuCount: Int, memoryMB: Int,
         machineDirectory: String? = nil, machinePID: Int32? = nil, nodeID: String? = nil, autoPause: Bool = false,
         pausedAt: Int64? = nil, pausedBytes: Int64? = nil

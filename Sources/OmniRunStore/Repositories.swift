@@ -11,7 +11,7 @@ public struct AccountRepository: Sendable {
     public func create(_ account: AccountRecord) async throws {
         try await database.query(
             "INSERT INTO accounts (id, email, role, concurrent_limit, created_at) VALUES (?, ?, ?, ?, ?)",
-            [.text(account.id), .text(account.email), .text(account.role), SQLValue(account.concurrentLimit), .int(account.createdAt)])
+            [.text(account.id), .text(account.email), .text(account.role.rawValue), SQLValue(account.concurrentLimit), .int(account.createdAt)])
     }
 
     public func count() async throws -> Int {
@@ -32,7 +32,7 @@ public struct AccountRepository: Sendable {
 
     static func account(_ row: SQLRow) throws -> AccountRecord {
         AccountRecord(
-            id: try row.string("id"), email: try row.string("email"), role: try row.string("role"),
+            id: try row.string("id"), email: try row.string("email"), role: try row.value("role", as: AccountRole.self),
             concurrentLimit: Int(try row.int("concurrent_limit")), createdAt: try row.int("created_at"),
             spendCapCents: row.optionalInt("llm_spend_cap_cents"), spendMicrocents: row.optionalInt("llm_spend_microcents") ?? 0)
     }
@@ -124,8 +124,8 @@ public struct SandboxRepository: Sendable {
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
             [
-                .text(record.id), .text(record.accountID), .text(record.template), .text(record.state), .int(record.createdAt),
-                SQLValue(record.endedAt), SQLValue(record.endReason), .int(record.timeoutSeconds), SQLValue(record.expiresAt),
+                .text(record.id), .text(record.accountID), .text(record.template), .text(record.state.rawValue), .int(record.createdAt),
+                SQLValue(record.endedAt), SQLValue(record.endReason?.rawValue), .int(record.timeoutSeconds), SQLValue(record.expiresAt),
                 .int(record.lastActivityAt), .text(JSONText.encode(record.metadata)), .text(try storedEnv(record.env, sandboxID: record.id)),
                 SQLValue(record.vaultInject), SQLValue(record.cpuCount), SQLValue(record.memoryMB),
                 SQLValue(record.machineDirectory), SQLValue(record.machinePID.map { Int64($0) }), SQLValue(record.nodeID),
@@ -140,29 +140,29 @@ public struct SandboxRepository: Sendable {
     public func running(accountID: String? = nil) async throws -> [SandboxRecord] {
         if let accountID {
             return try await database.query(
-                "SELECT * FROM sandboxes WHERE state = 'running' AND account_id = ? ORDER BY created_at, id", [.text(accountID)]
+                "SELECT * FROM sandboxes WHERE state = ? AND account_id = ? ORDER BY created_at, id", [.state(.running), .text(accountID)]
             ).map(record)
         }
-        return try await database.query("SELECT * FROM sandboxes WHERE state = 'running' ORDER BY created_at, id").map(record)
+        return try await database.query("SELECT * FROM sandboxes WHERE state = ? ORDER BY created_at, id", [.state(.running)]).map(record)
     }
 
     /// Running and paused sandboxes (what lists show, what a restart recovers).
     public func live(accountID: String? = nil) async throws -> [SandboxRecord] {
         if let accountID {
             return try await database.query(
-                "SELECT * FROM sandboxes WHERE state IN ('running', 'paused') AND account_id = ? ORDER BY created_at, id",
-                [.text(accountID)]
+                "SELECT * FROM sandboxes WHERE state IN (?, ?) AND account_id = ? ORDER BY created_at, id",
+                [.state(.running), .state(.paused), .text(accountID)]
             ).map(record)
         }
         return try await database.query(
-            "SELECT * FROM sandboxes WHERE state IN ('running', 'paused') ORDER BY created_at, id"
+            "SELECT * FROM sandboxes WHERE state IN (?, ?) ORDER BY created_at, id", [.state(.running), .state(.paused)]
         ).map(record)
     }
 
     /// Paused sandboxes and the disk their saved state and disks use.
     public func pausedUsage() async throws -> (count: Int, bytes: Int64) {
         // Summed here: PostgreSQL's SUM of a BIGINT is a NUMERIC.
-        let rows = try await database.query("SELECT paused_bytes FROM sandboxes WHERE state = 'paused'")
+        let rows = try await database.query("SELECT paused_bytes FROM sandboxes WHERE state = ?", [.state(.paused)])
         return (rows.count, rows.reduce(0) { $0 + ($1.optionalInt("paused_bytes") ?? 0) })
     }
 
@@ -170,36 +170,39 @@ public struct SandboxRepository: Sendable {
     public func countPaused(accountID: String) async throws -> Int {
         Int(
             try await database.query(
-                "SELECT COUNT(*) AS n FROM sandboxes WHERE state = 'paused' AND account_id = ?", [.text(accountID)]
+                "SELECT COUNT(*) AS n FROM sandboxes WHERE state = ? AND account_id = ?", [.state(.paused), .text(accountID)]
             ).first?.int("n") ?? 0)
     }
 
     /// Sandboxes paused before `cutoff` (their retention has run out).
     public func paused(before cutoff: Int64) async throws -> [SandboxRecord] {
         try await database.query(
-            "SELECT * FROM sandboxes WHERE state = 'paused' AND paused_at < ? ORDER BY paused_at, id", [.int(cutoff)]
+            "SELECT * FROM sandboxes WHERE state = ? AND paused_at < ? ORDER BY paused_at, id", [.state(.paused), .int(cutoff)]
         ).map(record)
     }
 
     public func markPaused(id: String, at: Int64, bytes: Int64) async throws {
         try await database.query(
-            "UPDATE sandboxes SET state = 'paused', paused_at = ?, paused_bytes = ?, machine_pid = NULL, expires_at = NULL WHERE id = ? AND state = 'running'",
-            [.int(at), .int(bytes), .text(id)])
+            """
+            UPDATE sandboxes SET state = ?, paused_at = ?, paused_bytes = ?, machine_pid = NULL, expires_at = NULL
+                WHERE id = ? AND state = ?
+            """,
+            [.state(.paused), .int(at), .int(bytes), .text(id), .state(.running)])
     }
 
     public func markResumed(id: String, pid: Int32, expiresAt: Int64?, at: Int64) async throws {
         try await database.query(
             """
-            UPDATE sandboxes SET state = 'running', paused_at = NULL, paused_bytes = NULL, machine_pid = ?, expires_at = ?,
-                last_activity_at = ? WHERE id = ? AND state = 'paused'
+            UPDATE sandboxes SET state = ?, paused_at = NULL, paused_bytes = NULL, machine_pid = ?, expires_at = ?,
+                last_activity_at = ? WHERE id = ? AND state = ?
             """,
-            [.int(Int64(pid)), SQLValue(expiresAt), .int(at), .text(id)])
+            [.state(.running), .int(Int64(pid)), SQLValue(expiresAt), .int(at), .text(id), .state(.paused)])
     }
 
     public func countRunning(accountID: String) async throws -> Int {
         Int(
             try await database.query(
-                "SELECT COUNT(*) AS n FROM sandboxes WHERE state = 'running' AND account_id = ?", [.text(accountID)]
+                "SELECT COUNT(*) AS n FROM sandboxes WHERE state = ? AND account_id = ?", [.state(.running), .text(accountID)]
             ).first?.int("n") ?? 0)
     }
 
@@ -209,21 +212,21 @@ public struct SandboxRepository: Sendable {
         if let before {
             return try await database.query(
                 """
-                SELECT * FROM sandboxes WHERE state = 'ended' AND account_id = ? AND created_at < ?
+                SELECT * FROM sandboxes WHERE state = ? AND account_id = ? AND created_at < ?
                 ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?
-                """, [.text(accountID), .int(before), SQLValue(limit), SQLValue(max(0, offset))]
+                """, [.state(.ended), .text(accountID), .int(before), SQLValue(limit), SQLValue(max(0, offset))]
             ).map(record)
         }
         return try await database.query(
-            "SELECT * FROM sandboxes WHERE state = 'ended' AND account_id = ? ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
-            [.text(accountID), SQLValue(limit), SQLValue(max(0, offset))]
+            "SELECT * FROM sandboxes WHERE state = ? AND account_id = ? ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+            [.state(.ended), .text(accountID), SQLValue(limit), SQLValue(max(0, offset))]
         ).map(record)
     }
 
-    public func markEnded(id: String, reason: String, at: Int64) async throws {
+    public func markEnded(id: String, reason: EndReason, at: Int64) async throws {
         try await database.query(
-            "UPDATE sandboxes SET state = 'ended', end_reason = ?, ended_at = ? WHERE id = ? AND state IN ('running', 'paused')",
-            [.text(reason), .int(at), .text(id)])
+            "UPDATE sandboxes SET state = ?, end_reason = ?, ended_at = ? WHERE id = ? AND state IN (?, ?)",
+            [.state(.ended), .text(reason.rawValue), .int(at), .text(id), .state(.running), .state(.paused)])
     }
 
     public func setExpiry(id: String, timeoutSeconds: Int64, expiresAt: Int64?) async throws {
@@ -246,13 +249,13 @@ public struct SandboxRepository: Sendable {
         let id = try row.string("id")
         return SandboxRecord(
             id: id, accountID: try row.string("account_id"), template: try row.string("template"),
-            state: try row.string("state"), createdAt: try row.int("created_at"), endedAt: row.optionalInt("ended_at"),
-            endReason: row.optionalString("end_reason"), timeoutSeconds: try row.int("timeout_seconds"),
+            state: try row.value("state", as: SandboxState.self), createdAt: try row.int("created_at"), endedAt: row.optionalInt("ended_at"),
+            endReason: row.optionalString("end_reason").map(EndReason.init(rawValue:)), timeoutSeconds: try row.int("timeout_seconds"),
             expiresAt: row.optionalInt("expires_at"), lastActivityAt: try row.int("last_activity_at"),
             metadata: JSONText.decode(row.optionalString("metadata")), env: openedEnv(row.optionalString("env"), sandboxID: id),
             vaultInject: row.bool("vault_inject"), cpuCount: Int(row.optionalInt("cpu_count") ?? 1),
             memoryMB: Int(row.optionalInt("memory_mb") ?? 256), machineDirectory: row.optionalString("machine_dir"),
-            machinePID: row.optionalInt("machine_pid").map { Int32($0) }, nodeID: row.optionalString("node_id"),
+            machinePID: row.optionalInt("machine_pid").flatMap { Int32(exactly: $0) }, nodeID: row.optionalString("node_id"),
             autoPause: row.bool("auto_pause"), pausedAt: row.optionalInt("paused_at"), pausedBytes: row.optionalInt("paused_bytes"))
     }
 }
@@ -279,4 +282,9 @@ public struct SettingsRepository: Sendable {
             return try await self.value(name) ?? value
         }
     }
+}
+
+extension SQLValue {
+    /// A sandbox state as the `state` column holds it.
+    static func state(_ state: SandboxState) -> SQLValue { .text(state.rawValue) }
 }

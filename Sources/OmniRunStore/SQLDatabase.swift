@@ -42,6 +42,17 @@ public struct SQLRow: Sendable {
         return value
     }
 
+    /// A text column holding one of a type's raw values (a stored value the type does not
+    /// know is an error, not a default).
+    public func value<Value: RawRepresentable>(_ column: String, as type: Value.Type) throws -> Value
+    where Value.RawValue == String {
+        let text = try string(column)
+        guard let value = Value(rawValue: text) else {
+            throw OmniRunError(.internalError, "column \(column) holds '\(text)', not a \(Value.self)")
+        }
+        return value
+    }
+
     public func optionalString(_ column: String) -> String? {
         if case .text(let value) = values[column] { return value }
         return nil

@@ -25,9 +25,8 @@ public struct BuiltInTemplates: Sendable {
 
     /// `$OMNIRUN_TEMPLATES_DIR`, else `images/templates` of the checkout the running
     /// executable was built in (`<repo>/.build/<config>/omnirun`), else of the current folder.
-    public static func locate() -> BuiltInTemplates {
+    public static func locate(environment env: [String: String]) -> BuiltInTemplates {
         let fm = FileManager.default
-        let env = Foundation.ProcessInfo.processInfo.environment
         if let dir = env["OMNIRUN_TEMPLATES_DIR"], !dir.isEmpty { return BuiltInTemplates(directory: dir) }
         var candidates: [String] = []
         if let executable = try? fm.destinationOfSymbolicLink(atPath: "/proc/self/exe") {

@@ -88,8 +88,7 @@ public struct ImageCatalog: Sendable {
     }
 
     /// `$OMNIRUN_CACHE_DIR`, else `$HOME/.cache/omnirun`.
-    public static var defaultCacheDirectory: String {
-        let env = Foundation.ProcessInfo.processInfo.environment
+    public static func defaultCacheDirectory(environment env: [String: String]) -> String {
         if let dir = env["OMNIRUN_CACHE_DIR"], !dir.isEmpty { return dir }
         return (env["HOME"] ?? "/root") + "/.cache/omnirun"
     }

@@ -33,8 +33,7 @@ public actor SandboxRuntime {
         }
 
         /// `$OMNIRUN_DATA_DIR`, else `$HOME/.local/share/omnirun`.
-        public static var defaultDataDirectory: String {
-            let env = Foundation.ProcessInfo.processInfo.environment
+        public static func defaultDataDirectory(environment env: [String: String]) -> String {
             if let dir = env["OMNIRUN_DATA_DIR"], !dir.isEmpty { return dir }
             return (env["HOME"] ?? "/root") + "/.local/share/omnirun"
         }

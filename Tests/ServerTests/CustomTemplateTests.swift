@@ -344,7 +344,7 @@ struct CustomTemplateTests {
         if ProcessInfo.processInfo.environment["OMNIRUN_ACCEL"] == "tcg" { qemu.accelerator = .tcg }
         let driver = try QEMUDriver(configuration: qemu, logger: logger)
         let catalog = ImageCatalog(
-            cacheDirectory: ImageCatalog.defaultCacheDirectory,
+            cacheDirectory: ImageCatalog.defaultCacheDirectory(environment: ProcessInfo.processInfo.environment),
             extraManifestDirectories: [server.dataDirectory + "/templates/manifests"])
         var configuration = SandboxRuntime.Configuration(dataDirectory: TestRuntime.dataDirectory + "/custom-\(getpid())")
         configuration.snapshotDirectory = TestRuntime.snapshotDirectory

@@ -17,7 +17,7 @@ struct TemplateAPITests {
         let byName = Dictionary(items.compactMap { item in (item["templateID"] as? String).map { ($0, item) } }) { a, _ in a }
         #expect(Set(Self.builtIns).isSubset(of: Set(byName.keys)), "\(byName.keys.sorted())")
         let definitions = BuiltInTemplates(directory: TestServer.packageRoot + "/images/templates")
-        let catalog = ImageCatalog(cacheDirectory: ImageCatalog.defaultCacheDirectory)
+        let catalog = ImageCatalog(cacheDirectory: ImageCatalog.defaultCacheDirectory(environment: ProcessInfo.processInfo.environment))
         for name in Self.builtIns {
             let item = try #require(byName[name])
             let definition = try #require(definitions.definition(name))

@@ -146,10 +146,10 @@ struct TenancyUnitTests {
         let sealer = SandboxEnvSealer(masterKey: SymmetricKey(size: .bits256))
         let sandboxes = SandboxRepository(database: database, envSealer: sealer)
         let accounts = AccountRepository(database: database)
-        try await accounts.create(AccountRecord(id: "acc_env", email: "env@x.io", role: "user", concurrentLimit: 3, createdAt: 1))
+        try await accounts.create(AccountRecord(id: "acc_env", email: "env@x.io", role: .user, concurrentLimit: 3, createdAt: 1))
         let secret = "s3cr3t-\(UUID().uuidString)"
         var record = SandboxRecord(
-            id: "sb_envseal1", accountID: "acc_env", template: "playground", state: "running", createdAt: 1, timeoutSeconds: 0,
+            id: "sb_envseal1", accountID: "acc_env", template: "playground", state: .running, createdAt: 1, timeoutSeconds: 0,
             expiresAt: nil, lastActivityAt: 1, metadata: [:], env: ["DB_PASSWORD": secret, "PLAIN": "x"], vaultInject: false,
             cpuCount: 1, memoryMB: 256)
         try await sandboxes.insert(record)

@@ -26,7 +26,7 @@ struct StoreTests {
         try await Migrations.apply(to: database)
         let accounts = AccountRepository(database: database)
         let suffix = UUID().uuidString.prefix(8)
-        let account = AccountRecord(id: "acc_\(suffix)", email: "a-\(suffix)@x.io", role: "user", concurrentLimit: 3, createdAt: 1)
+        let account = AccountRecord(id: "acc_\(suffix)", email: "a-\(suffix)@x.io", role: .user, concurrentLimit: 3, createdAt: 1)
         try await accounts.create(account)
         await #expect(throws: OmniRunError.self) { try await accounts.create(account) }
         try await accounts.addKey(id: "key_\(suffix)", accountID: account.id, name: "k", hash: "h\(suffix)", prefix: "omr_", expiresAt: nil)
@@ -38,16 +38,16 @@ struct StoreTests {
 
         let sandboxes = SandboxRepository(database: database)
         let record = SandboxRecord(
-            id: "sb_\(suffix.lowercased())", accountID: account.id, template: "playground", state: "running", createdAt: 5,
+            id: "sb_\(suffix.lowercased())", accountID: account.id, template: "playground", state: .running, createdAt: 5,
             timeoutSeconds: 300, expiresAt: 305_000, lastActivityAt: 5, metadata: ["suite": "x", "quote": "it's \"q\""],
             env: ["A": "1"], vaultInject: true, cpuCount: 1, memoryMB: 256, machineDirectory: "/d", machinePID: 42, nodeID: "n")
         try await sandboxes.insert(record)
         #expect(try await sandboxes.find(id: record.id) == record)
         #expect(try await sandboxes.countRunning(accountID: account.id) == 1)
-        try await sandboxes.markEnded(id: record.id, reason: "timeout", at: 9)
+        try await sandboxes.markEnded(id: record.id, reason: .timeout, at: 9)
         #expect(try await sandboxes.countRunning(accountID: account.id) == 0)
         let ended = try await sandboxes.ended(accountID: account.id, limit: 10, before: nil)
-        #expect(ended.first?.endReason == "timeout" && ended.first?.endedAt == 9)
+        #expect(ended.first?.endReason == .timeout && ended.first?.endedAt == 9)
 
         // Paused: listed, not counted as running, its disk summed; resumed with a new expiry.
         var pausable = record
@@ -57,19 +57,19 @@ struct StoreTests {
         #expect(try await sandboxes.find(id: pausable.id)?.autoPause == true)
         try await sandboxes.markPaused(id: pausable.id, at: 20, bytes: 4096)
         let paused = try await sandboxes.find(id: pausable.id)
-        #expect(paused?.state == "paused" && paused?.pausedAt == 20 && paused?.pausedBytes == 4096 && paused?.machinePID == nil)
+        #expect(paused?.state == .paused && paused?.pausedAt == 20 && paused?.pausedBytes == 4096 && paused?.machinePID == nil)
         #expect(try await sandboxes.countRunning(accountID: account.id) == 0)
         #expect(try await sandboxes.live(accountID: account.id).map(\.id) == [pausable.id])
         #expect(try await sandboxes.pausedUsage().bytes >= 4096)
         try await sandboxes.markResumed(id: pausable.id, pid: 77, expiresAt: 999, at: 30)
         let resumed = try await sandboxes.find(id: pausable.id)
-        #expect(resumed?.state == "running" && resumed?.machinePID == 77 && resumed?.expiresAt == 999 && resumed?.pausedBytes == nil)
+        #expect(resumed?.state == .running && resumed?.machinePID == 77 && resumed?.expiresAt == 999 && resumed?.pausedBytes == nil)
         try await sandboxes.markPaused(id: pausable.id, at: 40, bytes: 1)
-        try await sandboxes.markEnded(id: pausable.id, reason: "killed", at: 50)
-        #expect(try await sandboxes.find(id: pausable.id)?.state == "ended")
+        try await sandboxes.markEnded(id: pausable.id, reason: .killed, at: 50)
+        #expect(try await sandboxes.find(id: pausable.id)?.state == .ended)
 
         // A failed transaction leaves nothing behind.
-        let other = AccountRecord(id: "acc2_\(suffix)", email: "b-\(suffix)@x.io", role: "user", concurrentLimit: 3, createdAt: 1)
+        let other = AccountRecord(id: "acc2_\(suffix)", email: "b-\(suffix)@x.io", role: .user, concurrentLimit: 3, createdAt: 1)
         await #expect(throws: OmniRunError.self) {
             try await database.transaction { tx in
                 try await AccountRepository(database: tx).create(other)
@@ -91,7 +91,7 @@ struct AccountStoreTests {
         defer { Task { await database.close() } }
         let suffix = UUID().uuidString.prefix(8).lowercased()
         let accounts = AccountRepository(database: database)
-        let account = AccountRecord(id: "acc_s\(suffix)", email: "s-\(suffix)@x.io", role: "user", concurrentLimit: 3, createdAt: 1)
+        let account = AccountRecord(id: "acc_s\(suffix)", email: "s-\(suffix)@x.io", role: .user, concurrentLimit: 3, createdAt: 1)
         try await accounts.create(account)
 
         // A challenge is used once, and not after it expired or locked.

@@ -86,13 +86,13 @@ struct TenancyStoreTests {
         defer { Task { await database.close() } }
         let suffix = UUID().uuidString.prefix(8).lowercased()
         let accounts = AccountRepository(database: database)
-        let account = AccountRecord(id: "acc_p\(suffix)", email: "p-\(suffix)@x.io", role: "user", concurrentLimit: 3, createdAt: 1)
+        let account = AccountRecord(id: "acc_p\(suffix)", email: "p-\(suffix)@x.io", role: .user, concurrentLimit: 3, createdAt: 1)
         try await accounts.create(account)
         let sandboxes = SandboxRepository(database: database)
         for index in 0..<3 {
             try await sandboxes.insert(
                 SandboxRecord(
-                    id: "sb_\(index)\(suffix)", accountID: account.id, template: "playground", state: "running", createdAt: 1,
+                    id: "sb_\(index)\(suffix)", accountID: account.id, template: "playground", state: .running, createdAt: 1,
                     timeoutSeconds: 0, expiresAt: nil, lastActivityAt: 1, metadata: [:], env: [:], vaultInject: false, cpuCount: 1,
                     memoryMB: 256))
         }
@@ -101,7 +101,7 @@ struct TenancyStoreTests {
         #expect(try await sandboxes.countPaused(accountID: account.id) == 2)
         let old = try await sandboxes.paused(before: 2_000).filter { $0.accountID == account.id }
         #expect(old.map(\.id) == ["sb_0\(suffix)"])
-        try await sandboxes.markEnded(id: "sb_0\(suffix)", reason: "retention", at: 6_000)
+        try await sandboxes.markEnded(id: "sb_0\(suffix)", reason: .retention, at: 6_000)
         #expect(try await sandboxes.countPaused(accountID: account.id) == 1)
         #expect(try await sandboxes.paused(before: 2_000).filter { $0.accountID == account.id }.isEmpty)
     }

@@ -14,7 +14,7 @@ public enum TestRuntime {
         if ProcessInfo.processInfo.environment["OMNIRUN_ACCEL"] == "kvm" { qemu.accelerator = .kvm }
         if ProcessInfo.processInfo.environment["OMNIRUN_ACCEL"] == "tcg" { qemu.accelerator = .tcg }
         let driver = try QEMUDriver(configuration: qemu, logger: logger)
-        let catalog = ImageCatalog(cacheDirectory: ImageCatalog.defaultCacheDirectory)
+        let catalog = ImageCatalog(cacheDirectory: ImageCatalog.defaultCacheDirectory(environment: ProcessInfo.processInfo.environment))
         guard !catalog.templates().isEmpty else {
             throw TestSetupError("no guest image built: run `make image` (or .ci/run) first")
         }
@@ -27,7 +27,7 @@ public enum TestRuntime {
 
     /// Where tests keep snapshots and sandboxes (`$OMNIRUN_TEST_DATA_DIR`, else the default data dir).
     public static var dataDirectory: String {
-        ProcessInfo.processInfo.environment["OMNIRUN_TEST_DATA_DIR"] ?? SandboxRuntime.Configuration.defaultDataDirectory
+        ProcessInfo.processInfo.environment["OMNIRUN_TEST_DATA_DIR"] ?? SandboxRuntime.Configuration.defaultDataDirectory(environment: ProcessInfo.processInfo.environment)
     }
 
     /// Template snapshots, shared by every test run on this machine
@@ -90,7 +90,7 @@ public enum TemplateTestGate {
     /// image left in the cache by an older checkout (another agent) is not tested: its
     /// snapshot could not be taken (`make image TEMPLATE=x` rebuilds it).
     public static func isBuilt(_ template: String) -> Bool {
-        let catalog = ImageCatalog(cacheDirectory: ImageCatalog.defaultCacheDirectory)
+        let catalog = ImageCatalog(cacheDirectory: ImageCatalog.defaultCacheDirectory(environment: ProcessInfo.processInfo.environment))
         guard catalog.isBuilt(template) else { return false }
         guard template != "playground", let current = try? catalog.image(for: "playground").initrd else { return true }
         return (try? catalog.image(for: template).initrd) == current

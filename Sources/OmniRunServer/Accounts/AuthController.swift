@@ -124,7 +124,7 @@ struct AuthController {
             token: signedIn.token, tokenID: signedIn.tokenID, expiresAt: signedIn.expiresAt.map(isoDate),
             newAccount: signedIn.newAccount,
             account: AccountView(
-                id: signedIn.account.id, email: signedIn.account.email, role: signedIn.account.role,
+                id: signedIn.account.id, email: signedIn.account.email, role: signedIn.account.role.rawValue,
                 createdAt: isoDate(signedIn.account.createdAt)))
     }
 
@@ -146,7 +146,7 @@ struct AuthController {
         let usage = try await spend.usage(account)
         return JSON.response(
             Me(
-                id: account.id, email: account.email, role: account.role, createdAt: isoDate(account.createdAt),
+                id: account.id, email: account.email, role: account.role.rawValue, createdAt: isoDate(account.createdAt),
                 limits: Limits(
                     concurrentSandboxes: account.concurrentLimit, spendCapCents: usage.spendCapCents,
                     llmRequestsPerMinute: configuration.llm.requestsPerMinute),

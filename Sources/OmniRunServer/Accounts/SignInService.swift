@@ -157,7 +157,7 @@ struct SignInService: Sendable {
             // The policy may have changed since the email was sent.
             guard settings.signUp.permits(challenge.email) else { throw settings.signUp.refusal }
             let fresh = AccountRecord(
-                id: randomID("acc_"), email: challenge.email, role: "user",
+                id: randomID("acc_"), email: challenge.email, role: .user,
                 concurrentLimit: configuration.defaultConcurrentLimit, createdAt: nowMillis())
             do {
                 try await accounts.create(fresh)

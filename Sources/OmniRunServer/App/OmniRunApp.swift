@@ -46,7 +46,7 @@ public enum OmniRunApp {
             secret: Data(base64Encoded: codeKey).map { Array($0) } ?? randomBytes(32), logger: logger)
         // The LLM proxy.
         let upstreams = UpstreamClient(
-            defaultTimeoutSeconds: configuration.llm.timeoutSeconds, environment: Foundation.ProcessInfo.processInfo.environment,
+            defaultTimeoutSeconds: configuration.llm.timeoutSeconds, environment: configuration.llmKeys,
             logger: logger)
         let ledger = SpendLedger(repository: SpendRepository(database: database), defaultCapCents: configuration.llm.spendCapCents)
         let proxy = LLMProxy(configuration: configuration.llm, client: upstreams, ledger: ledger, logger: logger)
@@ -177,22 +177,22 @@ public enum OmniRunApp {
         let repository = TemplateRepository(database: database)
         try await repository.failInterrupted(at: nowMillis())
         let builds = TemplateBuilds(
-            repository: repository, builder: builder, runtime: runtime, builtIns: BuiltInTemplates.locate(),
+            repository: repository, builder: builder, runtime: runtime, builtIns: configuration.builtInTemplates,
             directory: data, logger: logger)
         return TemplateService(
-            runtime: runtime, builtIns: BuiltInTemplates.locate(), repository: repository, builds: builds,
+            runtime: runtime, builtIns: configuration.builtInTemplates, repository: repository, builds: builds,
             uploadDirectory: data + "/uploads", logger: logger)
     }
 
     /// The first start creates the owner account and its key (shown once, kept in
     /// `<data>/owner.key` with mode 0600 so a single-box install can find it).
     static func ensureOwner(accounts: AccountRepository, configuration: ServerConfiguration, logger: Logger) async throws -> Bootstrap {
-        let email = Foundation.ProcessInfo.processInfo.environment["OMNIRUN_OWNER_EMAIL"] ?? "owner@localhost"
+        let email = configuration.ownerEmail
         guard try await accounts.count() == 0 else {
             return Bootstrap(ownerKey: nil, ownerEmail: email, url: configuration.baseURL)
         }
         let account = AccountRecord(
-            id: randomID("acc_"), email: email, role: "owner", concurrentLimit: configuration.defaultConcurrentLimit,
+            id: randomID("acc_"), email: email, role: .owner, concurrentLimit: configuration.defaultConcurrentLimit,
             createdAt: nowMillis())
         try await accounts.create(account)
         let key = APIKeys.generate()
@@ -216,7 +216,7 @@ public enum OmniRunApp {
             account = existing
         } else {
             account = AccountRecord(
-                id: randomID("acc_"), email: email, role: "user", concurrentLimit: configuration.defaultConcurrentLimit,
+                id: randomID("acc_"), email: email, role: .user, concurrentLimit: configuration.defaultConcurrentLimit,
                 createdAt: nowMillis())
             try await accounts.create(account)
         }

@@ -8,6 +8,10 @@ extension ServerConfiguration {
     /// (and the LLM configuration file). Each variable is documented where it is used.
     public mutating func applyAccountEnvironment(_ env: [String: String]) throws {
         llm = try LLMConfiguration.load(dataDirectory: dataDirectory, environment: env)
+        llmKeys = Dictionary(
+            llm.upstreams.compactMap { upstream in upstream.apiKeyEnv.flatMap { name in env[name].map { (name, $0) } } },
+            uniquingKeysWith: { first, _ in first })
+        if let email = env["OMNIRUN_OWNER_EMAIL"], !email.isEmpty { ownerEmail = email }
         try preview.apply(env)
         try limits.apply(env)
         if let path = env["OMNIRUN_MASTER_KEY_FILE"], !path.isEmpty { masterKeyPath = path }

@@ -2,6 +2,7 @@ import Foundation
 import OmniRunError
 import LLMUpstreams
 import SMTPClient
+import SandboxRuntime
 import TemplateBuilder
 
 /// Settings of `omnirun serve`. Each is filled from a flag, else the environment
@@ -48,6 +49,13 @@ public struct ServerConfiguration: Sendable {
     public var maxCommandTimeoutSeconds: Int64 = 3600
     /// The LLM proxy: upstreams, prices, free tier, cap and rate (see `LLMConfiguration.load`).
     public var llm = LLMConfiguration()
+    /// Where the built-in templates' sources are (`OMNIRUN_TEMPLATES_DIR`, else the checkout's).
+    public var builtInTemplates = BuiltInTemplates(directory: nil)
+    /// The upstreams' API keys, by the environment variable each upstream names
+    /// (`apiKeyEnv`): read with the rest of the configuration, never again.
+    public var llmKeys: [String: String] = [:]
+    /// The first account's email (`OMNIRUN_OWNER_EMAIL`).
+    public var ownerEmail = "owner@localhost"
     /// `OMNIRUN_SMTP_*`: where sign-in mail goes; nil writes it to `<data>/outbox` and the log.
     public var smtp: SMTPConfiguration?
     /// `OMNIRUN_MAIL_FROM`: `From:` of sign-in mail when SMTP has no sender of its own.

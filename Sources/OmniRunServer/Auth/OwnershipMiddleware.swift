@@ -19,7 +19,7 @@ struct OwnershipMiddleware: RouterMiddleware {
             } else if parts.count >= 3, parts[2] == "exposures", request.method == .get {
                 // What an ended sandbox's exposures became (`sandbox_stopped`) stays readable.
                 let record = try await service.anyRecord(id, account: try context.requireAccount())
-                guard record.state == "running" else { return try await next(request, context) }
+                guard record.state == .running else { return try await next(request, context) }
             } else {
                 _ = try await service.record(id, account: try context.requireAccount())
             }

@@ -62,7 +62,7 @@ struct LLMProxy: Sendable {
             ? try MessagesHeaders.forward(
                 version: request.headers[.init("anthropic-version")!], beta: request.headers[.init("anthropic-beta")!])
             : []
-        if configuration.freeTierOnly, caller.account.role != "owner", !configuration.freeTier.contains(parsed.model) {
+        if configuration.freeTierOnly, caller.account.role != .owner, !configuration.freeTier.contains(parsed.model) {
             throw OmniRunError(.forbidden, "\(parsed.model) is not in the free tier (\(configuration.freeTier.joined(separator: ", ")))")
         }
         let route = try self.route(parsed.model, wire: wire)

@@ -55,7 +55,7 @@ extension SandboxController {
         let record = try await service.record(try context.parameters.require("id"), account: account)
         let body = try await JSON.decode(NetworkPolicyBody.self, from: request, limit: 256 << 10)
         let policy = try body.policy.validated()
-        guard let id = SandboxID(record.id), record.state == "running" else {
+        guard let id = SandboxID(record.id), record.state == .running else {
             throw OmniRunError(.conflict, "sandbox \(record.id) is \(record.state), not running")
         }
         guard service.runtime.network.hasNamespace(id) else {

@@ -257,13 +257,13 @@ struct SandboxController {
     /// `POST /sandboxes/{id}/pause` → `{"status": "paused"}` once the whole machine is saved.
     @Sendable func pause(_ request: Request, context: AppRequestContext) async throws -> Response {
         let status = try await service.pause(try context.parameters.require("id"), account: try context.requireAccount())
-        return JSON.response(["status": status])
+        return JSON.response(["status": status.rawValue])
     }
 
     /// `POST /sandboxes/{id}/resume` → `{"status": "running"}` once the agent answers again.
     @Sendable func resume(_ request: Request, context: AppRequestContext) async throws -> Response {
         let status = try await service.resume(try context.parameters.require("id"), account: try context.requireAccount())
-        return JSON.response(["status": status])
+        return JSON.response(["status": status.rawValue])
     }
 
     struct ForkBody: Decodable {

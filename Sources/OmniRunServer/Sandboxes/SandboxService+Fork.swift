@@ -18,7 +18,7 @@ extension SandboxService {
         }
         let record = try await record(id, account: account)
         guard let sandboxID = SandboxID(record.id) else { throw notFound(id) }
-        guard record.state == "running" else {
+        guard record.state == .running else {
             throw OmniRunError(.conflict, "sandbox \(id) is paused: resume it before forking it")
         }
         let running = try await repository.countRunning(accountID: account.id)
@@ -36,7 +36,7 @@ extension SandboxService {
             pending[account.id, default: count] -= count
             pendingTotal -= count
         }
-        return try await exclusive(sandboxID, kind: "fork") {
+        return try await exclusive(sandboxID, kind: .fork) {
             try await self.forkNow(sandboxID, count: count, owner: account, vaultVariables: vaultVariables)
         }
     }
@@ -45,7 +45,7 @@ extension SandboxService {
         _ id: SandboxID, count: Int, owner: AccountRecord, vaultVariables: [String: String]?
     ) async throws -> [SandboxRecord] {
         guard let record = try await current(id) else { throw notFound(id.rawValue) }
-        guard record.state == "running" else { throw OmniRunError(.conflict, "sandbox \(id) is paused: resume it before forking it") }
+        guard record.state == .running else { throw OmniRunError(.conflict, "sandbox \(id) is paused: resume it before forking it") }
         let started = ContinuousClock.now
         // The same environment a create of this sandbox was given (the LLM proxy's address first).
         let userProvided = record.env.merging(vaultVariables ?? [:]) { $1 }
@@ -64,16 +64,16 @@ extension SandboxService {
             try? await repository.markPaused(id: record.id, at: now, bytes: bytes)
             recordCache[id] = nil
             activity[id] = nil
-            notify("paused", record, reason: "fork failed")
+            notify(.paused, record, reason: "fork failed")
             throw error
         } catch {
             if let sandbox = await runtime.sandbox(id) {
                 await gateway.start(sandbox, owner: owner, onRequest: activity(id))
             } else {
-                try? await repository.markEnded(id: record.id, reason: "failed: fork", at: nowMillis())
+                try? await repository.markEnded(id: record.id, reason: .failed("fork"), at: nowMillis())
                 try? await samples.delete(sandboxID: record.id)
                 metrics.increment("omnirun_sandboxes_ended_total{reason=\"failed\"}")
-                notify("error", record, reason: "failed: fork")
+                notify(.error, record, reason: EndReason.failed("fork").rawValue)
                 recordCache[id] = nil
                 activity[id] = nil
             }
@@ -102,7 +102,7 @@ extension SandboxService {
             recordCache[sandbox.id] = copy
             activity[sandbox.id] = copy.createdAt
             metrics.increment("omnirun_sandboxes_created_total")
-            notify("created", copy, reason: "fork of \(id)")
+            notify(.created, copy, reason: "fork of \(id)")
             await gateway.start(sandbox, owner: owner, onRequest: activity(sandbox.id))
             records.append(copy)
         }

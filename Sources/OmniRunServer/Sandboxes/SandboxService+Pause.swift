@@ -13,7 +13,7 @@ extension SandboxService {
     /// The work runs in its own task, so a caller that goes away does not cut a pause
     /// in half.
     func exclusive<T: Sendable>(
-        _ id: SandboxID, kind: String, _ work: @escaping @Sendable () async throws -> T
+        _ id: SandboxID, kind: Transition, _ work: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         while let busy = transitions[id] { await busy.task.value }
         let task = Task<T, any Error> { try await work() }
@@ -24,38 +24,38 @@ extension SandboxService {
 
     /// The stored record of a running or paused sandbox, read again (after a wait).
     func current(_ id: SandboxID) async throws -> SandboxRecord? {
-        guard let stored = try await repository.find(id: id.rawValue), stored.state == "running" || stored.state == "paused"
-        else { return nil }
+        guard let stored = try await repository.find(id: id.rawValue), stored.state.isLive else { return nil }
         return stored
     }
 
     /// `POST /sandboxes/{id}/pause`: the sandbox's state afterwards (`paused`).
-    func pause(_ id: String, account: AccountRecord) async throws -> String {
+    func pause(_ id: String, account: AccountRecord) async throws -> SandboxState {
         let record = try await record(id, account: account)
         guard let sandboxID = SandboxID(record.id) else { throw notFound(id) }
-        return try await exclusive(sandboxID, kind: "pause") { try await self.pauseNow(sandboxID, reason: "requested") }
+        return try await exclusive(sandboxID, kind: .pause) { try await self.pauseNow(sandboxID, reason: .requested) }
     }
 
     /// `POST /sandboxes/{id}/resume`: the sandbox's state afterwards (`running`).
-    func resume(_ id: String, account: AccountRecord) async throws -> String {
+    func resume(_ id: String, account: AccountRecord) async throws -> SandboxState {
         let record = try await record(id, account: account)
         guard let sandboxID = SandboxID(record.id) else { throw notFound(id) }
-        return try await exclusive(sandboxID, kind: "resume") { try await self.resumeNow(sandboxID, owner: account) }
+        return try await exclusive(sandboxID, kind: .resume) { try await self.resumeNow(sandboxID, owner: account) }
     }
 
     /// A timeout or idleness: paused if the sandbox asked for it (`autoPause`), else ended;
     /// also ended when its account has as many paused sandboxes as it may keep.
-    func expire(_ record: SandboxRecord, reason: String) async {
+    func expire(_ record: SandboxRecord, reason: EndReason) async {
         guard let id = SandboxID(record.id) else { return }
         do {
             if record.autoPause {
                 do {
-                    _ = try await exclusive(id, kind: "pause") { try await self.pauseNow(id, reason: reason) }
+                    let pauseReason: PauseReason = reason == .idle ? .idle : .timeout
+                    _ = try await exclusive(id, kind: .pause) { try await self.pauseNow(id, reason: pauseReason) }
                 } catch let error as OmniRunError where error.code == .limitReached {
                     logger.warning(
                         "the account's paused sandbox limit is reached: the sandbox ends instead of pausing",
                         metadata: ["sandbox": "\(id)", "reason": "\(reason)"])
-                    if let current = try await current(id), current.state == "running" { try await end(current, reason: reason) }
+                    if let current = try await current(id), current.state == .running { try await end(current, reason: reason) }
                 }
             } else {
                 try await end(record, reason: reason)
@@ -65,9 +65,9 @@ extension SandboxService {
         }
     }
 
-    private func pauseNow(_ id: SandboxID, reason: String) async throws -> String {
+    private func pauseNow(_ id: SandboxID, reason: PauseReason) async throws -> SandboxState {
         guard var record = try await current(id) else { throw notFound(id.rawValue) }
-        if record.state == "paused" { return "paused" }
+        if record.state == .paused { return .paused }
         // The per-account limit, counting pauses under way (never more, at worst one fewer
         // when two race for the last place).
         let limit = configuration.quotas.pausedPerAccount
@@ -91,10 +91,10 @@ extension SandboxService {
                     await gateway.start(sandbox, owner: owner, onRequest: activity(id))
                 }
             } else {
-                try? await repository.markEnded(id: record.id, reason: "failed: pause", at: nowMillis())
+                try? await repository.markEnded(id: record.id, reason: .failed("pause"), at: nowMillis())
                 try? await samples.delete(sandboxID: record.id)
                 metrics.increment("omnirun_sandboxes_ended_total{reason=\"failed\"}")
-                notify("error", record, reason: "failed: pause")
+                notify(.error, record, reason: EndReason.failed("pause").rawValue)
                 recordCache[id] = nil
                 activity[id] = nil
             }
@@ -103,27 +103,27 @@ extension SandboxService {
         let now = nowMillis()
         let bytes = SandboxRuntime.diskUsage(of: paused.directory)
         try await repository.markPaused(id: record.id, at: now, bytes: bytes)
-        record.state = "paused"
+        record.state = .paused
         record.pausedAt = now
         record.pausedBytes = bytes
         record.machinePID = nil
         record.expiresAt = nil
         recordCache[id] = record
         activity[id] = nil
-        metrics.increment("omnirun_sandbox_pauses_total{reason=\"\(reason)\"}")
-        notify("paused", record, reason: reason)
+        metrics.increment("omnirun_sandbox_pauses_total{reason=\"\(reason.rawValue)\"}")
+        notify(.paused, record, reason: reason.rawValue)
         metrics.observe("omnirun_sandbox_pause_seconds", seconds: ServerMetrics.seconds(ContinuousClock.now - started))
         logger.info(
             "sandbox paused",
             metadata: [
-                "sandbox": "\(id)", "reason": "\(reason)", "bytes": "\(bytes)", "took": "\(ContinuousClock.now - started)",
+                "sandbox": "\(id)", "reason": "\(reason.rawValue)", "bytes": "\(bytes)", "took": "\(ContinuousClock.now - started)",
             ])
-        return "paused"
+        return .paused
     }
 
-    private func resumeNow(_ id: SandboxID, owner: AccountRecord) async throws -> String {
+    private func resumeNow(_ id: SandboxID, owner: AccountRecord) async throws -> SandboxState {
         guard var record = try await current(id) else { throw notFound(id.rawValue) }
-        if record.state == "running" { return "running" }
+        if record.state == .running { return .running }
         // A resumed sandbox counts against the limits like a new one.
         let running = try await repository.countRunning(accountID: owner.id)
         guard running + pending[owner.id, default: 0] < owner.concurrentLimit else {
@@ -151,7 +151,7 @@ extension SandboxService {
         let expiresAt = record.timeoutSeconds > 0 ? now + record.timeoutSeconds * 1000 : nil
         try await repository.markResumed(id: record.id, pid: sandbox.machine.processID, expiresAt: expiresAt, at: now)
         runtime.discardPausedState(id)
-        record.state = "running"
+        record.state = .running
         record.pausedAt = nil
         record.pausedBytes = nil
         record.machinePID = sandbox.machine.processID
@@ -161,10 +161,10 @@ extension SandboxService {
         activity[id] = now
         await gateway.start(sandbox, owner: owner, onRequest: activity(id))
         metrics.increment("omnirun_sandbox_resumes_total")
-        notify("resumed", record)
+        notify(.resumed, record)
         metrics.observe("omnirun_sandbox_resume_seconds", seconds: ServerMetrics.seconds(ContinuousClock.now - started))
         logger.info("sandbox resumed", metadata: ["sandbox": "\(id)", "took": "\(ContinuousClock.now - started)"])
-        return "running"
+        return .running
     }
 
     /// Deletes the sandboxes that stayed paused longer than the retention allows (with a
@@ -175,11 +175,11 @@ extension SandboxService {
         for record in expired where record.nodeID == nil || record.nodeID == configuration.nodeID {
             guard let id = SandboxID(record.id), transitions[id] == nil else { continue }
             do {
-                try await exclusive(id, kind: "kill") {
-                    guard let current = try await self.current(id), current.state == "paused",
+                try await exclusive(id, kind: .kill) {
+                    guard let current = try await self.current(id), current.state == .paused,
                         let pausedAt = current.pausedAt, pausedAt < cutoff
                     else { return }
-                    try await self.end(current, reason: "retention")
+                    try await self.end(current, reason: .retention)
                 }
             } catch {
                 logger.error("deleting a paused sandbox past its retention failed", metadata: ["sandbox": "\(id)", "error": "\(error)"])

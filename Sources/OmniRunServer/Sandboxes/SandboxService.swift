@@ -46,7 +46,7 @@ actor SandboxService {
     /// Pauses under way per account (they count against its paused limit until stored).
     var pausing: [String: Int] = [:]
     /// Pauses, resumes and kills under way, per sandbox (they take turns; see `exclusive`).
-    var transitions: [SandboxID: (kind: String, task: Task<Void, Never>)] = [:]
+    var transitions: [SandboxID: (kind: Transition, task: Task<Void, Never>)] = [:]
     /// Lifecycle events go to the accounts' webhooks (never waited for).
     var webhooks: WebhookService?
     /// Refuses templates the account may not use (another account's custom template).
@@ -79,7 +79,7 @@ actor SandboxService {
     }
 
     /// Queues a lifecycle event for the owner's webhooks; returns at once.
-    func notify(_ event: String, _ record: SandboxRecord, reason: String? = nil) {
+    func notify(_ event: SandboxEvent, _ record: SandboxRecord, reason: String? = nil) {
         webhooks?.emit(
             event, sandboxID: record.id, templateID: record.template, accountID: record.accountID, metadata: record.metadata,
             reason: reason)
@@ -141,7 +141,7 @@ actor SandboxService {
         }
         recordCache[sandbox.id] = record
         metrics.increment("omnirun_sandboxes_created_total")
-        notify("created", record)
+        notify(.created, record)
         metrics.observe("omnirun_sandbox_create_seconds", seconds: ServerMetrics.seconds(ContinuousClock.now - started))
         await gateway.start(sandbox, owner: account, onRequest: activity(sandbox.id))
         logger.info("sandbox created", metadata: ["sandbox": "\(sandbox.id)", "account": "\(account.id)", "template": "\(request.template)"])
@@ -154,7 +154,7 @@ actor SandboxService {
         let record: SandboxRecord
         if let cached = recordCache[sandboxID] {
             record = cached
-        } else if let stored = try await repository.find(id: id), stored.state == "running" || stored.state == "paused" {
+        } else if let stored = try await repository.find(id: id), stored.state.isLive {
             record = stored
         } else {
             throw notFound(id)
@@ -176,18 +176,16 @@ actor SandboxService {
     func sandbox(_ id: String, account: AccountRecord?) async throws -> Sandbox {
         let record = try await record(id, account: account)
         guard let sandboxID = SandboxID(record.id) else { throw notFound(id) }
-        if let busy = transitions[sandboxID], busy.kind != "kill" {
-            throw OmniRunError(.conflict, "sandbox \(id) is being \(Self.transitionWords[busy.kind] ?? "changed"); try again once it is done")
+        if let busy = transitions[sandboxID], busy.kind != .kill {
+            throw OmniRunError(.conflict, "sandbox \(id) is being \(busy.kind.pastParticiple); try again once it is done")
         }
-        if record.state == "paused" {
+        if record.state == .paused {
             throw OmniRunError(.conflict, "sandbox \(id) is paused: resume it first (POST /sandboxes/\(id)/resume)")
         }
         guard let sandbox = await runtime.sandbox(sandboxID) else { throw notFound(id) }
         activity[sandboxID] = nowMillis()
         return sandbox
     }
-
-    static let transitionWords = ["pause": "paused", "resume": "resumed", "fork": "forked"]
 
     func touch(_ id: SandboxID) {
         activity[id] = nowMillis()
@@ -209,10 +207,10 @@ actor SandboxService {
     func kill(_ id: String, account: AccountRecord) async throws {
         let record = try await record(id, account: account)
         guard let sandboxID = SandboxID(record.id) else { throw notFound(id) }
-        try await exclusive(sandboxID, kind: "kill") {
+        try await exclusive(sandboxID, kind: .kill) {
             // A pause or resume that came first has finished; the sandbox may be gone.
             guard let current = try await self.current(sandboxID) else { throw self.notFound(id) }
-            try await self.end(current, reason: "killed")
+            try await self.end(current, reason: .killed)
         }
     }
 
@@ -230,7 +228,7 @@ actor SandboxService {
         }
     }
 
-    func end(_ record: SandboxRecord, reason: String) async throws {
+    func end(_ record: SandboxRecord, reason: EndReason) async throws {
         guard let sandboxID = SandboxID(record.id) else { return }
         try await repository.markEnded(id: record.id, reason: reason, at: nowMillis())
         recordCache[sandboxID] = nil
@@ -241,23 +239,25 @@ actor SandboxService {
         // A paused sandbox has no machine: its folder (saved state, disk) goes.
         runtime.deletePaused(sandboxID)
         try? await samples.delete(sandboxID: record.id)
-        metrics.increment("omnirun_sandboxes_ended_total{reason=\"\(reason)\"}")
+        metrics.increment("omnirun_sandboxes_ended_total{reason=\"\(reason.kind)\"}")
         switch reason {
-        case "killed", "timeout": notify(reason, record)
-        case "idle": notify("idle_killed", record)
-        case "retention": notify("timeout", record, reason: "retention")
-        default: notify("error", record, reason: reason)
+        case .killed: notify(.killed, record)
+        case .timeout: notify(.timeout, record)
+        case .idle: notify(.idleKilled, record)
+        case .retention: notify(.timeout, record, reason: reason.rawValue)
+        case .lost, .failed: notify(.error, record, reason: reason.rawValue)
         }
         logger.info("sandbox ended", metadata: ["sandbox": "\(record.id)", "reason": "\(reason)"])
     }
 
     /// Called when a machine dies behind our back.
     func machineStopped(_ id: SandboxID, exit: MachineExit) async {
-        if let record = recordCache[id] { notify("error", record, reason: "failed: \(exit)") }
+        let reason = EndReason.failed("\(exit)")
+        if let record = recordCache[id] { notify(.error, record, reason: reason.rawValue) }
         await gateway.stop(id)
         recordCache[id] = nil
         activity[id] = nil
-        try? await repository.markEnded(id: id.rawValue, reason: "failed: \(exit)", at: nowMillis())
+        try? await repository.markEnded(id: id.rawValue, reason: reason, at: nowMillis())
         for observer in endObservers { await observer(id) }
         try? await samples.delete(sandboxID: id.rawValue)
         metrics.increment("omnirun_sandboxes_ended_total{reason=\"failed\"}")
@@ -283,12 +283,12 @@ actor SandboxService {
                 if recordCache[id] != nil { recordCache[id]?.lastActivityAt = seen }
             }
             if let expires = record.expiresAt, expires <= now {
-                await expire(record, reason: "timeout")
+                await expire(record, reason: .timeout)
                 continue
             }
             let idleLimit = configuration.idleTimeoutSeconds * 1000
             if !record.vaultInject, idleLimit > 0, now - record.lastActivityAt > idleLimit {
-                await expire(record, reason: "idle")
+                await expire(record, reason: .idle)
             }
         }
         await deletePausedPastRetention(now: now)
@@ -306,7 +306,7 @@ actor SandboxService {
         let runtime = self.runtime
         var attached: [SandboxID: Result<Sandbox, any Error>] = [:]
         await withTaskGroup(of: (SandboxID, Result<Sandbox, any Error>).self) { group in
-            for record in mine where record.state == "running" {
+            for record in mine where record.state == .running {
                 guard let id = SandboxID(record.id), let pid = record.machinePID else { continue }
                 let template = record.template
                 group.addTask {
@@ -339,17 +339,17 @@ actor SandboxService {
             }
             // Paused (or paused just before the crash, before the store heard of it).
             if runtime.pausedMachine(id) != nil {
-                if record.state != "paused" {
+                if record.state != .paused {
                     let bytes = SandboxRuntime.diskUsage(of: runtime.machineDirectory(of: id))
                     try? await repository.markPaused(id: record.id, at: nowMillis(), bytes: bytes)
-                    record.state = "paused"
+                    record.state = .paused
                     record.pausedBytes = bytes
                 }
                 kept.insert(id)
                 recordCache[id] = record
                 continue
             }
-            try? await repository.markEnded(id: record.id, reason: "lost", at: nowMillis())
+            try? await repository.markEnded(id: record.id, reason: .lost, at: nowMillis())
         }
         await runtime.removeOrphans(keeping: kept)
     }
@@ -364,7 +364,7 @@ extension SandboxService {
     ) -> SandboxRecord {
         let now = nowMillis()
         return SandboxRecord(
-            id: sandbox.id.rawValue, accountID: accountID, template: template, state: "running", createdAt: now,
+            id: sandbox.id.rawValue, accountID: accountID, template: template, state: .running, createdAt: now,
             timeoutSeconds: timeoutSeconds, expiresAt: timeoutSeconds > 0 ? now + timeoutSeconds * 1000 : nil,
             lastActivityAt: now, metadata: metadata, env: env, vaultInject: vaultInject, cpuCount: cpuCount,
             memoryMB: memoryMB, machineDirectory: sandbox.machine.directory, machinePID: sandbox.machine.processID,

@@ -20,20 +20,21 @@ struct SandboxInfo: Encodable {
     var pausedDiskBytes: Int64?
     var retainedUntil: String?
 
-    static func wireState(_ state: String) -> String {
-        state == "running" || state == "paused" ? state : "killed"
+    /// The state clients see: `running`, `paused`, or `killed` for any sandbox that ended.
+    static func wireState(_ state: SandboxState) -> String {
+        state.isLive ? state.rawValue : "killed"
     }
 
     init(_ record: SandboxRecord, retentionSeconds: Int64? = nil) {
         sandboxID = record.id
-        if record.state == "paused", let pausedAt = record.pausedAt, let retentionSeconds {
+        if record.state == .paused, let pausedAt = record.pausedAt, let retentionSeconds {
             retainedUntil = isoDate(pausedAt + retentionSeconds * 1000)
         }
         templateID = record.template
         state = Self.wireState(record.state)
         autoPause = record.autoPause
-        pausedAt = record.state == "paused" ? record.pausedAt.map(isoDate) : nil
-        pausedDiskBytes = record.state == "paused" ? record.pausedBytes : nil
+        pausedAt = record.state == .paused ? record.pausedAt.map(isoDate) : nil
+        pausedDiskBytes = record.state == .paused ? record.pausedBytes : nil
         startedAt = isoDate(record.createdAt)
         endAt = record.endedAt.map(isoDate) ?? record.expiresAt.map(isoDate)
         metadata = record.metadata
@@ -81,7 +82,7 @@ struct HistoryItem: Encodable {
         templateID = record.template
         startedAt = isoDate(record.createdAt)
         endedAt = record.endedAt.map(isoDate)
-        endReason = record.endReason
+        endReason = record.endReason?.rawValue
         durationSeconds = record.endedAt.map { Double($0 - record.createdAt) / 1000 }
         metadata = record.metadata
         sandboxId = record.id

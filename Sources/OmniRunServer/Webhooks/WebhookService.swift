@@ -9,7 +9,7 @@ import OmniRunStore
 /// signed with the webhook's secret (`WebhookDispatcher`). Emitting never waits for a
 /// delivery, so the lifecycle never blocks on a receiver.
 actor WebhookService {
-    static let events: Set<String> = ["created", "paused", "resumed", "killed", "timeout", "idle_killed", "error"]
+    static let events = Set(SandboxEvent.allCases.map(\.rawValue))
     static let maxPerAccount = 20
 
     let repository: WebhookRepository
@@ -95,10 +95,10 @@ actor WebhookService {
 
     /// Queues the event for every webhook of the account that asked for it; returns at once.
     nonisolated func emit(
-        _ event: String, sandboxID: String, templateID: String, accountID: String, metadata: [String: String],
+        _ event: SandboxEvent, sandboxID: String, templateID: String, accountID: String, metadata: [String: String],
         reason: String? = nil
     ) {
-        Task { await self.enqueue(event, sandboxID: sandboxID, templateID: templateID, accountID: accountID, metadata: metadata, reason: reason) }
+        Task { await self.enqueue(event.rawValue, sandboxID: sandboxID, templateID: templateID, accountID: accountID, metadata: metadata, reason: reason) }
     }
 
     private func enqueue(
