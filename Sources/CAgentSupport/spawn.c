@@ -170,6 +170,11 @@ int omr_set_fs_identity(uid_t uid, gid_t gid, const gid_t *groups, int ngroups) 
 
 int omr_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC) < 0 ? errno : 0; }
 
+int omr_readable_bytes(int fd) {
+    int count = 0;
+    return ioctl(fd, FIONREAD, &count) < 0 ? -1 : count;
+}
+
 long omr_getrandom(void *buf, unsigned long len) { return getrandom(buf, len, 0); }
 
 int omr_reboot_now(void) { return reboot(RB_AUTOBOOT); }

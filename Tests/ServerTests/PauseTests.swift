@@ -80,7 +80,7 @@ struct PauseTests {
         await server.shutdown()
     }
 
-    /// Two pauses at once give one pause and the same answer; after the resume the
+    /// Four pauses at once give one pause and the same answer (four resumes likewise); after the resume the
     /// process's stream replays its whole output, with no gap, and follows it. Resuming
     /// a running sandbox is a no-op. (A stream held open across the pause does not end
     /// yet: a known limit, see the README.)
@@ -96,16 +96,21 @@ struct PauseTests {
                 events.count >= 3
             }
             #expect(before.count >= 3 && !before.contains { $0["type"] as? String == "exit" })
-            async let first = client.post("/sandboxes/\(id)/pause")
-            async let second = client.post("/sandboxes/\(id)/pause")
-            let (a, b) = try await (first, second)
-            #expect(a.status == 200 && b.status == 200, "\(a.text) \(b.text)")
-            #expect(a.object["status"] as? String == "paused" && b.object["status"] as? String == "paused")
-            // A pause of a paused sandbox answers the same.
-            #expect(try await client.post("/sandboxes/\(id)/pause").object["status"] as? String == "paused")
-
-            #expect(try await client.post("/sandboxes/\(id)/resume").object["status"] as? String == "running")
-            #expect(try await client.post("/sandboxes/\(id)/resume").object["status"] as? String == "running")
+            // Four pauses at once, then four resumes: each waits its turn and answers the
+            // state the sandbox is in (this once hung the whole server: see `exclusive`).
+            for (action, state) in [("pause", "paused"), ("resume", "running")] {
+                let replies = try await withThrowingTaskGroup(of: HTTPTestClient.Reply.self) { group in
+                    for _ in 0..<4 { group.addTask { try await client.request("POST", "/sandboxes/\(id)/\(action)", timeout: 90) } }
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+                for reply in replies {
+                    #expect(reply.status == 200 && reply.object["status"] as? String == state, "\(action): \(reply.text)")
+                }
+                // Once more, alone: the same answer.
+                #expect(try await client.post("/sandboxes/\(id)/\(action)").object["status"] as? String == state)
+                // The server still answers everything else.
+                #expect(try await client.get("/sandboxes/\(id)").object["state"] as? String == state)
+            }
             let seenCount = before.count
             let events = try await client.events("/sandboxes/\(id)/commands/\(pid)/stream", timeout: 60) { events in
                 events.count > seenCount + 5

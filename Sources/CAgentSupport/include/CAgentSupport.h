@@ -62,6 +62,8 @@ int omr_configure_ipv4(const char *ifname, unsigned int address, int prefix, uns
 
 /// pipe2(2) with O_CLOEXEC.
 int omr_pipe_cloexec(int fds[2]);
+/// Bytes waiting to be read from a pipe or terminal (FIONREAD), or -1.
+int omr_readable_bytes(int fd);
 /// getrandom(2); returns bytes read or -1.
 long omr_getrandom(void *buf, unsigned long len);
 /// reboot(2) with RB_AUTOBOOT.

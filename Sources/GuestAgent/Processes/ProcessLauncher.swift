@@ -109,13 +109,14 @@ struct ProcessLauncher: Sendable {
         // Wire the parent's ends into NIO channels.
         var inputChannel: (any Channel)? = nil
         var outputStreams: [(AsyncStream<ByteBuffer>, ProcessEvent.Kind)] = []
+        let pending = PendingOutput(descriptors: parentOutputs.map(\.fd))
         do {
             if let master = ptyMaster {
                 let (stream, continuation) = AsyncStream<ByteBuffer>.makeStream()
                 inputChannel = try await NIOPipeBootstrap(group: group)
                     .channelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {
-                            try channel.pipeline.syncOperations.addHandler(OutputForwarder(continuation))
+                            try channel.pipeline.syncOperations.addHandler(OutputForwarder(continuation, pending: pending, descriptor: master))
                         }
                     }
                     .takingOwnershipOfDescriptor(inputOutput: master).get()
@@ -126,7 +127,8 @@ struct ProcessLauncher: Sendable {
                     _ = try await NIOPipeBootstrap(group: group)
                         .channelInitializer { channel in
                             channel.eventLoop.makeCompletedFuture {
-                                try channel.pipeline.syncOperations.addHandler(OutputForwarder(continuation))
+                                try channel.pipeline.syncOperations.addHandler(
+                                    OutputForwarder(continuation, pending: pending, descriptor: output.fd))
                             }
                         }
                         .takingOwnershipOfDescriptor(input: output.fd).get()
@@ -144,11 +146,12 @@ struct ProcessLauncher: Sendable {
 
         let resizeFD = ptyMaster.map { dup($0) }
         try await table.register(info, input: inputChannel, ptyMaster: resizeFD, outputs: outputStreams.count,
-            spawnedMicros: spawnedMicros)
+            spawnedMicros: spawnedMicros, pendingOutput: pending)
         for (stream, kind) in outputStreams {
             Task { [table] in
                 for await buffer in stream {
                     await table.output(pid: pid, kind: kind, bytes: Array(buffer.readableBytesView))
+                    pending.recorded(buffer.readableBytes)
                 }
                 await table.outputClosed(pid: pid)
             }
@@ -226,16 +229,23 @@ struct ProcessLauncher: Sendable {
 final class OutputForwarder: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     private let continuation: AsyncStream<ByteBuffer>.Continuation
+    private let pending: PendingOutput?
+    private let descriptor: Int32
 
-    init(_ continuation: AsyncStream<ByteBuffer>.Continuation) {
+    init(_ continuation: AsyncStream<ByteBuffer>.Continuation, pending: PendingOutput? = nil, descriptor: Int32 = -1) {
         self.continuation = continuation
+        self.pending = pending
+        self.descriptor = descriptor
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        continuation.yield(unwrapInboundIn(data))
+        let buffer = unwrapInboundIn(data)
+        pending?.read(buffer.readableBytes)
+        continuation.yield(buffer)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        pending?.closed(descriptor)
         continuation.finish()
         context.fireChannelInactive()
     }

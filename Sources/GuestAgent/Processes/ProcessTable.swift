@@ -20,6 +20,9 @@ actor ProcessTable {
         var error: String?
         var spawnedMicros: Int64 = Clock.monotonicMicros()
         var exitedMicros: Int64?
+        /// Output not recorded yet (see `PendingOutput`); the exit grace waits for it.
+        var pendingOutput: PendingOutput?
+        var graceRounds = 0
     }
 
     private var records: [Int32: Record] = [:]
@@ -42,7 +45,8 @@ actor ProcessTable {
     var runningCount: Int { records.values.filter { !$0.exited }.count }
 
     func register(
-        _ info: GuestProcessInfo, input: (any Channel)?, ptyMaster: Int32?, outputs: Int, spawnedMicros: Int64
+        _ info: GuestProcessInfo, input: (any Channel)?, ptyMaster: Int32?, outputs: Int, spawnedMicros: Int64,
+        pendingOutput: PendingOutput? = nil
     ) throws {
         if let tag = info.tag {
             if let other = tags[tag], let record = records[other], !record.ended {
@@ -54,6 +58,7 @@ actor ProcessTable {
         record.input = input
         record.ptyMaster = ptyMaster
         record.openOutputs = outputs
+        record.pendingOutput = pendingOutput
         record.spawnedMicros = spawnedMicros
         records[info.pid] = record
         if let status = earlyExits.removeValue(forKey: info.pid) {
@@ -145,18 +150,31 @@ actor ProcessTable {
         records[pid]!.exited = true
         if let tag = records[pid]!.info.tag, tags[tag] == pid { tags[tag] = nil }
         finishIfDone(pid)
-        if !records[pid]!.ended {
-            // Output pipes may be held open by a background grandchild: do not wait forever.
-            let grace = exitGraceMillis
-            Task { [weak self] in
-                try? await Task.sleep(for: .milliseconds(grace))
-                await self?.graceExpired(pid: pid)
-            }
+        if !records[pid]!.ended { startGrace(pid) }
+    }
+
+    /// Output pipes may be held open by a background grandchild: the process ends
+    /// `exitGraceMillis` after its exit even if they are. Not before what it wrote has
+    /// been recorded, though: on a busy machine its last output can still be in the pipe
+    /// or on its way (it was lost once), so the grace is renewed while some is, up to
+    /// `maxGraceRounds` times (a grandchild may write for ever).
+    private func startGrace(_ pid: Int32) {
+        let grace = exitGraceMillis
+        Task { [weak self] in
+            try? await Task.sleep(for: .milliseconds(grace))
+            await self?.graceExpired(pid: pid)
         }
     }
 
+    static let maxGraceRounds = 40
+
     private func graceExpired(pid: Int32) {
         guard let record = records[pid], record.exited, !record.ended else { return }
+        if record.pendingOutput?.isPending == true, record.graceRounds < Self.maxGraceRounds {
+            records[pid]!.graceRounds += 1
+            startGrace(pid)
+            return
+        }
         end(pid)
     }
 

@@ -56,11 +56,16 @@ public enum OmniRunApp {
         let gateway = SandboxGateway(limits: configuration.limits, logger: logger)
         let serverMetrics = ServerMetrics()
         let samples = MetricsRepository(database: database)
+        let templates = try await makeTemplateService(
+            runtime: runtime, database: database, configuration: configuration, logger: logger)
+        // What happens to sandboxes reaches webhooks, e2ee, exposures and terminals through it.
+        let lifecycle = SandboxLifecycle()
         let service = SandboxService(
             runtime: runtime,
             repository: SandboxRepository(database: database, envSealer: SandboxEnvSealer(masterKey: masterKey)), accounts: accounts,
             gateway: gateway, network: SandboxNetworkRepository(database: database),
-            configuration: configuration, metrics: serverMetrics, samples: samples, logger: logger)
+            configuration: configuration, metrics: serverMetrics, samples: samples, lifecycle: lifecycle,
+            templateAccess: { name, account in try await templates.checkAccess(name, account: account) }, logger: logger)
         let policy = WebhookAddressPolicy(
             allowLoopback: configuration.webhookAllowLoopback,
             allowedPrivate: try WebhookAddressPolicy.ranges(configuration.webhookAllowPrivate))
@@ -70,11 +75,11 @@ public enum OmniRunApp {
         let dispatcher = WebhookDispatcher(
             repository: webhookRepository, policy: policy, sealer: sealer, retryBase: configuration.webhookRetryBase, logger: logger)
         await webhooks.setOnQueued { dispatcher.poke() }
-        await service.setWebhooks(webhooks)
+        webhooks.follow(lifecycle)
         await runtime.onUnexpectedExit { id, exit in await service.machineStopped(id, exit: exit) }
         // End-to-end encrypted transport: channel keys sealed under the master key.
         let e2ee = E2EESessions(repository: E2EEKeyRepository(database: database), masterKey: masterKey, logger: logger)
-        await service.onEnded { id in await e2ee.remove(id.rawValue) }
+        lifecycle.onEnded { id in await e2ee.remove(id.rawValue) }
         // Exposures and the preview gateway (bound now, so that URLs name its real port).
         var listener: PreviewGateway.Listener?
         if configuration.preview.port >= 0 {
@@ -92,7 +97,7 @@ public enum OmniRunApp {
             repository: ExposureRepository(database: database), network: SandboxNetworkRepository(database: database),
             sandboxes: service, settings: configuration.preview, publicPort: configuration.preview.publicPort ?? boundPort,
             tokenKey: SymmetricKey(data: Data(base64Encoded: exposureKey) ?? Data(randomBytes(32))), logger: logger)
-        await service.onEnded { id in await exposures.sandboxStopped(id.rawValue) }
+        lifecycle.onEnded { id in await exposures.sandboxStopped(id.rawValue) }
 
         let router = Router(context: AppRequestContext.self)
         router.add(middleware: ErrorMiddleware())
@@ -108,7 +113,7 @@ public enum OmniRunApp {
         ContextController(service: service, configuration: configuration).register(on: router)
         FileController(service: service, signer: signer, configuration: configuration).register(on: router)
         let terminals = PTYSessions()
-        await service.onEnded { id in await terminals.removeAll(id) }
+        lifecycle.onEnded { id in await terminals.removeAll(id) }
         PTYController(service: service, sessions: terminals, configuration: configuration).register(on: router)
         DesktopController(service: service, configuration: configuration).register(on: router)
         AuthController(signIn: signIn, accounts: accounts, vault: vault, spend: ledger, configuration: configuration)
@@ -118,9 +123,6 @@ public enum OmniRunApp {
         MetricsController(service: service, samples: samples, spend: SpendRepository(database: database), terminals: terminals)
             .register(on: router)
         LLMController(proxy: proxy).register(on: router)
-        let templates = try await makeTemplateService(
-            runtime: runtime, database: database, configuration: configuration, logger: logger)
-        await service.setTemplateAccess { name, account in try await templates.checkAccess(name, account: account) }
         let buildQuota = BuildQuota(
             maxBuilds: configuration.quotas.buildsPerAccount, maxBytes: configuration.quotas.buildContextBytesPerAccount)
         TemplateController(service: templates, configuration: configuration, quota: buildQuota).register(on: router)

@@ -64,7 +64,7 @@ extension SandboxService {
             try? await repository.markPaused(id: record.id, at: now, bytes: bytes)
             recordCache[id] = nil
             activity[id] = nil
-            notify(.paused, record, reason: "fork failed")
+            await publish(.paused, record, reason: "fork failed")
             throw error
         } catch {
             if let sandbox = await runtime.sandbox(id) {
@@ -73,9 +73,9 @@ extension SandboxService {
                 try? await repository.markEnded(id: record.id, reason: .failed("fork"), at: nowMillis())
                 try? await samples.delete(sandboxID: record.id)
                 metrics.increment("omnirun_sandboxes_ended_total{reason=\"failed\"}")
-                notify(.error, record, reason: EndReason.failed("fork").rawValue)
                 recordCache[id] = nil
                 activity[id] = nil
+                await publish(.ended(.failed("fork")), record)
             }
             throw OmniRunError(.unavailable, "forking sandbox \(id) failed: \((error as? OmniRunError)?.message ?? "\(error)")")
         }
@@ -102,7 +102,7 @@ extension SandboxService {
             recordCache[sandbox.id] = copy
             activity[sandbox.id] = copy.createdAt
             metrics.increment("omnirun_sandboxes_created_total")
-            notify(.created, copy, reason: "fork of \(id)")
+            await publish(.created, copy, reason: "fork of \(id)")
             await gateway.start(sandbox, owner: owner, onRequest: activity(sandbox.id))
             records.append(copy)
         }

@@ -12,13 +12,24 @@ extension SandboxService {
     /// Runs `work` once no other pause, resume or kill of this sandbox is under way.
     /// The work runs in its own task, so a caller that goes away does not cut a pause
     /// in half.
+    ///
+    /// A waiter removes a finished transition itself: its caller may not have run again
+    /// yet, and awaiting a task that has finished does not suspend, so a waiter that only
+    /// looped until the entry went away would spin on this actor and the caller (the
+    /// only one who would remove it) could never run: two racing pauses hung every call
+    /// of the server. Each entry has its own number, so a caller removes only its own.
     func exclusive<T: Sendable>(
         _ id: SandboxID, kind: Transition, _ work: @escaping @Sendable () async throws -> T
     ) async throws -> T {
-        while let busy = transitions[id] { await busy.task.value }
+        while let busy = transitions[id] {
+            await busy.task.value
+            if transitions[id]?.number == busy.number { transitions[id] = nil }
+        }
+        transitionNumber &+= 1
+        let number = transitionNumber
         let task = Task<T, any Error> { try await work() }
-        transitions[id] = (kind, Task { _ = await task.result })
-        defer { transitions[id] = nil }
+        transitions[id] = (number, kind, Task { _ = await task.result })
+        defer { if transitions[id]?.number == number { transitions[id] = nil } }
         return try await task.value
     }
 
@@ -94,9 +105,9 @@ extension SandboxService {
                 try? await repository.markEnded(id: record.id, reason: .failed("pause"), at: nowMillis())
                 try? await samples.delete(sandboxID: record.id)
                 metrics.increment("omnirun_sandboxes_ended_total{reason=\"failed\"}")
-                notify(.error, record, reason: EndReason.failed("pause").rawValue)
                 recordCache[id] = nil
                 activity[id] = nil
+                await publish(.ended(.failed("pause")), record)
             }
             throw error
         }
@@ -111,7 +122,7 @@ extension SandboxService {
         recordCache[id] = record
         activity[id] = nil
         metrics.increment("omnirun_sandbox_pauses_total{reason=\"\(reason.rawValue)\"}")
-        notify(.paused, record, reason: reason.rawValue)
+        await publish(.paused, record, reason: reason.rawValue)
         metrics.observe("omnirun_sandbox_pause_seconds", seconds: ServerMetrics.seconds(ContinuousClock.now - started))
         logger.info(
             "sandbox paused",
@@ -161,7 +172,7 @@ extension SandboxService {
         activity[id] = now
         await gateway.start(sandbox, owner: owner, onRequest: activity(id))
         metrics.increment("omnirun_sandbox_resumes_total")
-        notify(.resumed, record)
+        await publish(.resumed, record)
         metrics.observe("omnirun_sandbox_resume_seconds", seconds: ServerMetrics.seconds(ContinuousClock.now - started))
         logger.info("sandbox resumed", metadata: ["sandbox": "\(id)", "took": "\(ContinuousClock.now - started)"])
         return .running

@@ -46,18 +46,21 @@ actor SandboxService {
     /// Pauses under way per account (they count against its paused limit until stored).
     var pausing: [String: Int] = [:]
     /// Pauses, resumes and kills under way, per sandbox (they take turns; see `exclusive`).
-    var transitions: [SandboxID: (kind: Transition, task: Task<Void, Never>)] = [:]
-    /// Lifecycle events go to the accounts' webhooks (never waited for).
-    var webhooks: WebhookService?
+    var transitions: [SandboxID: (number: UInt64, kind: Transition, task: Task<Void, Never>)] = [:]
+    /// The last number given to a transition (`exclusive`).
+    var transitionNumber: UInt64 = 0
+    /// Where what happens to sandboxes is told (webhooks, exposures, e2ee, terminals).
+    let lifecycle: SandboxLifecycle
     /// Refuses templates the account may not use (another account's custom template).
-    private var templateAccess: (@Sendable (String, AccountRecord) async throws -> Void)?
-    /// Told when a sandbox ends, whatever the cause (its exposures stop).
-    private var endObservers: [@Sendable (SandboxID) async -> Void] = []
+    private let templateAccess: @Sendable (String, AccountRecord) async throws -> Void
 
     init(
         runtime: SandboxRuntime, repository: SandboxRepository, accounts: AccountRepository, gateway: SandboxGateway,
-        network: SandboxNetworkRepository, configuration: ServerConfiguration, metrics: ServerMetrics, samples: MetricsRepository, logger: Logger
+        network: SandboxNetworkRepository, configuration: ServerConfiguration, metrics: ServerMetrics, samples: MetricsRepository,
+        lifecycle: SandboxLifecycle, templateAccess: @escaping @Sendable (String, AccountRecord) async throws -> Void, logger: Logger
     ) {
+        self.lifecycle = lifecycle
+        self.templateAccess = templateAccess
         self.metrics = metrics
         self.samples = samples
         self.runtime = runtime
@@ -69,30 +72,16 @@ actor SandboxService {
         self.logger = logger
     }
 
-    /// Called with a sandbox's id once it has ended (killed, timed out, idle, died).
-    func onEnded(_ observer: @escaping @Sendable (SandboxID) async -> Void) {
-        endObservers.append(observer)
-    }
-
-    func setWebhooks(_ webhooks: WebhookService) {
-        self.webhooks = webhooks
-    }
-
-    /// Queues a lifecycle event for the owner's webhooks; returns at once.
-    func notify(_ event: SandboxEvent, _ record: SandboxRecord, reason: String? = nil) {
-        webhooks?.emit(
-            event, sandboxID: record.id, templateID: record.template, accountID: record.accountID, metadata: record.metadata,
-            reason: reason)
-    }
-
-    func setTemplateAccess(_ check: @escaping @Sendable (String, AccountRecord) async throws -> Void) {
-        templateAccess = check
+    /// Tells the lifecycle's subscribers what happened to a sandbox.
+    func publish(_ kind: SandboxLifecycleEvent.Kind, _ record: SandboxRecord, reason: String? = nil) async {
+        guard let id = SandboxID(record.id) else { return }
+        await lifecycle.publish(SandboxLifecycleEvent(kind: kind, sandboxID: id, record: record, reason: reason))
     }
 
     // MARK: create, find, list, kill
 
     func create(_ request: CreateSandboxRequest, account: AccountRecord) async throws -> SandboxRecord {
-        try await templateAccess?(request.template, account)
+        try await templateAccess(request.template, account)
         let image = try runtime.catalog.image(for: request.template)
         // Admission: the account's limit and the node's, counting creates in flight.
         let running = try await repository.countRunning(accountID: account.id)
@@ -141,7 +130,7 @@ actor SandboxService {
         }
         recordCache[sandbox.id] = record
         metrics.increment("omnirun_sandboxes_created_total")
-        notify(.created, record)
+        await publish(.created, record)
         metrics.observe("omnirun_sandbox_create_seconds", seconds: ServerMetrics.seconds(ContinuousClock.now - started))
         await gateway.start(sandbox, owner: account, onRequest: activity(sandbox.id))
         logger.info("sandbox created", metadata: ["sandbox": "\(sandbox.id)", "account": "\(account.id)", "template": "\(request.template)"])
@@ -235,30 +224,23 @@ actor SandboxService {
         activity[sandboxID] = nil
         await gateway.stop(sandboxID)
         await runtime.destroy(sandboxID)
-        for observer in endObservers { await observer(sandboxID) }
+        await publish(.ended(reason), record)
         // A paused sandbox has no machine: its folder (saved state, disk) goes.
         runtime.deletePaused(sandboxID)
         try? await samples.delete(sandboxID: record.id)
         metrics.increment("omnirun_sandboxes_ended_total{reason=\"\(reason.kind)\"}")
-        switch reason {
-        case .killed: notify(.killed, record)
-        case .timeout: notify(.timeout, record)
-        case .idle: notify(.idleKilled, record)
-        case .retention: notify(.timeout, record, reason: reason.rawValue)
-        case .lost, .failed: notify(.error, record, reason: reason.rawValue)
-        }
         logger.info("sandbox ended", metadata: ["sandbox": "\(record.id)", "reason": "\(reason)"])
     }
 
     /// Called when a machine dies behind our back.
     func machineStopped(_ id: SandboxID, exit: MachineExit) async {
         let reason = EndReason.failed("\(exit)")
-        if let record = recordCache[id] { notify(.error, record, reason: reason.rawValue) }
+        let record = recordCache[id]
         await gateway.stop(id)
         recordCache[id] = nil
         activity[id] = nil
         try? await repository.markEnded(id: id.rawValue, reason: reason, at: nowMillis())
-        for observer in endObservers { await observer(id) }
+        await lifecycle.publish(SandboxLifecycleEvent(kind: .ended(reason), sandboxID: id, record: record))
         try? await samples.delete(sandboxID: id.rawValue)
         metrics.increment("omnirun_sandboxes_ended_total{reason=\"failed\"}")
     }
