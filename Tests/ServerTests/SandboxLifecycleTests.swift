@@ -31,18 +31,18 @@ struct SandboxLifecycleTests {
             heard.withLock { $0.append("all:" + name) }
         }
         lifecycle.onEnded { id in heard.withLock { $0.append("ended:\(id)") } }
-        let id = try #require(SandboxID("sb_lifecycle1"))
+        let id = try #require(SandboxID("sb_lifecyc1"))
         for kind: SandboxLifecycleEvent.Kind in [.created, .paused, .resumed, .ended(.killed)] {
             await lifecycle.publish(SandboxLifecycleEvent(kind: kind, sandboxID: id, record: Self.record(id.rawValue)))
         }
         #expect(
             heard.withLock { $0 } == [
-                "all:created", "all:paused", "all:resumed", "all:ended killed", "ended:sb_lifecycle1",
+                "all:created", "all:paused", "all:resumed", "all:ended killed", "ended:sb_lifecyc1",
             ])
     }
 
     @Test func endsMapToTheWebhookEventsOwnersAreTold() throws {
-        let id = try #require(SandboxID("sb_lifecycle2"))
+        let id = try #require(SandboxID("sb_lifecyc2"))
         func mapped(_ kind: SandboxLifecycleEvent.Kind, reason: String? = nil) -> String {
             let (event, said) = WebhookService.webhookEvent(
                 for: SandboxLifecycleEvent(kind: kind, sandboxID: id, record: Self.record(id.rawValue), reason: reason))

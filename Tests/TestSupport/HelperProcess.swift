@@ -96,7 +96,7 @@ public enum Python {
     public static func run(
         _ interpreter: String, _ script: String, _ arguments: [String], environment: [String: String] = [:]
     ) async throws -> String {
-        try await Task.detached {
+        try await offThePool {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: interpreter)
             process.arguments = [script] + arguments
@@ -115,11 +115,23 @@ public enum Python {
                 throw TestSetupError("\(script) \(arguments) failed (\(process.terminationStatus)): \(errorText.suffix(3000))")
             }
             return String(decoding: data, as: UTF8.self)
-        }.value
+        }
     }
 
     /// `scripts/testdata/<name>` in this checkout.
     public static func script(_ name: String) -> String {
         TestServer.packageRoot + "/scripts/testdata/" + name
+    }
+}
+
+/// Runs blocking work (a child process waited for, a pipe read to its end) on a thread of
+/// its own, not on Swift's cooperative pool: with two cores that pool has two threads, and
+/// two tests blocking them stall every other test of the run (a `Task.detached` runs on
+/// the same pool, so it does not help).
+public func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread {
+            continuation.resume(with: Result { try body() })
+        }
     }
 }
