@@ -43,31 +43,9 @@ extension OmniRun {
             let env = Foundation.ProcessInfo.processInfo.environment
             let dataDirectory = runtime.dataDir ?? SandboxRuntime.Configuration.defaultDataDirectory(environment: env)
             try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
-            var configuration = ServerConfiguration(dataDirectory: dataDirectory)
-            configuration.host = host ?? env["OMNIRUN_HOST"] ?? configuration.host
-            configuration.port = port ?? env["OMNIRUN_PORT"].flatMap { Int($0) } ?? configuration.port
-            configuration.databaseURL = database ?? env["OMNIRUN_DATABASE"]
-            configuration.publicURL = publicURL ?? env["OMNIRUN_PUBLIC_URL"]
-            configuration.idleTimeoutSeconds = idleTimeout ?? env["OMNIRUN_IDLE_TIMEOUT"].flatMap { Int64($0) } ?? configuration.idleTimeoutSeconds
-            if let limit = env["OMNIRUN_CONCURRENT_LIMIT"].flatMap({ Int($0) }) { configuration.defaultConcurrentLimit = limit }
-            if let limit = env["OMNIRUN_MAX_SANDBOXES"].flatMap({ Int($0) }) { configuration.maxSandboxes = limit }
-            if let node = env["OMNIRUN_NODE_ID"], !node.isEmpty { configuration.nodeID = node }
-            configuration.webhookAllowLoopback = env["OMNIRUN_WEBHOOK_ALLOW_LOOPBACK"] == "1"
-            configuration.webhookAllowPrivate = env["OMNIRUN_WEBHOOK_ALLOW_PRIVATE"] ?? ""
-            if let millis = env["OMNIRUN_WEBHOOK_RETRY_BASE_MS"].flatMap({ Int64($0) }), millis > 0 {
-                configuration.webhookRetryBase = .milliseconds(millis)
-            }
-            if let seconds = env["OMNIRUN_METRICS_INTERVAL"].flatMap({ Double($0) }), seconds >= 0 {
-                configuration.metricsInterval = seconds > 0 ? .milliseconds(Int64(max(seconds, 0.2) * 1000)) : nil
-            }
-            if let bytes = env["OMNIRUN_CONTEXT_OUTPUT_LIMIT"].flatMap({ Int($0) }), bytes > 0 {
-                configuration.maxContextOutput = bytes
-            }
-            if let egress = env["OMNIRUN_BUILD_EGRESS"] { configuration.buildEgress = try BuildEgress.parse(egress) }
-            if let file = env["OMNIRUN_BUILD_CA_FILE"] { configuration.buildCertificates = ["", "none"].contains(file) ? nil : file }
-            // Sign-in mail, the vault's master key and the LLM proxy (OMNIRUN_SMTP_*, OMNIRUN_LLM_*, ...).
-            try configuration.applyAccountEnvironment(env)
-            configuration.builtInTemplates = BuiltInTemplates.locate(environment: env)
+            let configuration = try ServerConfiguration.load(
+                environment: env, dataDirectory: dataDirectory,
+                arguments: .init(host: host, port: port, databaseURL: database, publicURL: publicURL, idleTimeoutSeconds: idleTimeout))
 
             var logger = Logger(label: "omnirun.server")
             logger.logLevel = Logger.Level(rawValue: runtime.logLevel == "warning" ? "info" : runtime.logLevel) ?? .info

@@ -62,7 +62,8 @@ public final class Sandbox: Sendable {
         try await agent.health(timeout: timeout)
     }
 
-    public func run(_ shell: String, user: String? = nil, timeoutMillis: Int64? = nil) async throws -> CommandResult {
-        try await agent.run(ProcessStartRequest(shell: shell, user: user, timeoutMillis: timeoutMillis))
+    /// Runs a shell command to its end (as `exec` does).
+    public func run(_ shell: String, user: String? = nil, timeoutMillis: Int64? = nil) async throws -> ProcessResult {
+        try await exec(ProcessStartRequest(shell: shell, user: user, timeoutMillis: timeoutMillis))
     }
 }

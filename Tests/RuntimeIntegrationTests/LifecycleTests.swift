@@ -177,7 +177,7 @@ struct WarmPoolTests {
         #expect(kill(pid, 0) != 0, "the machine of a destroyed sandbox still runs")
         let sandbox = try await runtime.create(SandboxSpec(template: "playground", env: ["EARLY": "yes"]))
         // Sent at once, in parallel: every one sees the identity.
-        try await withThrowingTaskGroup(of: CommandResult.self) { group in
+        try await withThrowingTaskGroup(of: ProcessResult.self) { group in
             for _ in 0..<3 { group.addTask { try await sandbox.run("echo $EARLY $(hostname)") } }
             for try await result in group {
                 #expect(result.stdoutText == "yes \(sandbox.id.hostname)\n", "\(result) stderr: \(result.stderrText)")

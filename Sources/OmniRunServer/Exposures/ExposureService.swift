@@ -1,4 +1,3 @@
-import AgentClient
 import Crypto
 import Foundation
 import Logging
