@@ -92,6 +92,26 @@ struct GuestDataUnitTests {
         await #expect(throws: OmniRunError.self) { _ = try await sessions.drain(sandbox, pid: 7) }
     }
 
+    /// An execution whose events end without `done` (the guest's context service or its
+    /// kernel stopped half-way) is a clear 503, never a 200 with an empty answer.
+    @Test func aContextExecuteThatEndsWithoutDoneIsAnError() throws {
+        let cut = ContextController.Collected(limit: 1 << 20)
+        try cut.add(ContextEvent(type: "stdout", data: .string("partial")))
+        #expect(throws: OmniRunError.self) { _ = try cut.finished() }
+        do {
+            _ = try cut.finished()
+        } catch let error as OmniRunError {
+            #expect(error.code == .unavailable && error.message.contains("stopped before the execution finished"))
+        }
+        let whole = ContextController.Collected(limit: 1 << 20)
+        try whole.add(ContextEvent(type: "stdout", data: .string("fits\n")))
+        var done = ContextEvent(type: "done")
+        done.executionCount = 3
+        try whole.add(done)
+        let view = try whole.finished()
+        #expect(view.logs.stdout == "fits\n" && view.execution_count == 3)
+    }
+
     @Test func aContextExecuteCollectsAtMostItsLimit() throws {
         #expect(ServerConfiguration(dataDirectory: "/tmp").maxContextOutput == 64 << 20, "the default is a command's 64 MiB")
         let collected = ContextController.Collected(limit: 1 << 20)

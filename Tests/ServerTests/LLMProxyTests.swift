@@ -224,7 +224,9 @@ struct LLMProxyTests {
         let slow = try await LLMHarness.openAI(setup.server, key: key, "chat", "test/slow", "x")
         #expect(slow["status"] as? Int == 504, "\(slow)")
         #expect((slow["body"] as? [String: Any])?["error"] as? String == "upstream_timeout")
-        #expect(Date().timeIntervalSince(started) < 20)
+        // The stand-in answers after 30 s; the 504 came from the proxy's own timeout well
+        // before (the Python client's start counts too, seconds on a loaded machine).
+        #expect(Date().timeIntervalSince(started) < 29)
         // A stream that stalls after its first chunk ends with an error event the client raises.
         let stalled = try await LLMHarness.openAI(setup.server, key: key, "stream", "test/stall", "x y")
         #expect(stalled["ok"] as? Bool == false, "\(stalled)")

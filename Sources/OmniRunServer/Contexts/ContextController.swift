@@ -1,6 +1,7 @@
 import AgentProtocol
 import Foundation
 import Hummingbird
+import NIOConcurrencyHelpers
 import OmniRunError
 import SandboxRuntime
 
@@ -92,7 +93,7 @@ struct ContextController {
             try view.add(event)
         }
         await service.touch(sandbox.id)
-        return JSON.response(view.value)
+        return JSON.response(try view.finished())
     }
 
     struct StreamEvent: Encodable {
@@ -114,6 +115,7 @@ struct ContextController {
         let service = self.service
         return SSE.response { send in
             do {
+                let done = NIOLockedValueBox(false)
                 try await sandbox.contextEvents(execute, timeout: .seconds(timeout) + Self.kernelStartAllowance) { event in
                     await service.touch(sandbox.id)
                     switch event.type {
@@ -125,11 +127,13 @@ struct ContextController {
                         try await send(
                             SSE.line(StreamEvent(type: "error", name: event.name, value: event.value, traceback: event.traceback)))
                     case "done":
+                        done.withLockedValue { $0 = true }
                         try await send(SSE.line(StreamEvent(type: "done", execution_count: event.executionCount ?? 0)))
                     default:
                         break
                     }
                 }
+                if !done.withLockedValue({ $0 }) { throw Collected.endedEarly }
             } catch {
                 let message = (error as? OmniRunError)?.message ?? "\(error)"
                 try await send(SSE.line(StreamEvent(type: "stderr", data: .string("omnirun: \(message)\n"))))
@@ -194,6 +198,24 @@ struct ContextController {
 
         var value: ExecutionView { lock.withLock { view } }
         var bytes: Int { lock.withLock { collected } }
+        private var done = false
+
+        /// The error of an execution whose events ended without `done`: the sandbox's
+        /// context service (or its kernel) stopped half-way, and what was collected is not
+        /// the execution's answer.
+        static var endedEarly: OmniRunError {
+            OmniRunError(
+                .unavailable,
+                "the sandbox's code context service stopped before the execution finished; the context may be gone (list the contexts, or create a new one)")
+        }
+
+        /// The answer, once the execution has finished (`done`); otherwise `endedEarly`.
+        func finished() throws -> ExecutionView {
+            try lock.withLock {
+                guard done else { throw Self.endedEarly }
+                return view
+            }
+        }
 
         func add(_ event: ContextEvent) throws {
             try lock.withLock {
@@ -211,7 +233,9 @@ struct ContextController {
                 case "error":
                     view.error = [event.name, event.value].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": ")
                     view.logs.stderr += Self.errorText(event) + "\n"
-                case "done": view.execution_count = event.executionCount ?? 0
+                case "done":
+                    view.execution_count = event.executionCount ?? 0
+                    done = true
                 default: break
                 }
             }
