@@ -146,11 +146,30 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
         // RGB images: PNG decode/encode and area-average downscaling (desktop screenshots).
         .target(name: "ScreenImage", dependencies: ["CZlib", "OmniRunError"], swiftSettings: swiftSettings),
-        // The control plane: REST API of the public SDK's wire protocol.
+        // The control plane: sandboxes (create, fork, pause, limits, timeouts), exposures,
+        // templates and builds, webhooks, vault, e2ee keys, sign-in and mail, spend, metrics.
+        // No HTTP: the edge (OmniRunServer) decodes, calls one of its methods, encodes.
+        .target(
+            name: "OmniRunControl",
+            dependencies: [
+                "OmniRunCore", "OmniRunError", "OmniRunStore", "SandboxRuntime", "AgentProtocol", "SMTPClient", "LLMUpstreams",
+                "TemplateBuilder", "OmniRunE2EE",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The HTTP edge: the REST API of the public SDK's wire protocol, the preview gateway
+        // and the sandboxes' host gateway, over the control plane.
         .target(
             name: "OmniRunServer",
             dependencies: [
-                "OmniRunCore", "OmniRunError", "OmniRunStore", "SandboxRuntime", "AgentClient", "AgentProtocol",
+                "OmniRunControl", "OmniRunCore", "OmniRunError", "OmniRunStore", "SandboxRuntime", "AgentClient", "AgentProtocol",
                 "SMTPClient", "LLMUpstreams", "TemplateBuilder", "ScreenImage", "OmniRunE2EE",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -169,7 +188,7 @@ let package = Package(
         .target(
             name: "OmniRunCLI",
             dependencies: [
-                "OmniRunCore", "QEMUDriver", "AgentClient", "AgentProtocol", "SandboxRuntime", "OmniRunServer",
+                "OmniRunCore", "QEMUDriver", "AgentClient", "AgentProtocol", "SandboxRuntime", "OmniRunServer", "OmniRunControl",
                 "OmniRunStore", "ScreenImage", "TemplateBuilder",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -240,7 +259,7 @@ let package = Package(
         .testTarget(
             name: "ServerTests",
             dependencies: [
-                "TestSupport", "OmniRunServer", "OmniRunStore", "SandboxRuntime", "OmniRunCore", "SMTPClient", "LLMUpstreams", "QEMUDriver", "AgentClient", "OmniRunE2EE",
+                "TestSupport", "OmniRunServer", "OmniRunControl", "OmniRunStore", "SandboxRuntime", "OmniRunCore", "SMTPClient", "LLMUpstreams", "QEMUDriver", "AgentClient", "OmniRunE2EE",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import Logging
+import OmniRunControl
 import OmniRunServer
 import OmniRunStore
 import SandboxRuntime
@@ -96,22 +97,13 @@ extension OmniRun {
                     Glibc.exit(0)
                 }
             }
-            // Pooled and build machines never outlive the server (sandboxes do, on purpose).
+            // The store closes and pooled and build machines go when the group stops (sandboxes
+            // outlive the server, on purpose).
             do {
                 try await app.runService()
             } catch is CancellationError {
                 // A signal ended the service group: a normal shutdown.
-            } catch {
-                await sandboxes.drainPool()
-                await sandboxes.destroyBuildMachines()
-                await database.close()
-                throw error
             }
-            // A clean stop: the sandboxes re-attached at this start did not bring the server down.
-            await sandboxes.settleAllReattaches()
-            await sandboxes.drainPool()
-            await sandboxes.destroyBuildMachines()
-            await database.close()
         }
     }
 

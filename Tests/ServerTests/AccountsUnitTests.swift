@@ -8,6 +8,7 @@ import Testing
 import Glibc
 #endif
 
+@testable import OmniRunControl
 @testable import OmniRunServer
 
 @Suite("Accounts, vault and LLM pieces")

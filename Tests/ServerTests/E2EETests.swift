@@ -4,6 +4,7 @@ import OmniRunError
 import Testing
 import TestSupport
 
+@testable import OmniRunControl
 @testable import OmniRunServer
 import OmniRunE2EE
 

@@ -5,6 +5,7 @@ import OmniRunError
 import Testing
 
 @testable import AgentClient
+@testable import OmniRunControl
 @testable import OmniRunServer
 
 /// The host's own bookkeeping of guest data, alone: terminal buffers keyed by what the

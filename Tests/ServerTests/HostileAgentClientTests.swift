@@ -7,6 +7,7 @@ import OmniRunError
 import Testing
 import TestSupport
 
+@testable import OmniRunControl
 @testable import OmniRunServer
 
 /// The host's agent client against `HostileAgent`: a real HTTP/2 peer on a Unix socket

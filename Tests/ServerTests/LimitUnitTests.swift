@@ -1,6 +1,7 @@
 import NIOCore
 import Testing
 
+@testable import OmniRunControl
 @testable import OmniRunServer
 
 @Suite("Connection limits: settings, gateway slots, head framing")

@@ -1,5 +1,6 @@
 import Testing
 
+@testable import OmniRunControl
 @testable import OmniRunServer
 
 @Suite("Server metrics exposition")

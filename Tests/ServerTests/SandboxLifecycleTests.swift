@@ -3,6 +3,7 @@ import OmniRunStore
 import Synchronization
 import Testing
 
+@testable import OmniRunControl
 @testable import OmniRunServer
 
 /// The sandbox lifecycle without a server: every subscriber hears every event, in the

@@ -1,5 +1,6 @@
 import Testing
 
+@testable import OmniRunControl
 @testable import OmniRunServer
 
 /// The server's configuration is read in one place: the command line wins over the

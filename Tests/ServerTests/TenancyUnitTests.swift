@@ -5,6 +5,7 @@ import OmniRunError
 import OmniRunStore
 import Testing
 
+@testable import OmniRunControl
 @testable import OmniRunServer
 
 /// The pieces that keep tenants apart, alone: signed URLs, the sign-up policy, trusted

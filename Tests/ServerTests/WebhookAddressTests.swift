@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import Testing
 import TestSupport
 
+@testable import OmniRunControl
 @testable import OmniRunServer
 
 #if canImport(Glibc)

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import OmniRunControl
 import OmniRunError
 import OmniRunStore
 
@@ -71,7 +72,9 @@ struct AuthController {
         "/auth/magic-link/request", "/auth/otp/verify", "/auth/magic-link/verify", "/auth/mfa/totp/verify",
     ]
 
-    func register(on router: Router<AppRequestContext>) {
+    /// The routes of this area.
+    var routes: RouteCollection<AppRequestContext> {
+        let router = RouteCollection(context: AppRequestContext.self)
         router.post("/auth/magic-link/request") { request, context -> Response in
             let body = try await JSON.decode(RequestBody.self, from: request, limit: 16 << 10)
             let (email, expiresIn) = try await signIn.request(email: body.email, from: context.clientAddress)
@@ -117,6 +120,7 @@ struct AuthController {
             if key.revokedAt == nil { _ = try await accounts.revokeKey(id: id, accountID: account.id) }
             return JSON.noContent()
         }
+        return router
     }
 
     static func view(_ signedIn: SignInService.SignedIn) -> SignedInView {

@@ -2,14 +2,11 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import OmniRunControl
 import OmniRunError
 
 enum JSON {
-    static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
-        return encoder
-    }()
+    static var encoder: JSONEncoder { WireFormat.encoder }
 
     /// A JSON response (always `Content-Type: application/json`).
     static func response<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
@@ -42,17 +39,6 @@ enum JSON {
         }
     }
 }
-
-/// ISO 8601 with milliseconds, as the SDK's `new Date(...)` reads it.
-func isoDate(_ millis: Int64) -> String {
-    let formatter = ISO8601DateFormatter()
-    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-    return formatter.string(from: Date(timeIntervalSince1970: Double(min(max(millis, isoDateRange.lowerBound), isoDateRange.upperBound)) / 1000))
-}
-
-/// Years 1 to 9999, in milliseconds since 1970: times a guest reports (a process's start,
-/// a file's mtime) are shown within them, whatever it claims.
-let isoDateRange: ClosedRange<Int64> = -62_135_596_800_000...253_402_300_799_999
 
 extension Request {
     /// Query parameters decoded as a browser's URLSearchParams encodes them ('+' is a space).

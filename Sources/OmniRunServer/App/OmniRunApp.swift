@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdCore
 import LLMUpstreams
 import Logging
+import OmniRunControl
 import OmniRunCore
 import OmniRunError
 import OmniRunStore
@@ -25,62 +26,11 @@ public enum OmniRunApp {
         configuration: ServerConfiguration, runtime: SandboxRuntime, database: any SQLDatabase, logger: Logger,
         onRunning: @escaping @Sendable () async -> Void = {}
     ) async throws -> (some ApplicationProtocol, Bootstrap) {
-        let accounts = AccountRepository(database: database)
-        let bootstrap = try await ensureOwner(accounts: accounts, configuration: configuration, logger: logger)
-        let settings = SettingsRepository(database: database)
-        let secret = try await settings.valueOrInsert("url-signing-key", Data(randomBytes(32)).base64EncodedString())
-        let signer = URLSigner(key: SymmetricKey(data: Data(base64Encoded: secret) ?? Data(randomBytes(32))))
-
-        // Vault: the master key file, made on first start.
-        let (masterKey, keyWarning) = try MasterKeyFile.loadOrCreate(path: configuration.resolvedMasterKeyPath)
-        if let keyWarning { logger.warning("\(keyWarning)") }
-        let vault = VaultService(repository: VaultRepository(database: database), cipher: VaultCipher(masterKey: masterKey))
-        // Sign-in by email.
-        let codeKey = try await settings.valueOrInsert("signin-code-key", Data(randomBytes(32)).base64EncodedString())
-        let mailer = Mailer(
-            smtp: configuration.smtp, sender: configuration.mailSender, outbox: configuration.dataDirectory + "/outbox",
-            logger: logger)
-        let signIn = SignInService(
-            logins: LoginRepository(database: database), accounts: accounts, vault: vault, mailer: mailer,
-            settings: configuration.signIn, configuration: configuration,
-            secret: Data(base64Encoded: codeKey).map { Array($0) } ?? randomBytes(32), logger: logger)
-        // The LLM proxy.
-        let upstreams = UpstreamClient(
-            defaultTimeoutSeconds: configuration.llm.timeoutSeconds, environment: configuration.llmKeys,
-            logger: logger)
-        let ledger = SpendLedger(repository: SpendRepository(database: database), defaultCapCents: configuration.llm.spendCapCents)
-        let proxy = LLMProxy(configuration: configuration.llm, client: upstreams, ledger: ledger, logger: logger)
-        logger.info(
-            "llm proxy", metadata: ["upstreams": "\(configuration.llm.upstreams.map(\.name))", "mail": "\(mailer.delivers ? "smtp" : "outbox")"])
-
+        let bootstrap = try await ensureOwner(
+            accounts: AccountRepository(database: database), configuration: configuration, logger: logger)
+        // The host gateway and the preview gateway are this edge's; the preview gateway is
+        // bound now, so that URLs name its real port.
         let gateway = SandboxGateway(limits: configuration.limits, logger: logger)
-        let serverMetrics = ServerMetrics()
-        let samples = MetricsRepository(database: database)
-        let templates = try await makeTemplateService(
-            runtime: runtime, database: database, configuration: configuration, logger: logger)
-        // What happens to sandboxes reaches webhooks, e2ee, exposures and terminals through it.
-        let lifecycle = SandboxLifecycle()
-        let service = SandboxService(
-            runtime: runtime,
-            repository: SandboxRepository(database: database, envSealer: SandboxEnvSealer(masterKey: masterKey)), accounts: accounts,
-            gateway: gateway, network: SandboxNetworkRepository(database: database),
-            configuration: configuration, metrics: serverMetrics, samples: samples, lifecycle: lifecycle,
-            templateAccess: { name, account in try await templates.checkAccess(name, account: account) }, logger: logger)
-        let policy = WebhookAddressPolicy(
-            allowLoopback: configuration.webhookAllowLoopback,
-            allowedPrivate: try WebhookAddressPolicy.ranges(configuration.webhookAllowPrivate))
-        let webhookRepository = WebhookRepository(database: database)
-        let sealer = WebhookSecretSealer(masterKey: masterKey)
-        let webhooks = WebhookService(repository: webhookRepository, policy: policy, sealer: sealer, logger: logger)
-        let dispatcher = WebhookDispatcher(
-            repository: webhookRepository, policy: policy, sealer: sealer, retryBase: configuration.webhookRetryBase, logger: logger)
-        await webhooks.setOnQueued { dispatcher.poke() }
-        webhooks.follow(lifecycle)
-        await runtime.onUnexpectedExit { id, exit in await service.machineStopped(id, exit: exit) }
-        // End-to-end encrypted transport: channel keys sealed under the master key.
-        let e2ee = E2EESessions(repository: E2EEKeyRepository(database: database), masterKey: masterKey, logger: logger)
-        lifecycle.onEnded { id in await e2ee.remove(id.rawValue) }
-        // Exposures and the preview gateway (bound now, so that URLs name its real port).
         var listener: PreviewGateway.Listener?
         if configuration.preview.port >= 0 {
             do {
@@ -91,45 +41,13 @@ public enum OmniRunApp {
                 listener = try await PreviewGateway.bind(host: configuration.host, port: 0, limits: configuration.limits, logger: logger)
             }
         }
-        let boundPort = listener?.channel.localAddress?.port ?? configuration.preview.port
-        let exposureKey = try await settings.valueOrInsert("exposure-token-key", Data(randomBytes(32)).base64EncodedString())
-        let exposures = ExposureService(
-            repository: ExposureRepository(database: database), network: SandboxNetworkRepository(database: database),
-            sandboxes: service, settings: configuration.preview, publicPort: configuration.preview.publicPort ?? boundPort,
-            tokenKey: SymmetricKey(data: Data(base64Encoded: exposureKey) ?? Data(randomBytes(32))), logger: logger)
-        lifecycle.onEnded { id in await exposures.sandboxStopped(id.rawValue) }
-
-        let router = Router(context: AppRequestContext.self)
-        router.add(middleware: ErrorMiddleware())
-        router.add(middleware: AuthMiddleware(accounts: accounts, signer: signer, trustedProxies: configuration.trustedProxies))
-        router.add(middleware: OwnershipMiddleware(service: service))
-        router.add(middleware: E2EEMiddleware(sessions: e2ee, maxJSONBody: configuration.maxJSONBody))
-        router.add(middleware: E2EEAccountMiddleware(sessions: e2ee, service: service))
-        StatusController(service: service, configuration: configuration).register(on: router)
-        HealthController(database: database, runtime: runtime).register(on: router)
-        SandboxController(service: service, vault: vault, e2ee: e2ee, exposures: exposures, configuration: configuration).register(on: router)
-        ExposureController(service: exposures, settings: configuration.preview).register(on: router)
-        CommandController(service: service, configuration: configuration).register(on: router)
-        ContextController(service: service, configuration: configuration).register(on: router)
-        FileController(service: service, signer: signer, configuration: configuration).register(on: router)
-        let terminals = PTYSessions()
-        lifecycle.onEnded { id in await terminals.removeAll(id) }
-        PTYController(service: service, sessions: terminals, configuration: configuration).register(on: router)
-        DesktopController(service: service, configuration: configuration).register(on: router)
-        AuthController(signIn: signIn, accounts: accounts, vault: vault, spend: ledger, configuration: configuration)
-            .register(on: router)
-        VaultController(vault: vault).register(on: router)
-        WebhookController(service: webhooks).register(on: router)
-        MetricsController(service: service, samples: samples, spend: SpendRepository(database: database), terminals: terminals)
-            .register(on: router)
-        LLMController(proxy: proxy).register(on: router)
-        let buildQuota = BuildQuota(
-            maxBuilds: configuration.quotas.buildsPerAccount, maxBytes: configuration.quotas.buildContextBytesPerAccount)
-        TemplateController(service: templates, configuration: configuration, quota: buildQuota).register(on: router)
+        let control = try await ControlPlane.make(
+            configuration: configuration, runtime: runtime, database: database, hostGateway: gateway,
+            previewPort: listener?.channel.localAddress?.port ?? configuration.preview.port, logger: logger)
+        let router = buildRouter(control)
         // Sandboxes reach the LLM proxy through their host gateway, answered by this router.
         await gateway.setResponder(router.buildResponder())
-        await service.recover()
-        try await e2ee.load(running: Set(try await SandboxRepository(database: database).live().map(\.id)))
+        try await control.recover()
 
         // The API's connection caps and timeouts (docs/security.md).
         let limits = configuration.limits
@@ -145,45 +63,54 @@ public enum OmniRunApp {
                 availableConnectionsDelegate: MaximumAvailableConnections(limits.apiConnections, logger: logger)),
             onServerRunning: { _ in await onRunning() },
             logger: logger)
-        app.addServices(
-            ReaperService(service: service, interval: configuration.reaperInterval),
-            OutboundService(upstreams: upstreams, gateway: gateway), WebhookDispatcherService(dispatcher: dispatcher))
+        // One ServiceGroup, in dependency order (it stops them in reverse): the control plane,
+        // then what talks to the outside, then the preview listener; the API server last.
+        for service in control.services { app.addServices(service) }
+        app.addServices(OutboundService(upstreams: control.upstreams, gateway: gateway))
         if let listener {
-            app.addServices(PreviewGateway.start(listener: listener, exposures: exposures, limits: configuration.limits, logger: logger))
-        }
-        if let interval = configuration.metricsInterval {
             app.addServices(
-                MetricsSamplerService(
-                    sampler: MetricsSampler(runtime: runtime, repository: samples, interval: interval, logger: logger)))
+                PreviewGateway.start(listener: listener, exposures: control.exposures, limits: configuration.limits, logger: logger))
         }
         return (app, bootstrap)
     }
 
-    /// Templates: the built-in catalogue and users' templates. Custom templates live under
-    /// `<data>/templates` (manifests, flattened images, build logs, uploads); build layers in
-    /// `<cache>/template-layers`, shared by the servers of this machine (keys are per account).
-    static func makeTemplateService(
-        runtime: SandboxRuntime, database: any SQLDatabase, configuration: ServerConfiguration, logger: Logger
-    ) async throws -> TemplateService {
-        let data = runtime.configuration.dataDirectory + "/templates"
-        var builderConfiguration = TemplateBuilder.Configuration(
-            layerDirectory: runtime.catalog.cacheDirectory + "/template-layers", templateDirectory: data)
-        builderConfiguration.egress = configuration.buildEgress
-        builderConfiguration.trustedCertificates = configuration.buildCertificates
-        let builder = TemplateBuilder(runtime: runtime, configuration: builderConfiguration, logger: logger)
-        if !runtime.catalog.extraManifestDirectories.contains(builder.configuration.manifestDirectory) {
-            logger.warning(
-                "the image catalog does not read custom template manifests; custom templates cannot be used",
-                metadata: ["directory": "\(builder.configuration.manifestDirectory)"])
-        }
-        let repository = TemplateRepository(database: database)
-        try await repository.failInterrupted(at: nowMillis())
-        let builds = TemplateBuilds(
-            repository: repository, builder: builder, runtime: runtime, builtIns: configuration.builtInTemplates,
-            directory: data, logger: logger)
-        return TemplateService(
-            runtime: runtime, builtIns: configuration.builtInTemplates, repository: repository, builds: builds,
-            uploadDirectory: data + "/uploads", logger: logger)
+    /// The API's routes over the control plane: authentication, ownership and e2ee in front,
+    /// then one collection per area.
+    static func buildRouter(_ control: ControlPlane) -> Router<AppRequestContext> {
+        let configuration = control.configuration
+        let service = control.sandboxes
+        let router = Router(context: AppRequestContext.self)
+        router.add(middleware: ErrorMiddleware())
+        router.add(
+            middleware: AuthMiddleware(accounts: control.accounts, signer: control.signer, trustedProxies: configuration.trustedProxies))
+        router.add(middleware: OwnershipMiddleware(service: service))
+        router.add(middleware: E2EEMiddleware(sessions: control.e2ee, maxJSONBody: configuration.maxJSONBody))
+        router.add(middleware: E2EEAccountMiddleware(sessions: control.e2ee, service: service))
+        let proxy = LLMProxy(configuration: configuration.llm, client: control.upstreams, ledger: control.ledger, logger: control.logger)
+        router.addRoutes(StatusController(service: service, configuration: configuration).routes)
+        router.addRoutes(HealthController(database: control.database, runtime: control.runtime).routes)
+        router.addRoutes(SandboxController(creation: control.creation, configuration: configuration).routes)
+        router.addRoutes(ExposureController(service: control.exposures, settings: configuration.preview).routes)
+        router.addRoutes(CommandController(service: service, configuration: configuration).routes)
+        router.addRoutes(ContextController(service: service, configuration: configuration).routes)
+        router.addRoutes(FileController(service: service, signer: control.signer, configuration: configuration).routes)
+        router.addRoutes(PTYController(service: service, sessions: control.terminals, configuration: configuration).routes)
+        router.addRoutes(DesktopController(service: service, configuration: configuration).routes)
+        router.addRoutes(
+            AuthController(
+                signIn: control.signIn, accounts: control.accounts, vault: control.vault, spend: control.ledger,
+                configuration: configuration
+            ).routes)
+        router.addRoutes(VaultController(vault: control.vault).routes)
+        router.addRoutes(WebhookController(service: control.webhooks).routes)
+        router.addRoutes(
+            MetricsController(
+                service: service, samples: control.samples, spend: SpendRepository(database: control.database),
+                terminals: control.terminals
+            ).routes)
+        router.addRoutes(LLMController(proxy: proxy).routes)
+        router.addRoutes(TemplateController(service: control.templates, configuration: configuration, quota: control.buildQuota).routes)
+        return router
     }
 
     /// The first start creates the owner account and its key (shown once, kept in
@@ -240,20 +167,5 @@ struct OutboundService: Service {
         try? await gracefulShutdown()
         await gateway.stopAll()
         await upstreams.shutdown()
-    }
-}
-
-/// Ends sandboxes whose timeout passed or that sat idle too long.
-struct ReaperService: Service {
-    let service: SandboxService
-    let interval: Duration
-
-    func run() async throws {
-        try await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                await service.reap()
-                try await Task.sleep(for: interval)
-            }
-        }
     }
 }

@@ -1,5 +1,6 @@
 import Hummingbird
 import Logging
+import OmniRunControl
 import OmniRunStore
 
 /// Per-request context: the authenticated account, if any.

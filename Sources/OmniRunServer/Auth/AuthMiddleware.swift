@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import OmniRunControl
 import OmniRunError
 import OmniRunStore
 

@@ -1,4 +1,5 @@
 import Hummingbird
+import OmniRunControl
 import OmniRunCore
 import OmniRunError
 

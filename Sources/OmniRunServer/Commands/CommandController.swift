@@ -2,6 +2,7 @@ import AgentProtocol
 import Foundation
 import Hummingbird
 import NIOCore
+import OmniRunControl
 import OmniRunError
 import SandboxRuntime
 
@@ -10,7 +11,9 @@ struct CommandController {
     let service: SandboxService
     let configuration: ServerConfiguration
 
-    func register(on router: Router<AppRequestContext>) {
+    /// The routes of this area.
+    var routes: RouteCollection<AppRequestContext> {
+        let router = RouteCollection(context: AppRequestContext.self)
         router.post("/sandboxes/:id/commands", use: run)
         router.get("/sandboxes/:id/commands", use: list)
         router.get("/sandboxes/:id/commands/:pid", use: info)
@@ -18,6 +21,7 @@ struct CommandController {
         router.post("/sandboxes/:id/commands/:pid/stdin", use: stdin)
         router.get("/sandboxes/:id/commands/:pid/stream", use: stream)
         router.post("/sandboxes/:id/code", use: code)
+        return router
     }
 
     struct RunBody: Decodable {
@@ -66,7 +70,7 @@ struct CommandController {
         guard timeout >= 0, timeout <= configuration.maxCommandTimeoutSeconds else {
             throw OmniRunError(.invalidArgument, "timeout must be between 0 and \(configuration.maxCommandTimeoutSeconds) seconds")
         }
-        for key in (body.envs ?? [:]).keys where !SandboxController.isEnvName(key) {
+        for key in (body.envs ?? [:]).keys where !CreateSandboxRequest.isEnvName(key) {
             throw OmniRunError(.invalidArgument, "invalid environment variable name '\(key)'")
         }
         let sandbox = try await service.sandbox(try context.parameters.require("id"), account: account)

@@ -2,6 +2,7 @@ import AgentProtocol
 import Foundation
 import Hummingbird
 import NIOConcurrencyHelpers
+import OmniRunControl
 import OmniRunError
 import SandboxRuntime
 
@@ -11,13 +12,16 @@ struct ContextController {
     let service: SandboxService
     let configuration: ServerConfiguration
 
-    func register(on router: Router<AppRequestContext>) {
+    /// The routes of this area.
+    var routes: RouteCollection<AppRequestContext> {
+        let router = RouteCollection(context: AppRequestContext.self)
         router.post("/sandboxes/:id/contexts", use: create)
         router.get("/sandboxes/:id/contexts", use: list)
         router.post("/sandboxes/:id/contexts/:ctx/execute", use: execute)
         router.post("/sandboxes/:id/contexts/:ctx/stream-execute", use: streamExecute)
         router.post("/sandboxes/:id/contexts/:ctx/restart", use: restart)
         router.delete("/sandboxes/:id/contexts/:ctx", use: delete)
+        return router
     }
 
     /// Without `timeout` in the body, an execute is interrupted after this many seconds

@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import OmniRunControl
 import OmniRunError
 import SandboxRuntime
 import ScreenImage
@@ -14,12 +15,15 @@ struct DesktopController {
     let service: SandboxService
     let configuration: ServerConfiguration
 
-    func register(on router: Router<AppRequestContext>) {
+    /// The routes of this area.
+    var routes: RouteCollection<AppRequestContext> {
+        let router = RouteCollection(context: AppRequestContext.self)
         router.get("/sandboxes/:id/desktop/screenshot", use: screenshot)
         router.get("/sandboxes/:id/desktop/screen", use: screen)
         router.get("/sandboxes/:id/desktop/stream", use: stream)
         router.post("/sandboxes/:id/desktop/mouse", use: mouse)
         router.post("/sandboxes/:id/desktop/keyboard", use: keyboard)
+        return router
     }
 
     /// The whole screen as a PNG. `?scale=0.5` or `?maxWidth=1280&maxHeight=800` shrink it

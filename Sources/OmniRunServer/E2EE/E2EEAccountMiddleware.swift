@@ -1,8 +1,9 @@
 import Foundation
 import Hummingbird
 import NIOCore
-import OmniRunError
+import OmniRunControl
 import OmniRunE2EE
+import OmniRunError
 
 /// Wire protocol §12 on the account-level routes an e2ee client seals as well: the public
 /// SDK's sandbox object sends `sbx.webhooks.create()` through the sandbox's own HTTP client,

@@ -2,8 +2,9 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
-import OmniRunError
+import OmniRunControl
 import OmniRunE2EE
+import OmniRunError
 
 /// Wire protocol §12 on the routes of an e2ee sandbox (`/sandboxes/{id}/...`):
 /// - a POST must carry exactly `{"_encrypted": envelope}`; it is opened (once: a seen nonce

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import OmniRunControl
 import OmniRunError
 import OmniRunStore
 
@@ -21,12 +22,15 @@ struct ExposureController {
         var requestedTtlSeconds: Int64?
     }
 
-    func register(on router: Router<AppRequestContext>) {
+    /// The routes of this area.
+    var routes: RouteCollection<AppRequestContext> {
+        let router = RouteCollection(context: AppRequestContext.self)
         router.post("/sandboxes/:id/exposures", use: create)
         router.get("/sandboxes/:id/exposures", use: list)
         router.get("/sandboxes/:id/exposures/:exp", use: get)
         router.delete("/sandboxes/:id/exposures/:exp", use: delete)
         router.post("/sandboxes/:id/exposures/:exp/refresh", use: refresh)
+        return router
     }
 
     @Sendable func create(_ request: Request, context: AppRequestContext) async throws -> Response {

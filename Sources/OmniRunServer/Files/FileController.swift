@@ -2,6 +2,7 @@ import AgentProtocol
 import Foundation
 import Hummingbird
 import NIOCore
+import OmniRunControl
 import OmniRunError
 import OmniRunStore
 import SandboxRuntime
@@ -12,7 +13,9 @@ struct FileController {
     let signer: URLSigner
     let configuration: ServerConfiguration
 
-    func register(on router: Router<AppRequestContext>) {
+    /// The routes of this area.
+    var routes: RouteCollection<AppRequestContext> {
+        let router = RouteCollection(context: AppRequestContext.self)
         router.get("/sandboxes/:id/files", use: readText)
         router.post("/sandboxes/:id/files", use: writeText)
         router.delete("/sandboxes/:id/files", use: remove)
@@ -28,6 +31,7 @@ struct FileController {
         router.get("/sandboxes/:id/files/watch", use: watch)
         router.post("/sandboxes/:id/files/download-url", use: downloadURL)
         router.post("/sandboxes/:id/files/upload-url", use: uploadURL)
+        return router
     }
 
     /// `{name, path, is_dir, size}` as the SDK reads entries; `type` is `file`, `dir`,

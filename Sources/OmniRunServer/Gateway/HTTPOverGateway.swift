@@ -4,6 +4,7 @@ import HummingbirdCore
 import Logging
 import NIOCore
 import NIOPosix
+import OmniRunControl
 import OmniRunError
 import OmniRunStore
 

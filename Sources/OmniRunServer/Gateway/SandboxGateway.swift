@@ -5,6 +5,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import OmniRunControl
 import OmniRunCore
 import OmniRunError
 import OmniRunStore
@@ -18,7 +19,7 @@ import Glibc
 /// `http://127.0.0.1:18080` in the guest; the agent hands each connection over its
 /// channel, and here it is served as HTTP/1.1 by the API's own router, as the
 /// sandbox's owner. Only the LLM proxy (`/llm/v1/*`) answers there.
-actor SandboxGateway {
+actor SandboxGateway: SandboxHostGateway {
     /// Accept requests kept waiting per sandbox while it has room for more connections.
     static let idleAccepts = 3
 

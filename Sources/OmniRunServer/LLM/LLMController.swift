@@ -1,5 +1,6 @@
 import Hummingbird
 import LLMUpstreams
+import OmniRunControl
 import OmniRunError
 
 /// `/llm/v1/*`: the LLM proxy in three protocols (OpenAI chat completions, Anthropic
@@ -9,7 +10,9 @@ import OmniRunError
 struct LLMController {
     let proxy: LLMProxy
 
-    func register(on router: Router<AppRequestContext>) {
+    /// The routes of this area.
+    var routes: RouteCollection<AppRequestContext> {
+        let router = RouteCollection(context: AppRequestContext.self)
         let routes: [(path: String, wire: LLMProtocol, countTokens: Bool)] = [
             ("/llm/v1/chat/completions", .chatCompletions, false),
             ("/llm/v1/messages", .messages, false),
@@ -34,5 +37,6 @@ struct LLMController {
         router.get("/llm/v1/usage") { _, context -> Response in
             JSON.response(try await proxy.ledger.usage(try context.requireAccount()))
         }
+        return router
     }
 }

@@ -4,6 +4,7 @@ import Hummingbird
 import LLMUpstreams
 import Logging
 import NIOCore
+import OmniRunControl
 import OmniRunError
 import OmniRunStore
 

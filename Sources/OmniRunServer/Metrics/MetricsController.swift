@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import OmniRunControl
 import OmniRunStore
 
 /// `GET /sandboxes/{id}/metrics` (wire protocol §4.9, the array form) and the
@@ -35,9 +36,12 @@ struct MetricsController {
         }
     }
 
-    func register(on router: Router<AppRequestContext>) {
+    /// The routes of this area.
+    var routes: RouteCollection<AppRequestContext> {
+        let router = RouteCollection(context: AppRequestContext.self)
         router.get("/sandboxes/:id/metrics", use: sandboxMetrics)
         router.get("/metrics", use: prometheus)
+        return router
     }
 
     /// Every sample kept (oldest first; `limit` keeps the newest, default 1000). A paused

@@ -1,6 +1,7 @@
 import AgentProtocol
 import Foundation
 import Hummingbird
+import OmniRunControl
 import OmniRunCore
 import OmniRunError
 import OmniRunStore
@@ -12,13 +13,16 @@ struct PTYController {
     let sessions: PTYSessions
     let configuration: ServerConfiguration
 
-    func register(on router: Router<AppRequestContext>) {
+    /// The routes of this area.
+    var routes: RouteCollection<AppRequestContext> {
+        let router = RouteCollection(context: AppRequestContext.self)
         router.post("/sandboxes/:id/pty", use: create)
         router.get("/sandboxes/:id/pty", use: list)
         router.post("/sandboxes/:id/pty/:pid/input", use: input)
         router.post("/sandboxes/:id/pty/:pid/resize", use: resize)
         router.get("/sandboxes/:id/pty/:pid/read", use: read)
         router.delete("/sandboxes/:id/pty/:pid", use: kill)
+        return router
     }
 
     struct SizeBody: Decodable {

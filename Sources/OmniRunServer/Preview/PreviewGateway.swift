@@ -4,6 +4,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import OmniRunControl
 import OmniRunCore
 import OmniRunError
 import SandboxRuntime

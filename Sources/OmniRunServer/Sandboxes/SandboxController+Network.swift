@@ -14,11 +14,6 @@ struct NetworkPolicyBody: Codable {
     var policy: EgressPolicy {
         EgressPolicy(allowDomains: allowDomains, denyDomains: denyDomains, allowIPs: allowIPs, denyIPs: denyIPs)
     }
-
-    /// How a policy is kept in the store.
-    static func encoded(_ policy: EgressPolicy) throws -> String {
-        String(decoding: try JSONEncoder().encode(policy), as: UTF8.self)
-    }
 }
 
 extension SandboxController {
@@ -28,7 +23,7 @@ extension SandboxController {
     /// example sends them), which implies access restricted to it; `sniProxy: true` alone
     /// refuses every host. A policy that only denies narrows an access that is off by
     /// default: without `internet: true` the sandbox stays air-gapped.
-    func networkRequest(_ body: CreateBody) async throws -> (internet: Bool, egress: EgressPolicy?) {
+    func networkRequest(_ body: CreateBody) throws -> (internet: Bool, egress: EgressPolicy?) {
         var egress = body.network?.policy
         if body.sniProxy == true || body.allowDomains != nil {
             var policy = egress ?? EgressPolicy()
@@ -42,27 +37,15 @@ extension SandboxController {
             throw OmniRunError(.invalidArgument, "an allow-list needs internet access (leave out internet: false)")
         }
         let internet = body.internet == true || allows
-        guard internet else { return (false, nil) }
-        if let reason = await service.runtime.network.availability() {
-            throw OmniRunError(.unavailable, "internet access is not available on this server: \(reason)")
-        }
-        return (true, egress)
+        return internet ? (true, egress) : (false, nil)
     }
 
     /// Replaces a running sandbox's egress policy; new connections follow it at once.
     @Sendable func setNetworkPolicy(_ request: Request, context: AppRequestContext) async throws -> Response {
         let account = try context.requireAccount()
-        let record = try await service.record(try context.parameters.require("id"), account: account)
+        let id = try context.parameters.require("id")
         let body = try await JSON.decode(NetworkPolicyBody.self, from: request, limit: 256 << 10)
-        let policy = try body.policy.validated()
-        guard let id = SandboxID(record.id), record.state == .running else {
-            throw OmniRunError(.conflict, "sandbox \(record.id) is \(record.state), not running")
-        }
-        guard service.runtime.network.hasNamespace(id) else {
-            throw OmniRunError(.conflict, "sandbox \(record.id) has no internet access (create it with internet: true)")
-        }
-        try await service.runtime.network.apply(policy, to: id)
-        try await exposures.setPolicy(record.id, policy: try NetworkPolicyBody.encoded(policy))
+        try await creation.setNetworkPolicy(id, policy: body.policy, account: account)
         return JSON.response(["status": "ok"])
     }
 }

@@ -1,18 +1,16 @@
 import Foundation
 import Hummingbird
+import OmniRunControl
 import OmniRunCore
 import OmniRunError
 import OmniRunStore
 import SandboxRuntime
-import OmniRunE2EE
 
 /// Sandbox lifecycle routes (wire protocol §4).
 struct SandboxController {
-    let service: SandboxService
-    let vault: VaultService
-    let e2ee: E2EESessions
-    let exposures: ExposureService
+    let creation: SandboxCreation
     let configuration: ServerConfiguration
+    var service: SandboxService { creation.service }
 
     struct CreateBody: Decodable {
         var template: String?
@@ -35,7 +33,9 @@ struct SandboxController {
         var allowDomains: [String]?
     }
 
-    func register(on router: Router<AppRequestContext>) {
+    /// The routes of this area.
+    var routes: RouteCollection<AppRequestContext> {
+        let router = RouteCollection(context: AppRequestContext.self)
         router.post("/sandboxes", use: create)
         router.get("/sandboxes", use: list)
         router.get("/sandboxes/history", use: history)
@@ -53,6 +53,7 @@ struct SandboxController {
                 throw OmniRunError(.notImplemented, "\(feature) is not available on this server yet")
             }
         }
+        return router
     }
 
     static let notYet: [(HTTPRequest.Method, String, String)] = [
@@ -61,15 +62,12 @@ struct SandboxController {
     @Sendable func create(_ request: Request, context: AppRequestContext) async throws -> Response {
         let account = try context.requireAccount()
         let body = try await JSON.decode(CreateBody.self, from: request, limit: configuration.maxJSONBody)
-        let (internet, egress) = try await networkRequest(body)
+        let (internet, egress) = try networkRequest(body)
         let mask = try Self.validateMask(body.maskRequestHost)
-        // E2EE (§12): the handshake before the sandbox exists, so a bad key costs nothing.
-        var handshake: (channel: E2EEChannel, serverPublicKey: String)? = nil
         if body.e2ee == true {
             guard let clientKey = body.clientPublicKey, !clientKey.isEmpty else {
                 throw OmniRunError(.invalidArgument, "e2ee: true needs clientPublicKey (base64 DER SPKI of an ECDH P-256 key)")
             }
-            handshake = try E2EEChannel.accept(clientPublicKey: clientKey)
         } else if body.clientPublicKey != nil {
             throw OmniRunError(.invalidArgument, "clientPublicKey is only used with e2ee: true")
         }
@@ -79,7 +77,7 @@ struct SandboxController {
         }
         let template = try Self.template(body)
         let env = body.envVars ?? [:]
-        for key in env.keys where !Self.isEnvName(key) {
+        for key in env.keys where !CreateSandboxRequest.isEnvName(key) {
             throw OmniRunError(.invalidArgument, "invalid environment variable name '\(key)'")
         }
         // `RESOLUTION` (the public CLI's `beamup desktop`) sizes a desktop's screen; for other
@@ -91,37 +89,17 @@ struct SandboxController {
         }
         // Without the field, `metadata.vaultInject: "true"` asks for it (the hosted product's vault example).
         let vaultInject = body.vaultInject ?? (metadata["vaultInject"] == "true")
-        // Vault values are opened only here, on their way into this account's sandbox.
-        let vaultVariables = vaultInject ? try await vault.environment(account) : nil
-        let record = try await service.create(
+        let created = try await creation.create(
             CreateSandboxRequest(
                 template: template, timeoutSeconds: timeout, env: env, metadata: metadata, vaultInject: vaultInject,
-                memoryMB: body.memoryMB, autoPause: body.autoPause == true, vaultVariables: vaultVariables,
-                internet: internet, egress: egress, screenSize: screenSize),
+                memoryMB: body.memoryMB, autoPause: body.autoPause == true, internet: internet, egress: egress,
+                screenSize: screenSize),
+            options: .init(
+                clientPublicKey: body.e2ee == true ? body.clientPublicKey : nil, secure: body.secure == true, maskRequestHost: mask),
             account: account)
-        var info = SandboxInfo(record)
-        if let handshake {
-            do {
-                try await e2ee.register(record.id, channel: handshake.channel)
-            } catch {
-                // Never leave an e2ee sandbox running that has no key (it would be unreachable).
-                try? await service.kill(record.id, account: account)
-                throw OmniRunError(.unavailable, "the sandbox's e2ee key could not be stored; retry the create")
-            }
-            info.serverPublicKey = handshake.serverPublicKey
-        }
-        // Secure mode: a traffic token the preview gateway asks for (only its hash is kept).
-        let trafficToken = body.secure == true ? randomBytes(32).map { String(format: "%02x", $0) }.joined() : nil
-        do {
-            try await exposures.register(
-                SandboxNetworkRecord(
-                    sandboxID: record.id, trafficTokenHash: trafficToken.map(PreviewAccess.sha256Hex), maskRequestHost: mask,
-                    internet: internet, policy: egress.map(NetworkPolicyBody.encoded)))
-        } catch {
-            try? await service.kill(record.id, account: account)
-            throw error
-        }
-        return JSON.response(CreatedSandbox(info: info, trafficToken: trafficToken), status: .created)
+        var info = SandboxInfo(created.record)
+        info.serverPublicKey = created.serverPublicKey
+        return JSON.response(CreatedSandbox(info: info, trafficToken: created.trafficToken), status: .created)
     }
 
     /// `template`, or its synonyms `templateID`/`templateId`; the SDK's default when none is
@@ -144,13 +122,6 @@ struct SandboxController {
             throw OmniRunError(.invalidArgument, "maskRequestHost must be a host name, optionally with a port or ${PORT}")
         }
         return value
-    }
-
-    static func isEnvName(_ name: String) -> Bool {
-        guard let first = name.unicodeScalars.first, first == "_" || (first.isASCII && first.properties.isAlphabetic) else {
-            return false
-        }
-        return name.count <= 256 && name.unicodeScalars.allSatisfy { $0 == "_" || ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) }
     }
 
     @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
@@ -282,49 +253,12 @@ struct SandboxController {
     @Sendable func fork(_ request: Request, context: AppRequestContext) async throws -> Response {
         let account = try context.requireAccount()
         let body = try await JSON.decode(ForkBody.self, from: request, limit: 64 << 10)
-        let count = body.count ?? 1
-        guard (1...SandboxService.maxForkCount).contains(count) else {
-            throw OmniRunError(.invalidArgument, "count must be between 1 and \(SandboxService.maxForkCount)")
-        }
-        let id = try context.parameters.require("id")
-        let record = try await service.record(id, account: account)
-        let network = await exposures.networkSettings(record.id)
-        if network?.internet == true {
-            throw OmniRunError(.conflict, "a sandbox with internet access cannot be forked yet")
-        }
-        // An e2ee sandbox's copies get keys of their own (an envelope for one never opens on
-        // another); the client's key is checked before anything is copied.
-        let hasChannel = await e2ee.channel(record.id) != nil
-        let encrypted = hasChannel ? true : await e2ee.isLocked(record.id)
-        if encrypted {
-            guard let clientKey = body.clientPublicKey, !clientKey.isEmpty else {
-                throw OmniRunError(
-                    .invalidArgument,
-                    "forking an e2ee sandbox needs clientPublicKey (base64 DER SPKI of an ECDH P-256 key): each copy gets its own key")
-            }
-            _ = try E2EEChannel.publicKey(clientKey)
-        } else if body.clientPublicKey != nil {
-            throw OmniRunError(.invalidArgument, "clientPublicKey is only used when forking an e2ee sandbox")
-        }
-        let vaultVariables = record.vaultInject ? try await vault.environment(account) : nil
-        let copies = try await service.fork(id, count: count, account: account, vaultVariables: vaultVariables)
-        var infos = copies.map { SandboxInfo($0) }
-        for (index, copy) in copies.enumerated() {
-            do {
-                if encrypted, let clientKey = body.clientPublicKey {
-                    let handshake = try E2EEChannel.accept(clientPublicKey: clientKey)
-                    try await e2ee.register(copy.id, channel: handshake.channel)
-                    infos[index].serverPublicKey = handshake.serverPublicKey
-                }
-                // A copy answers like its origin otherwise: secure mode and host mask.
-                try await exposures.register(
-                    SandboxNetworkRecord(
-                        sandboxID: copy.id, trafficTokenHash: network?.trafficTokenHash, maskRequestHost: network?.maskRequestHost,
-                        internet: false, policy: nil))
-            } catch {
-                for made in copies { try? await service.kill(made.id, account: account) }
-                throw OmniRunError(.unavailable, "the copies could not be registered; retry the fork: \(error)")
-            }
+        let copies = try await creation.fork(
+            try context.parameters.require("id"), count: body.count ?? 1, clientPublicKey: body.clientPublicKey, account: account)
+        let infos = copies.map { copy in
+            var info = SandboxInfo(copy.record)
+            info.serverPublicKey = copy.serverPublicKey
+            return info
         }
         return JSON.response(ForkedSandboxes(sandboxes: infos), status: .created)
     }

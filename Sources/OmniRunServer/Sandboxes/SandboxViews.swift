@@ -1,3 +1,4 @@
+import OmniRunControl
 import OmniRunStore
 
 /// `GET /sandboxes/{id}` and the items of `GET /sandboxes` (wire protocol §4.2).

@@ -38,7 +38,9 @@ struct HealthController {
         var message: String?
     }
 
-    func register(on router: Router<AppRequestContext>) {
+    /// The routes of this area.
+    var routes: RouteCollection<AppRequestContext> {
+        let router = RouteCollection(context: AppRequestContext.self)
         router.get("/health") { _, _ -> Response in
             JSON.response(["status": "ok"])
         }
@@ -46,6 +48,7 @@ struct HealthController {
             let answer = await readiness()
             return JSON.response(answer, status: answer.ready ? .ok : .serviceUnavailable)
         }
+        return router
     }
 
     func readiness() async -> Readiness {

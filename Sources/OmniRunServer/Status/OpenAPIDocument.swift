@@ -1,5 +1,6 @@
 import AgentProtocol
 import Foundation
+import OmniRunControl
 
 /// The OpenAPI 3.1 description of every route this server serves (`GET /openapi.json`).
 /// `routes` is also what the tests compare the router against.

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import OmniRunControl
 import OmniRunCore
 
 /// `GET /status` (open) and `GET /openapi.json` (open).
@@ -23,7 +24,9 @@ struct StatusController {
         var paused_disk_bytes: Int64
     }
 
-    func register(on router: Router<AppRequestContext>) {
+    /// The routes of this area.
+    var routes: RouteCollection<AppRequestContext> {
+        let router = RouteCollection(context: AppRequestContext.self)
         router.get("/status") { _, _ -> Response in
             let templates = service.runtime.catalog.builtInTemplates()
             let withAliases = templates.contains("playground")
@@ -43,13 +46,10 @@ struct StatusController {
             headers[.contentType] = "application/json"
             return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: .init(bytes: OpenAPIDocument.json)))
         }
+        return router
     }
 }
 
 enum ImageCatalogAliases {
     static let names = ["python-3.11"]
-}
-
-public enum OmniRunVersion {
-    public static let current = "0.1.0"
 }

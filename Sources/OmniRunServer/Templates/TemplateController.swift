@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import OmniRunControl
 import OmniRunError
 import OmniRunStore
 import TemplateBuilder
@@ -11,12 +12,15 @@ struct TemplateController {
     /// Builds (uploading, queued, running) and context bytes each account may hold.
     let quota: BuildQuota
 
-    func register(on router: Router<AppRequestContext>) {
+    /// The routes of this area.
+    var routes: RouteCollection<AppRequestContext> {
+        let router = RouteCollection(context: AppRequestContext.self)
         router.get("/templates", use: list)
         router.post("/templates", use: create)
         router.get("/templates/:name", use: info)
         router.delete("/templates/:name", use: delete)
         router.get("/templates/:name/builds/:build", use: build)
+        return router
     }
 
     /// A bare JSON array, like `GET /sandboxes`.
@@ -45,7 +49,9 @@ struct TemplateController {
         await quota.settle(ticket, bytes: upload.contextBytes)
         do {
             let quota = self.quota
-            let (template, build) = try await service.create(upload, account: account) { await quota.release(ticket) }
+            let (template, build) = try await service.create(
+                dockerfile: upload.dockerfile, settings: upload.settings, contextPath: upload.contextPath, account: account
+            ) { await quota.release(ticket) }
             return JSON.response(
                 TemplateBuildView(
                     templateID: template.templateID, buildID: build.id, status: build.status, error: nil,

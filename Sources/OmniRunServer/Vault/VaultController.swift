@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import OmniRunControl
 import OmniRunError
 import OmniRunStore
 
@@ -41,7 +42,9 @@ struct VaultController {
         var updated: Int
     }
 
-    func register(on router: Router<AppRequestContext>) {
+    /// The routes of this area.
+    var routes: RouteCollection<AppRequestContext> {
+        let router = RouteCollection(context: AppRequestContext.self)
         router.post("/vault/init") { _, context -> Response in
             let account = try context.requireAccount()
             let createdAt = try await vault.initialize(account)
@@ -91,5 +94,6 @@ struct VaultController {
             try await vault.delete(try context.requireAccount(), name: try context.parameters.require("key"))
             return JSON.noContent()
         }
+        return router
     }
 }

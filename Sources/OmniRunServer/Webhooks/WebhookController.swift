@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import OmniRunControl
 import OmniRunError
 import OmniRunStore
 
@@ -42,7 +43,9 @@ struct WebhookController {
         var deliveredAt: String?
     }
 
-    func register(on router: Router<AppRequestContext>) {
+    /// The routes of this area.
+    var routes: RouteCollection<AppRequestContext> {
+        let router = RouteCollection(context: AppRequestContext.self)
         router.post("/webhooks") { request, context -> Response in
             let body = try await JSON.decode(CreateBody.self, from: request, limit: 64 << 10)
             let webhook = try await service.create(url: body.url, events: body.events, account: try context.requireAccount())
@@ -73,5 +76,6 @@ struct WebhookController {
                         deliveredAt: $0.deliveredAt.map(isoDate))
                 })
         }
+        return router
     }
 }
