@@ -268,6 +268,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The control plane on in-memory machines (`MemoryMachineDriver`): no VM, no QEMU.
+        .testTarget(
+            name: "ControlPlaneTests",
+            dependencies: [
+                "TestSupport", "OmniRunServer", "OmniRunStore", "SandboxRuntime", "OmniRunCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "RuntimeIntegrationTests",
             dependencies: ["TestSupport", "OmniRunCore", "QEMUDriver", "AgentClient", "AgentProtocol", "SandboxRuntime", "OmniRunError"],
