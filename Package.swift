@@ -191,6 +191,7 @@ let package = Package(
                 "OmniRunCore", "QEMUDriver", "AgentClient", "AgentProtocol", "SandboxRuntime", "OmniRunServer", "OmniRunControl",
                 "OmniRunStore", "ScreenImage", "TemplateBuilder",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -6,6 +6,7 @@ import OmniRunControl
 import OmniRunServer
 import OmniRunStore
 import SandboxRuntime
+import ServiceLifecycle
 import TemplateBuilder
 #if canImport(Glibc)
 import Glibc
@@ -74,8 +75,11 @@ extension OmniRun {
             }
             let database = try await Store.open(url: configuration.resolvedDatabaseURL, logger: logger)
             let baseURL = configuration.baseURL
+            // For test harnesses: when the process that started us goes away, take every
+            // sandbox down with us instead of leaving VMs behind.
+            let extra: [any Service] = env["OMNIRUN_EXIT_WITH_PARENT"] == "1" ? [ParentWatchService(runtime: sandboxes)] : []
             let (app, bootstrap) = try await OmniRunApp.build(
-                configuration: configuration, runtime: sandboxes, database: database, logger: logger,
+                configuration: configuration, runtime: sandboxes, database: database, logger: logger, services: extra,
                 onRunning: {
                     say("[omnirun] listening on \(baseURL)")
                 })
@@ -86,17 +90,6 @@ extension OmniRun {
                 say("[omnirun] owner API key: \(dataDirectory)/owner.key")
             }
             say("[omnirun] try: curl -H \"X-API-Key: $(cat \(dataDirectory)/owner.key)\" \(configuration.baseURL)/sandboxes")
-            if env["OMNIRUN_EXIT_WITH_PARENT"] == "1" {
-                // For test harnesses: when the process that started us goes away, take
-                // every sandbox down with us instead of leaving VMs behind.
-                let parent = getppid()
-                Task.detached {
-                    while getppid() == parent { try? await Task.sleep(for: .milliseconds(500)) }
-                    await sandboxes.destroyAll()
-                    await sandboxes.network.removeHostTable()
-                    Glibc.exit(0)
-                }
-            }
             // The store closes and pooled and build machines go when the group stops (sandboxes
             // outlive the server, on purpose).
             do {
@@ -144,4 +137,20 @@ extension OmniRun {
 /// Writes a line to standard output at once (no buffering, so it shows up in logs).
 func say(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+/// Ends the server, and every sandbox with it, when the process that started it goes away
+/// (`OMNIRUN_EXIT_WITH_PARENT=1`, for test harnesses).
+struct ParentWatchService: Service {
+    let runtime: SandboxRuntime
+
+    func run() async throws {
+        let parent = getppid()
+        try await cancelWhenGracefulShutdown {
+            while getppid() == parent { try await Task.sleep(for: .milliseconds(500)) }
+            await runtime.destroyAll()
+            await runtime.network.removeHostTable()
+            Glibc.exit(0)
+        }
+    }
 }

@@ -16,7 +16,7 @@ struct ReaperTests {
             let history = try await plane.history()
             #expect(history.map(\.sandboxID) == [short.sandboxID])
             #expect(history.first?.endReason == "timeout")
-            #expect(plane.driver.liveMachines.map(\.name) == [long.sandboxID], "its machine was destroyed")
+            #expect(await eventually { plane.driver.liveMachines.map(\.name) == [long.sandboxID] }, "its machine was destroyed")
         }
     }
 
@@ -40,14 +40,15 @@ struct ReaperTests {
             let history = try await plane.history()
             #expect(history.map(\.sandboxID) == [idle.sandboxID])
             #expect(history.first?.endReason == "idle")
-            #expect(plane.driver.liveMachines.isEmpty)
+            #expect(await eventually { plane.driver.liveMachines.isEmpty }, "its machine was destroyed")
         }
     }
 
     @Test func callsKeepASandboxFromBeingIdle() async throws {
-        try await ControlPlane.run({ $0.idleTimeoutSeconds = 1 }) { plane in
+        // Idle after 3 s, calls every 0.2 s for 4 s: a margin for a loaded machine.
+        try await ControlPlane.run({ $0.idleTimeoutSeconds = 3 }) { plane in
             let busy = try await plane.createSandbox(#"{"timeout": 600}"#)
-            let until = ContinuousClock.now + .milliseconds(2500)
+            let until = ContinuousClock.now + .seconds(4)
             while ContinuousClock.now < until {
                 #expect(try await plane.run("true", in: busy.sandboxID).exit_code == 0)
                 try await Task.sleep(for: .milliseconds(200))
@@ -63,7 +64,7 @@ struct ReaperTests {
             let paused = try await eventually { try await plane.list().first?.state == "paused" }
             #expect(paused)
             #expect(try await plane.history().isEmpty, "a paused sandbox has not ended")
-            #expect(plane.driver.liveMachines.isEmpty, "a paused sandbox has no machine")
+            #expect(await eventually { plane.driver.liveMachines.isEmpty }, "a paused sandbox has no machine")
             #expect(try await plane.call(.post, "/sandboxes/\(sandbox.sandboxID)/resume").status == 200)
             #expect(try await plane.readFile("/tmp/state", in: sandbox.sandboxID) == "before the timeout")
         }

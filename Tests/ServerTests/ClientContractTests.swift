@@ -179,7 +179,8 @@ struct ClientContractTests {
     @Test func historyAndListPagesAsTheClientsReadThem() async throws {
         let (_, client) = try await ContractHarness.client("history")
         var ids: [String] = []
-        for timeout in [120, 240, 360] {
+        // Timeouts far past the test's length (creates wait their turn on a loaded machine).
+        for timeout in [3600, 3700, 3800] {
             ids.append(try await createSandbox(client, ["template": "playground", "timeout": timeout]))
         }
         // The default page holds them all; a limit past 1000 is clamped, not refused.
@@ -210,7 +211,7 @@ struct ClientContractTests {
             #expect((item["stoppedAt"] as? String)?.isEmpty == false && item["stoppedAt"] as? String == item["endedAt"] as? String)
             #expect(item["cpuCount"] as? Int ?? 0 > 0 && item["memoryMB"] as? Int ?? 0 > 0)
         }
-        #expect(history.compactMap { $0["timeoutSeconds"] as? Int } == [360, 240, 120])
+        #expect(history.compactMap { $0["timeoutSeconds"] as? Int } == [3800, 3700, 3600])
         let second = try await client.get("/sandboxes/history?limit=1&offset=1").array
         #expect(second.compactMap { $0["sandboxId"] as? String } == [ids[1]])
         #expect(try await client.get("/sandboxes/history?offset=3").array.isEmpty)

@@ -215,7 +215,7 @@ struct E2EETransportTests {
             server.crash()
             try await server.restart()
             let after = try await e2eeClient("run", server.baseURL, server.ownerKey, id, privateKey, serverKey, "echo after")
-            #expect(after["stdout"] as? String == "after\n", "\(after)")
+            #expect(after["stdout"] as? String == "after\n", "\(after)\nserver log: \(server.log())")
             // The nonces were kept across the crash: the envelope sent before it is still a replay.
             let replayed = try await e2eeClient(
                 "post", server.baseURL, server.ownerKey, "/sandboxes/\(id)/commands", before["sentBody"] as? String ?? "")

@@ -24,7 +24,7 @@ public enum OmniRunApp {
 
     public static func build(
         configuration: ServerConfiguration, runtime: SandboxRuntime, database: any SQLDatabase, logger: Logger,
-        onRunning: @escaping @Sendable () async -> Void = {}
+        services extra: [any Service] = [], onRunning: @escaping @Sendable () async -> Void = {}
     ) async throws -> (some ApplicationProtocol, Bootstrap) {
         let bootstrap = try await ensureOwner(
             accounts: AccountRepository(database: database), configuration: configuration, logger: logger)
@@ -67,6 +67,7 @@ public enum OmniRunApp {
         // then what talks to the outside, then the preview listener; the API server last.
         for service in control.services { app.addServices(service) }
         app.addServices(OutboundService(upstreams: control.upstreams, gateway: gateway))
+        for service in extra { app.addServices(service) }
         if let listener {
             app.addServices(
                 PreviewGateway.start(listener: listener, exposures: control.exposures, limits: configuration.limits, logger: logger))
