@@ -242,9 +242,11 @@ let package = Package(
         .testTarget(
             name: "GuestAgentTests",
             dependencies: [
-                "GuestAgent", "AgentProtocol", "CAgentSupport",
+                "GuestAgent", "AgentProtocol", "AgentClient", "CAgentSupport", "OmniRunError",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
