@@ -36,7 +36,7 @@ struct LLMProtocolTests {
         let pieces = streamed["pieces"] as? [String] ?? []
         #expect(pieces.joined() == "echo: one two three four five", "\(streamed)")
         #expect(pieces.count == 6)
-        // The stand-in waits 0.2 s between words (1 s in all); a proxy that buffered would
+        // The stand-in waits 0.4 s between words (2 s in all); a proxy that buffered would
         // deliver them at once. On a loaded machine the client may see the first ones late
         // and bunched, so more than one gap's worth of spread is what is asked.
         let times = streamed["times"] as? [Double] ?? []
@@ -102,7 +102,7 @@ struct LLMProtocolTests {
         #expect(tool["answer"] as? String == "tool said: 18 C and sunny")
     }
 
-    /// Responses streams pass event by event: the stand-in waits 0.2 s between words, and the
+    /// Responses streams pass event by event: the stand-in waits 0.4 s between words, and the
     /// proxy's answer (read here as raw bytes, as they arrive) must spread over that time.
     @Test func responsesStreamArrivesEventByEvent() async throws {
         let setup = try await LLMHarness.shared.value

@@ -31,7 +31,7 @@ enum LLMHarness {
         let anthropicPython = try Python.interpreter(importing: "anthropic")
         let log = directory + "/requests.jsonl"
         let upstream = try await HelperProcess.start(
-            python, [Python.script("fake-llm-upstream.py"), "--key", upstreamKey, "--log", log],
+            python, [Python.script("fake-llm-upstream.py"), "--key", upstreamKey, "--log", log, "--word-delay", "0.4"],
             logPath: directory + "/upstream.log")
         let base = "http://127.0.0.1:\(upstream.port)/v1"
         let server = try await TestServer.start(
@@ -165,7 +165,7 @@ struct LLMProxyTests {
         let pieces = result["pieces"] as? [String] ?? []
         #expect(pieces.joined() == "echo: one two three four five", "\(result)")
         #expect(pieces.count == 6)
-        // The stand-in waits 0.2 s between words; a proxy that buffered would deliver them at once.
+        // The stand-in waits 0.4 s between words; a proxy that buffered would deliver them at once.
         let times = result["times"] as? [Double] ?? []
         #expect((times.last ?? 0) - (times.first ?? 0) > 0.6, "\(times)")
         // The client did not ask for usage: the proxy asked upstream, charged it, and kept it out of the stream.
