@@ -105,7 +105,8 @@ class Worker:
 
     # -- the cap ----------------------------------------------------------------------------
     async def used_slots(self) -> int:
-        used = len(self.inflight)
+        # A handle-item process waits for a slot for its own item: only the sandboxes count.
+        used = len(self.inflight) if self.mode == "run" else 0
         try:
             used = max(used, await self.sandboxes.running_count())
         except Exception as exc:  # noqa: BLE001 - the local count still holds

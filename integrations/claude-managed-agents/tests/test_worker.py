@@ -331,7 +331,7 @@ def test_spawn_sh_follows_ants_script_contract(plane):
     assert names <= {"PATH", "HOME", "LANG", "ANTHROPIC_WORK_ID", "ANTHROPIC_ENVIRONMENT_ID", "ANTHROPIC_SESSION_ID",
                      "ANTHROPIC_ENVIRONMENT_KEY", "ANTHROPIC_BASE_URL", "OMNIRUN_API_URL", "OMNIRUN_API_KEY",
                      "OMNIRUN_CLAUDE_PYTHON", "OMNIRUN_CLAUDE_TEMPLATE", "OMNIRUN_CLAUDE_IDLE_SECONDS",
-                     "OMNIRUN_CLAUDE_LOG_LEVEL"}, names
+                     "OMNIRUN_CLAUDE_LOG_LEVEL", "PWD", "SHLVL", "_", "LC_CTYPE"}, names  # the last four: bash's, Python's
     # It blocks for the session: it ends only once the turn is over.
     assert p.wait(300) == 0
     assert results(s) == [("bash", False, "ok\n"), ("read", False, "spawned\n")]
