@@ -73,12 +73,14 @@ class Session:
         self.calls: List[Dict[str, Any]] = []  # every tool_use emitted
         self.turns_done = 0
         self.tokens_seen: set = set()
+        self.skills: List[Dict[str, str]] = []  # {"skill_id", "name", "text"}: the agent's skills
 
     def json(self) -> Dict[str, Any]:
         t = now_iso()
         return {
             "id": self.id, "type": "session", "status": self.status, "environment_id": self.env_id,
-            "agent": {"id": "agent_standin", "type": "agent", "name": "stand-in", "version": 1, "skills": [],
+            "agent": {"id": "agent_standin", "type": "agent", "name": "stand-in", "version": 1,
+                      "skills": [{"type": "custom", "skill_id": k["skill_id"], "version": "latest"} for k in self.skills],
                       "multiagent": None, "tools": [{"type": "agent_toolset_20260401"}], "mcp_servers": [],
                       "model": {"id": "claude-stand-in"}, "system": None, "description": None},
             "resources": [], "metadata": {}, "created_at": t, "updated_at": t, "archived_at": None,
@@ -100,9 +102,11 @@ class ControlPlane:
         self.stopping = False
 
     # -- the test's side -------------------------------------------------------------------
-    def create_session(self, calls: List[Dict[str, Any]], terminate_after: bool = False) -> Session:
+    def create_session(self, calls: List[Dict[str, Any]], terminate_after: bool = False,
+                       skills: Optional[List[Dict[str, str]]] = None) -> Session:
         with self.cond:
             s = Session(self.env_id)
+            s.skills = list(skills or [])
             self.sessions[s.id] = s
             self._start_turn(s, calls, terminate_after)
             self.work.append(WorkItem(self.env_id, s.id))
@@ -247,6 +251,16 @@ class ControlPlane:
                     if token not in (plane.env_key, item.token):
                         return self._error(401, "authentication_error", "invalid credential")
                     return self._work(item, m.group(3), q, body)
+                m = re.fullmatch(r"/v1/skills/([^/]+)/versions/([^/]+)(/content)?", path)
+                if m and method == "GET":
+                    skill = next((k for s in plane.sessions.values() for k in s.skills if k["skill_id"] == m.group(1)), None)
+                    if skill is None:
+                        return self._error(404, "not_found_error", "no such skill")
+                    if m.group(3):
+                        return self._skill_archive(skill)
+                    return self._send(200, {"id": "skillver_1", "type": "skill_version", "skill_id": skill["skill_id"],
+                                            "name": skill["name"], "version": "1", "description": "",
+                                            "directory": skill["name"], "created_at": now_iso()})
                 m = re.fullmatch(r"/v1/sessions/([^/]+)(/events(/stream)?)?", path)
                 if m:
                     s = plane.sessions.get(m.group(1))
@@ -292,6 +306,19 @@ class ControlPlane:
                         if left <= 0 or plane.stopping:
                             return self._send(200, None)
                         plane.cond.wait(left)
+
+            def _skill_archive(self, skill: Dict[str, str]) -> None:
+                import io
+                import zipfile
+                buf = io.BytesIO()
+                with zipfile.ZipFile(buf, "w") as z:
+                    z.writestr(f"{skill['name']}/SKILL.md", skill["text"])
+                data = buf.getvalue()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/zip")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def _stats(self) -> None:
                 with plane.cond:

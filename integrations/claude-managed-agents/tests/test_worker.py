@@ -172,10 +172,12 @@ def test_session_runs_in_a_sandbox_and_its_next_turn_resumes_it(plane, tmp_path)
         s = cp.create_session([
             bash('mkdir -p notes && echo "hello $((6*7))" > notes/a.txt && cd notes && export GREETING=kept && echo wrote'),
             read("notes/a.txt"),
-        ])
+            read("skills/greet/SKILL.md"),
+        ], skills=[{"skill_id": "skill_greet", "name": "greet", "text": "say hello\n"}])
         first = track(cp.items_for(s)[0])
         cp.wait(lambda: s.turns_done >= 1, 300, "the first turn's two tool calls")
-        assert results(s) == [("bash", False, "wrote\n"), ("read", False, "hello 42\n")]
+        assert results(s) == [("bash", False, "wrote\n"), ("read", False, "hello 42\n"),
+                              ("read", False, "say hello\n")]  # the agent's skill, in the sandbox
         # The session's calls used the item's sessions token, not the environment key.
         assert first.token in s.tokens_seen
         # Idle: the item is stopped and the sandbox paused (memory kept), not ended.
@@ -191,7 +193,7 @@ def test_session_runs_in_a_sandbox_and_its_next_turn_resumes_it(plane, tmp_path)
         track(cp.follow_up(s, [bash("cat a.txt; echo cwd=$(pwd) greeting=$GREETING; env | grep -c '^ANTHROPIC_' || true")],
                            terminate_after=True))
         cp.wait(lambda: s.turns_done >= 2, 300, "the second turn")
-        name, is_error, text = results(s)[2]
+        name, is_error, text = results(s)[3]
         assert not is_error, text
         assert text.splitlines() == ["hello 42", f"cwd={WORKDIR}/notes greeting=kept", "0"]
         log = worker.text()
