@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 from typing import Optional
@@ -45,6 +46,8 @@ def main(argv: Optional[list] = None) -> int:
     from .worker import Worker, sessions_token
     from .config import REDACT
     REDACT.add(sessions_token(secret))
+    if item:
+        logging.getLogger("omnirun_claude_worker").debug("work item from stdin: %s", item)  # redacted
 
     if args.command == "handle-item":
         data = item.get("data") if isinstance(item.get("data"), dict) else {}

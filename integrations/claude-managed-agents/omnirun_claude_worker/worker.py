@@ -339,6 +339,8 @@ class Worker:
                         break
                     item = next_item.result()
                     claimed_at = time.monotonic()
+                    REDACT.add(item.secret, sessions_token(item.secret))
+                    log.debug("claimed work item %r", item)  # its secret is redacted like every secret
                     work_type = getattr(item.data, "type", None)
                     if work_type != "session":
                         log.info("skipping a work item that is not for a session work_id=%s type=%s", item.id, work_type)
