@@ -123,8 +123,9 @@ class Sandboxes:
                                         session_id, exc)
                             await asyncio.sleep(delay)
                             delay = min(delay * 2, 15.0)
-                    how = "resumed"
-                await sandbox.set_timeout(self.settings.sandbox_timeout)
+                    how = "resumed"  # a resume starts the sandbox's timeout again
+                else:
+                    await sandbox.set_timeout(self.settings.sandbox_timeout)
                 box = SessionBox(sandbox, self.settings.workdir)
                 log.info("session sandbox %s session_id=%s sandbox_id=%s", how, session_id, sandbox_id)
                 return box, how

@@ -5,6 +5,7 @@ the sandbox is taken unbounded: command output is cut in the guest, files are si
 before they are read."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -57,9 +58,22 @@ class SessionBox:
 
     async def install(self) -> None:
         """Puts the bash wrapper and the helper in the guest, and makes the workdir."""
-        await self.sandbox.files.write(f"{GUEST_DIR}/bash.sh", BASH_WRAPPER)
-        await self.sandbox.files.write(f"{GUEST_DIR}/helper.py", HELPER)
-        await self.helper("mkdirs", path=self.workdir)
+        await asyncio.gather(
+            self.sandbox.files.write([{"path": f"{GUEST_DIR}/bash.sh", "content": BASH_WRAPPER},
+                                      {"path": f"{GUEST_DIR}/helper.py", "content": HELPER}]),
+            self.sandbox.files.make_dir(self.workdir))
+
+    async def stat(self, path: str) -> dict:
+        """{"kind": "file"|"dir"|"other", "size"} or {"error"}, following symlinks."""
+        out, code = await self.run(f"stat -L -c '%F|%s' -- {_quote(path)} 2>&1 | head -c 512", timeout=30)
+        line = out.strip().splitlines()[-1] if out.strip() else ""
+        kind, _, size = line.rpartition("|")
+        if not size.isdigit():
+            reason = "no such file or directory" if "No such file" in out else "permission denied" \
+                if "Permission denied" in out else "cannot stat"
+            return {"error": reason}
+        return {"kind": "file" if kind.startswith("regular") else "dir" if kind == "directory" else "other",
+                "size": int(size)}
 
     def resolve(self, path: str) -> str:
         if not path:
@@ -122,9 +136,15 @@ def sandbox_toolset(box_for_call: Callable[[], Awaitable[SessionBox]]) -> List[A
             if timeout_ms is not None and timeout_ms > 0:
                 timeout = min(timeout_ms / 1000.0, timeout)
             script = f"{GUEST_DIR}/cmd-{uuid.uuid4().hex}.sh"
-            await box.sandbox.files.write(script, command)
-            line = (f"timeout -k 5 {int(timeout)} bash {GUEST_DIR}/bash.sh {state} {box.workdir} {script} "
-                    f"{BASH_OUTPUT_LIMIT}")
+            encoded = base64.b64encode(command.encode()).decode()
+            if len(encoded) <= 64 * 1024:
+                # One round trip: the command travels base64-encoded on the command line.
+                prefix = f"echo {encoded} | base64 -d > {script} && "
+            else:
+                await box.sandbox.files.write(script, command)
+                prefix = ""
+            line = (f"{prefix}timeout -k 5 {int(timeout)} bash {GUEST_DIR}/bash.sh {state} {_quote(box.workdir)} "
+                    f"{script} {BASH_OUTPUT_LIMIT}")
             out, code = await box.run(line, timeout=timeout + 15)
             out = out[:BASH_OUTPUT_LIMIT + 200]
             if code == 124:
@@ -143,7 +163,7 @@ def sandbox_toolset(box_for_call: Callable[[], Awaitable[SessionBox]]) -> List[A
             target = box.resolve(file_path)
             if view_range and len(view_range) != 2:
                 raise ToolError("read: view_range must be [start_line, end_line]")
-            st = await box.helper("stat", path=target)
+            st = await box.stat(target)
             if "error" in st:
                 raise ToolError(f"read: {file_path}: {st['error']}")
             if st.get("kind") != "file":
@@ -193,10 +213,7 @@ def sandbox_toolset(box_for_call: Callable[[], Awaitable[SessionBox]]) -> List[A
             target = box.resolve(file_path)
             if len(content.encode("utf-8")) > WRITE_LIMIT:
                 raise ToolError(f"write: the content exceeds the {WRITE_LIMIT}-byte limit")
-            made = await box.helper("mkdirs", path=posixpath.dirname(target))
-            if "error" in made:
-                raise ToolError(f"write: {file_path}: {made['error']}")
-            await box.sandbox.files.write(target, content)
+            await box.sandbox.files.write(target, content)  # the agent makes the parents
             return f"wrote {len(content)} bytes to {file_path}"
         except SandboxError as exc:
             raise ToolError(f"write: {file_path}: {_short(exc)}") from None
@@ -209,7 +226,7 @@ def sandbox_toolset(box_for_call: Callable[[], Awaitable[SessionBox]]) -> List[A
         box = await started("edit")
         try:
             target = box.resolve(file_path)
-            st = await box.helper("stat", path=target)
+            st = await box.stat(target)
             if "error" in st:
                 raise ToolError(f"edit: {file_path}: {st['error']}")
             if st.get("kind") != "file":

@@ -200,7 +200,10 @@ class ControlPlane:
                 self.send_header("Content-Length", str(len(data)))
                 self.send_header("request-id", new_id("req"))
                 self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client went away (a poll cut short by a stopping worker)
 
             def _error(self, status: int, kind: str, message: str, details: Any = None) -> None:
                 err: Dict[str, Any] = {"type": kind, "message": message}
