@@ -5,7 +5,8 @@
 # and CommonJS builds) and the `omni` CLI (the real binary; its interactive shell in tmux).
 # Needs .build/debug/omnirun (or $OMNIRUN_BIN) and .build/debug/omni; scripts/test.sh runs it
 # after the Swift suite.
-#   SDK_SUITES="python typescript cli" (default: these three; "public" runs the public
+#   SDK_SUITES="python typescript cli managed" (default: these four; "managed" is the Claude
+#   Managed Agents worker of integrations/claude-managed-agents; "public" runs the public
 #   clients, which need their git directories: scripts/test-public-clients.sh)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,7 +15,7 @@ export PATH=/opt/swift/usr/bin:$PATH
 source scripts/test-services.sh
 # shellcheck source=scripts/test-public-clients.sh
 source scripts/test-public-clients.sh
-suites="${SDK_SUITES:-python typescript cli}"
+suites="${SDK_SUITES:-python typescript cli managed}"
 bin="$(realpath "${OMNIRUN_BIN:-.build/debug/omnirun}")"
 cache="${OMNIRUN_CACHE_DIR:-$HOME/.cache/omnirun}"
 base="${OMNIRUN_TEST_DATA_DIR:-$cache/test-data}"
@@ -87,6 +88,19 @@ typescript_suite() {
     bash -c 'node --test sdks/typescript/tests/esm.test.mjs && node --test sdks/typescript/tests/cjs.test.cjs'
 }
 
+managed_suite() {
+  # Claude Managed Agents: the worker of integrations/claude-managed-agents with the real
+  # `anthropic` package (pinned) against a stand-in of Anthropic's control plane and this
+  # server's real sandboxes (playground).
+  python3 -m venv --system-site-packages "$data/managed-venv"
+  "$data/managed-venv/bin/python" -c 'import httpx, pytest' 2>/dev/null \
+    || "$data/managed-venv/bin/pip" install -q httpx pytest >/dev/null
+  "$data/managed-venv/bin/pip" install -q "anthropic==2.17.0" >/dev/null
+  "$data/managed-venv/bin/pip" install -q --no-deps ./sdks/python ./integrations/claude-managed-agents >/dev/null
+  (cd "$data" && OMNIRUN_API_KEY="$(new_key managed@sdk.test)" OMNIRUN_CLAUDE_TEST_LOGS="$data/managed-logs" \
+    "$data/managed-venv/bin/python" -m pytest -q -p no:cacheprovider "$OLDPWD/integrations/claude-managed-agents/tests")
+}
+
 cli_suite() {
   OMNIRUN_TEST_KEY="$(new_key cli@sdk.test)" OMNIRUN_TEST_OUTBOX="$data/outbox" OMNIRUN_TEST_LLM_LOG="$data/upstream-requests.jsonl" OMNI="${OMNI_BIN:-$PWD/.build/debug/omni}" \
     bash sdks/cli-tests/run.sh
@@ -97,6 +111,7 @@ for suite in $suites; do
     python) run_suite "Python SDK (pytest)" python_suite ;;
     typescript) run_suite "TypeScript SDK (node --test, ESM and CJS)" typescript_suite ;;
     cli) run_suite "omni CLI" cli_suite ;;
+    managed) run_suite "Claude Managed Agents worker (pytest)" managed_suite ;;
     public) run_suite "the public clients (scripts/test-public-clients.sh)" public_suite ;;
     *) echo "[sdk] unknown suite $suite"; status=1 ;;
   esac
