@@ -56,8 +56,8 @@ struct AccountsUnitTests {
         let codes = (0..<200).map { _ in SignInService.newCode() }
         #expect(codes.allSatisfy { $0.count == 6 && $0.allSatisfy(\.isNumber) })
         #expect(Set(codes).count > 190)
-        #expect(SignInService.constantTimeEqual("abc", "abc"))
-        #expect(!SignInService.constantTimeEqual("abc", "abd"))
+        #expect(Secrets.equal("abc", "abc"))
+        #expect(!Secrets.equal("abc", "abd"))
     }
 
     @Test func mailIsRenderedDotStuffedAndHeaderSafe() {

@@ -78,10 +78,10 @@ struct PreviewUnitTests {
         #expect(PreviewAccess.takeQuery("omnirun_token", from: "/plain").value == nil)
         let head = try! RequestHead.parse("GET / HTTP/1.1\r\nHost: a\r\nCookie: a=1; omnirun_preview=tok; b=2")
         #expect(PreviewAccess.cookieValue("omnirun_preview", in: head) == "tok")
-        #expect(PreviewAccess.same("abc", "abc"))
-        #expect(!PreviewAccess.same("abc", "abd"))
-        #expect(!PreviewAccess.same("abc", "abcd"))
-        #expect(PreviewAccess.sha256Hex("x").count == 64)
+        #expect(Secrets.equal("abc", "abc"))
+        #expect(!Secrets.equal("abc", "abd"))
+        #expect(!Secrets.equal("abc", "abcd"))
+        #expect(Secrets.sha256Hex("x").count == 64)
     }
 
     @Test func hostNamesWithoutPorts() throws {
@@ -101,7 +101,7 @@ struct PreviewPolicyTests {
 
     @Test func secureModeAndPrivateTokensOnEveryRequest() throws {
         let policy = PreviewPolicy(
-            hostName: "app-1.localhost", trafficTokenHash: PreviewAccess.sha256Hex(Self.token), exposureTokens: ["secret"],
+            hostName: "app-1.localhost", trafficTokenHash: Secrets.sha256Hex(Self.token), exposureTokens: ["secret"],
             hostOverride: "localhost:8000", scheme: "http")
         let good = try RequestHead.parse(
             "GET /x?omnirun_token=secret&a=1 HTTP/1.1\r\nHost: app-1.localhost:8081\r\ne2b-traffic-access-token: \(Self.token)")

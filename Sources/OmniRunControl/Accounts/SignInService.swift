@@ -69,7 +69,7 @@ package struct SignInService: Sendable {
         let link = base64URL(randomBytes(32))
         try await logins.insert(
             LoginChallengeRecord(
-                id: id, email: email, ip: address, codeHash: codeHash(id: id, code: code), linkHash: Self.linkHash(link),
+                id: id, email: email, ip: address, codeHash: codeHash(id: id, code: code), linkHash: Secrets.sha256Hex(link),
                 createdAt: now, expiresAt: now + settings.codeLifetimeSeconds * 1000))
         let minutes = settings.codeLifetimeSeconds / 60
         let url = configuration.baseURL + "/auth/magic-link/verify?token=" + link
@@ -107,7 +107,7 @@ package struct SignInService: Sendable {
             try check(try await logins.latest(email: email) ?? challenge)
             throw OmniRunError(.limitReached, "too many wrong codes: this code is locked; request a new one")
         }
-        guard Self.constantTimeEqual(codeHash(id: challenge.id, code: code), challenge.codeHash) else {
+        guard Secrets.equal(codeHash(id: challenge.id, code: code), challenge.codeHash) else {
             if attempts >= settings.maxAttempts {
                 throw OmniRunError(.limitReached, "invalid code, and that was the last try: this code is now locked; request a new one")
             }
@@ -124,7 +124,7 @@ package struct SignInService: Sendable {
         guard let link, !link.isEmpty, link.count <= 128 else {
             throw OmniRunError(.invalidArgument, "token (from the sign-in link) is required")
         }
-        guard let challenge = try await logins.find(linkHash: Self.linkHash(link)) else {
+        guard let challenge = try await logins.find(linkHash: Secrets.sha256Hex(link)) else {
             throw OmniRunError(.unauthorized, "this sign-in link is not valid")
         }
         try check(challenge)
@@ -189,19 +189,6 @@ package struct SignInService: Sendable {
     package func codeHash(id: String, code: String) -> String {
         let mac = HMAC<SHA256>.authenticationCode(for: Data("\(id):\(code)".utf8), using: SymmetricKey(data: secret))
         return Data(mac).map { String(format: "%02x", $0) }.joined()
-    }
-
-    package static func linkHash(_ link: String) -> String {
-        SHA256.hash(data: Data(link.utf8)).map { String(format: "%02x", $0) }.joined()
-    }
-
-    package static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8)
-        let y = Array(b.utf8)
-        guard x.count == y.count else { return false }
-        var difference: UInt8 = 0
-        for i in x.indices { difference |= x[i] ^ y[i] }
-        return difference == 0
     }
 }
 

@@ -73,7 +73,7 @@ package struct SandboxCreation: Sendable {
         do {
             try await exposures.register(
                 SandboxNetworkRecord(
-                    sandboxID: record.id, trafficTokenHash: created.trafficToken.map(PreviewAccess.sha256Hex),
+                    sandboxID: record.id, trafficTokenHash: created.trafficToken.map(Secrets.sha256Hex),
                     maskRequestHost: options.maskRequestHost, internet: request.internet,
                     policy: try request.egress.map { try $0.storedForm() }))
         } catch {

@@ -64,7 +64,7 @@ struct PreviewPolicy: Sendable {
         guard head.hostName == hostName else { return false }
         if let trafficTokenHash {
             guard let token = head.value(PreviewAccess.trafficTokenHeader),
-                PreviewAccess.same(PreviewAccess.sha256Hex(token), trafficTokenHash)
+                Secrets.equal(Secrets.sha256Hex(token), trafficTokenHash)
             else { return false }
         }
         if !exposureTokens.isEmpty {
@@ -78,7 +78,7 @@ struct PreviewPolicy: Sendable {
     /// Whether `token` is one of the port's private exposures' tokens (compared in constant time).
     func opens(with token: String) -> Bool {
         var found = false
-        for expected in exposureTokens where PreviewAccess.same(token, expected) { found = true }
+        for expected in exposureTokens where Secrets.equal(token, expected) { found = true }
         return found
     }
 
@@ -206,7 +206,7 @@ extension ExposureService {
         let target = PreviewTarget(sandbox: sandbox, port: port, exposureID: exposure?.id, policy: policy)
         if let hash = policy.trafficTokenHash {
             guard let token = head.value(PreviewAccess.trafficTokenHeader),
-                PreviewAccess.same(PreviewAccess.sha256Hex(token), hash)
+                Secrets.equal(Secrets.sha256Hex(token), hash)
             else {
                 return .error(
                     403, "Forbidden", code: "forbidden",
