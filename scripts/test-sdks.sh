@@ -43,9 +43,12 @@ python3 scripts/testdata/fake-llm-upstream.py --key "$upstream_key" --port "$ups
 upstream=$!
 
 port=$(port_of)
+# The warm pool follows demand as by default, bounded so that the suites' own sandboxes
+# keep the CPU.
 OMNIRUN_SNAPSHOT_DIR="${OMNIRUN_TEST_SNAPSHOT_DIR:-$cache/test-snapshots}" \
 OMNIRUN_LLM_UPSTREAM_URL="http://127.0.0.1:$upstream_port/v1" OMNIRUN_LLM_UPSTREAM_KEY="$upstream_key" \
 OMNIRUN_LLM_UPSTREAM_PROTOCOLS=chat,messages,responses OMNIRUN_LLM_RATE_LIMIT=1000 OMNIRUN_SIGNUP=open \
+OMNIRUN_WARM_POOL="${OMNIRUN_WARM_POOL:-auto:max=2}" \
   "$bin" serve --data-dir "$data" --port "$port" --log-level warning > "$data/server.log" 2>&1 &
 server=$!
 for _ in $(seq 1 600); do

@@ -70,7 +70,7 @@ fi
 echo "[test] benchmark smoke (omnirun bench with a small N)"
 bench_status=0
 OMNIRUN_SNAPSHOT_DIR="$OMNIRUN_TEST_SNAPSHOT_DIR" .build/debug/omnirun bench \
-  --data-dir "$OMNIRUN_TEST_DATA_DIR/bench" --runs 2 --cold-runs 1 --burst 3 --burst-pool 2 --density 2 \
+  --data-dir "$OMNIRUN_TEST_DATA_DIR/bench" --runs 2 --cold-runs 1 --burst 3 --burst-pool 2 --density 2 --create-rounds 3 --create-burst 3 \
   --file-mib 4 --json "$OMNIRUN_TEST_DATA_DIR/bench.json" > .build/bench-smoke.log 2>&1 || bench_status=$?
 tail -n 12 .build/bench-smoke.log
 if [[ $bench_status -ne 0 ]] || ! python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["results"] and d["figures"]' "$OMNIRUN_TEST_DATA_DIR/bench.json"; then

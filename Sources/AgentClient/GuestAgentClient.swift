@@ -39,12 +39,14 @@ public final class GuestAgentClient: Sendable {
         self.logger = logger
     }
 
-    /// Connects and waits until the agent answers `health`, retrying until `timeout`.
+    /// Connects and waits until the agent answers `health` (or takes `identity`), retrying
+    /// until `timeout`.
     public static func connect(
         socketPath: String, name: String, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         timeout: Duration = .seconds(10), logger: Logger = Logger(label: "omnirun.agent-client"),
         starvedFor: (@Sendable () async -> Duration)? = nil,
-        giveUpIf: @escaping @Sendable () async -> String? = { nil }
+        giveUpIf: @escaping @Sendable () async -> String? = { nil },
+        identity: (@Sendable () -> InitRequest)? = nil
     ) async throws -> GuestAgentClient {
         // `timeout` counts the guest's own chances to run: time the machine spent
         // waiting for a host CPU (`starvedFor`) is added, up to four times `timeout`.
@@ -84,7 +86,14 @@ public final class GuestAgentClient: Sendable {
                 let attemptTimeout = min(max(remaining, .milliseconds(50)), .seconds(3))
                 let starvedAtStart = await starvedFor?() ?? .zero
                 do {
-                    _ = try await client.health(timeout: attemptTimeout)
+                    // With an identity, the first exchange gives it (one exchange fewer
+                    // for a fresh guest, whose every new code path is translated first);
+                    // made per attempt, so that the clock it sets is now.
+                    if let identity {
+                        _ = try await client.initialize(identity(), timeout: attemptTimeout)
+                    } else {
+                        _ = try await client.health(timeout: attemptTimeout)
+                    }
                     return client
                 } catch let error as OmniRunError where error.code == .protocolViolation {
                     // A lying agent does not get better by being asked again.
@@ -155,8 +164,8 @@ public final class GuestAgentClient: Sendable {
         try await json(.GET, AgentAPI.Path.health, timeout: timeout)
     }
 
-    public func initialize(_ request: InitRequest) async throws -> InitResponse {
-        try await json(.POST, AgentAPI.Path.initialize, body: request)
+    public func initialize(_ request: InitRequest, timeout: Duration = defaultTimeout) async throws -> InitResponse {
+        try await json(.POST, AgentAPI.Path.initialize, body: request, timeout: timeout)
     }
 
     public func prepareSnapshot() async throws {

@@ -99,6 +99,7 @@ pid_t omr_vmm_spawn(const omr_vmm_spawn_args *a, int *err, const char **stage) {
             if (syscall(SYS_setresgid, a->gid, a->gid, a->gid) < 0) FAIL("setresgid");
             if (syscall(SYS_setresuid, a->uid, a->uid, a->uid) < 0) FAIL("setresuid");
         }
+        if (a->no_huge_pages && syscall(SYS_prctl, PR_SET_THP_DISABLE, 1, 0, 0, 0) < 0) FAIL("thp_disable");
         if (syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) FAIL("no_new_privs");
         sigset_t none;
         sigemptyset(&none);

@@ -14,7 +14,14 @@ enum RuntimeFactory {
         }
     }
 
-    static func makeRuntime(_ options: RuntimeOptions, warmPool: Int? = nil) throws -> SandboxRuntime {
+    static func makeRuntime(_ options: RuntimeOptions, warmPool: Int, previousRestorePath: Bool = false) throws -> SandboxRuntime {
+        try makeRuntime(options, warmPool: .fixed(warmPool), previousRestorePath: previousRestorePath)
+    }
+
+    /// `previousRestorePath`: as `OMNIRUN_RESTORE_PATH=previous` (the benchmark's comparison).
+    static func makeRuntime(
+        _ options: RuntimeOptions, warmPool: WarmPoolPolicy? = nil, previousRestorePath: Bool = false
+    ) throws -> SandboxRuntime {
         let logger = Logger(label: "omnirun")
         var qemu = QEMUConfiguration()
         let env = Foundation.ProcessInfo.processInfo.environment
@@ -28,6 +35,9 @@ enum RuntimeFactory {
         case "off", "0": qemu.guestASLR = false
         default: break
         }
+        let previous = previousRestorePath || env["OMNIRUN_RESTORE_PATH"] == "previous"
+        if previous { qemu.restoreShortcuts = false }
+        if previous || env["OMNIRUN_QEMU_THP"] == "on" { qemu.transparentHugePages = true }
         if let tb = env["OMNIRUN_TCG_TB_MB"], let mb = Int(tb) { qemu.tcgTranslationCacheMB = mb }
         if let user = env["OMNIRUN_QEMU_USER"] ?? env["OMNIRUN_QEMU_RUNAS"], !user.isEmpty { qemu.user = user }
         if env["OMNIRUN_QEMU_CGROUPS"] == "off" || env["OMNIRUN_QEMU_CGROUPS"] == "0" { qemu.cgroups = false }
@@ -46,9 +56,10 @@ enum RuntimeFactory {
             cacheDirectory: options.cacheDir ?? ImageCatalog.defaultCacheDirectory(environment: env),
             extraManifestDirectories: [dataDirectory + "/templates/manifests"])
         var configuration = SandboxRuntime.Configuration(dataDirectory: dataDirectory)
-        configuration.warmPoolSize = warmPool ?? Int(env["OMNIRUN_WARM_POOL"] ?? "") ?? 0
+        configuration.warmPool = try warmPool ?? WarmPoolPolicy(parsing: env["OMNIRUN_WARM_POOL"] ?? "0")
         if let ms = env["OMNIRUN_POOL_REFILL_DELAY_MS"].flatMap({ Int($0) }) { configuration.warmPoolRefillDelay = .milliseconds(ms) }
         if let dir = env["OMNIRUN_SNAPSHOT_DIR"], !dir.isEmpty { configuration.snapshotDirectory = dir }
+        if previous { configuration.identityInFirstExchange = false }
         configuration.network = try networkConfiguration(env, dataDirectory: dataDirectory)
         return SandboxRuntime(driver: driver, catalog: catalog, configuration: configuration, logger: logger)
     }

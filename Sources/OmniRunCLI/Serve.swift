@@ -34,8 +34,9 @@ extension OmniRun {
         @Option(help: "Seconds without activity before a sandbox is killed ($OMNIRUN_IDLE_TIMEOUT, default 900).")
         var idleTimeout: Int64?
 
-        @Option(help: "Restored machines kept ready per template ($OMNIRUN_WARM_POOL, default 1; 0 disables).")
-        var warmPool: Int?
+        @Option(
+            help: "Restored machines kept ready per template: N (0 disables) or auto[:min=N,max=N,memory=MiB] ($OMNIRUN_WARM_POOL, default auto).")
+        var warmPool: String?
 
         @Option(help: "Templates whose snapshots are built before the server starts (`all`: every built template).")
         var prepare: [String] = ["playground"]
@@ -51,7 +52,7 @@ extension OmniRun {
 
             var logger = Logger(label: "omnirun.server")
             logger.logLevel = Logger.Level(rawValue: runtime.logLevel == "warning" ? "info" : runtime.logLevel) ?? .info
-            let pool = warmPool ?? env["OMNIRUN_WARM_POOL"].flatMap { Int($0) } ?? 1
+            let pool = try WarmPoolPolicy(parsing: warmPool ?? env["OMNIRUN_WARM_POOL"] ?? "auto")
             let sandboxes = try RuntimeFactory.makeRuntime(self.runtime, warmPool: pool)
             for template in prepare where template != "all" {
                 say("[omnirun] preparing the \(template) snapshot (first time: boots the template once)…")

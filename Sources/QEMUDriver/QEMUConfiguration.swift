@@ -36,5 +36,14 @@ public struct QEMUConfiguration: Sendable {
     /// Size of TCG's translation cache in MiB (`OMNIRUN_TCG_TB_MB`; nil: QEMU's default).
     public var tcgTranslationCacheMB: Int? = nil
 
+    /// Restores pass QEMU the kernel's header only and write overlays without `qemu-img`
+    /// (`RestoreShortcuts`; `OMNIRUN_RESTORE_PATH=previous` turns both off, for comparison).
+    public var restoreShortcuts: Bool = true
+
+    /// Transparent huge pages for QEMU (`OMNIRUN_QEMU_THP=on`; default off). QEMU asks for
+    /// them on TCG's translation buffer, whose last 2 MiB page is then mostly empty, and
+    /// on other regions it touches sparsely: about 1.5 MiB of memory per VMM.
+    public var transparentHugePages: Bool = false
+
     public init() {}
 }

@@ -79,8 +79,16 @@ extension QEMUDriver {
         var launch = VMMLaunch(
             executable: configuration.qemuBinary, arguments: [], standardInput: stdin?.fileDescriptor ?? nullInput,
             standardOutput: log, identity: identity, directory: directory)
+        launch.noHugePages = !configuration.transparentHugePages
         // The kernel and initramfs are world-readable files in folders QEMU may not enter.
-        let kernel = "/proc/self/fd/\(launch.pass(try openForQEMU(image.kernel)))"
+        // A machine whose state arrives by migration (a restore, a resume) is booted
+        // already: its kernel's header is enough (`RestoreShortcuts`).
+        var kernelFD: Int32? = nil
+        if stdin != nil, configuration.restoreShortcuts, let header = try RestoreShortcuts.kernelHeader(of: image.kernel) {
+            opened.append(header)
+            kernelFD = header
+        }
+        let kernel = "/proc/self/fd/\(launch.pass(try kernelFD ?? openForQEMU(image.kernel)))"
         let initrd = "/proc/self/fd/\(launch.pass(try openForQEMU(image.initrd)))"
         var fdSets: [(fd: Int, set: Int)] = []
         var layers: [(fdset: Int, format: String)] = []

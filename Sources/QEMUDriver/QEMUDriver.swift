@@ -101,7 +101,12 @@ public struct QEMUDriver: MachineDriver {
         let fm = FileManager.default
         try fm.createDirectory(atPath: options.directory, withIntermediateDirectories: true)
         let disk = options.directory + "/disk.qcow2"
-        try await createOverlay(backing: snapshot.diskFile, backingFormat: "qcow2", at: disk)
+        if configuration.restoreShortcuts, let overlay = RestoreShortcuts.overlay(backing: snapshot.diskFile, format: "qcow2") {
+            try RestoreShortcuts.write(overlay, to: disk)
+        } else {
+            try await createOverlay(backing: snapshot.diskFile, backingFormat: "qcow2", at: disk)
+            if configuration.restoreShortcuts { RestoreShortcuts.remember(overlay: disk, backing: snapshot.diskFile, format: "qcow2") }
+        }
         let overlayReady = ContinuousClock.now
         guard let state = FileHandle(forReadingAtPath: snapshot.deviceStateFile) else {
             throw OmniRunError(.notFound, "snapshot device state missing: \(snapshot.deviceStateFile)")

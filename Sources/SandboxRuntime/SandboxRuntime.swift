@@ -17,8 +17,20 @@ public actor SandboxRuntime {
         public var agentTimeout: Duration = .seconds(30)
         /// Creates that run at once; more wait their turn (0: twice the host's cores).
         public var maxConcurrentCreates: Int = 0
-        /// Restored, exercised machines kept ready per template (`OMNIRUN_WARM_POOL`; 0 disables).
-        public var warmPoolSize: Int = 0
+        /// Restored, exercised machines kept ready per template (`OMNIRUN_WARM_POOL`): a fixed
+        /// number (0 disables) or following demand (`WarmPoolPolicy.auto`).
+        public var warmPool: WarmPoolPolicy = .fixed(0)
+        /// A fixed pool of this many machines per template.
+        public var warmPoolSize: Int {
+            get { warmPool.maximum }
+            set { warmPool = .fixed(newValue) }
+        }
+        /// How long a create that finds the pool empty waits for a machine being restored
+        /// for it (sooner, and already exercised) before restoring one of its own.
+        public var warmPoolMissWait: Duration = .seconds(10)
+        /// A restored machine's identity travels in the first exchange with its agent
+        /// instead of after a health check (`OMNIRUN_RESTORE_PATH=previous`: after).
+        public var identityInFirstExchange = true
         /// How long a refill waits after a create took a pooled machine, so that the
         /// new sandbox's first calls do not share the CPU with a restore.
         public var warmPoolRefillDelay: Duration = .milliseconds(300)
@@ -66,7 +78,7 @@ public actor SandboxRuntime {
         let cores = Foundation.ProcessInfo.processInfo.activeProcessorCount
         self.createLimiter = AsyncLimiter(
             limit: configuration.maxConcurrentCreates > 0 ? configuration.maxConcurrentCreates : 2 * cores)
-        self.pool = WarmPool(size: configuration.warmPoolSize, logger: logger)
+        self.pool = WarmPool(policy: configuration.warmPool, refillDelay: configuration.warmPoolRefillDelay, logger: logger)
         self.network = HostNetwork(
             configuration: configuration.network ?? HostNetwork.Configuration(dataDirectory: configuration.dataDirectory),
             logger: logger)
@@ -85,7 +97,7 @@ public actor SandboxRuntime {
     public func prepare(template: String) async throws -> MachineSnapshot {
         let built = try catalog.template(named: template)
         let snapshot = try await snapshots.snapshot(for: built.image, setup: setup(of: built))
-        refillPool(snapshot)
+        await refillPool(snapshot, pinned: true)
         return snapshot
     }
 
@@ -116,30 +128,40 @@ public actor SandboxRuntime {
         await pool.count(catalog.resolve(template))
     }
 
-    /// Waits until the warm pool of a template is full (benchmarks, tests).
     /// The machines waiting in the pool of a template (for inspection).
     public func pooledMachines(_ template: String) async -> [any MachineInstance] {
         await pool.machines(catalog.resolve(template))
     }
 
+    /// What the warm pool holds and wants for a template: ready, target, being restored,
+    /// creates it served and creates that found it empty.
+    public func poolFigures(_ template: String) async -> (ready: Int, target: Int, restoring: Int, takes: Int, misses: Int)? {
+        guard let figures = await pool.figures(catalog.resolve(template)) else { return nil }
+        return (figures.ready, figures.target, figures.restoring, figures.takes, figures.misses)
+    }
+
+    /// Waits until the warm pool of a template holds its target (benchmarks, tests).
     public func waitForPool(_ template: String, timeout: Duration = .seconds(120)) async {
+        let name = catalog.resolve(template)
         let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline, await pool.count(catalog.resolve(template)) < configuration.warmPoolSize {
+        while ContinuousClock.now < deadline, await pool.count(name) < pool.target(name) {
             try? await Task.sleep(for: .milliseconds(50))
         }
     }
 
-    private func refillPool(_ snapshot: MachineSnapshot, after delay: Duration = .zero) {
-        guard configuration.warmPoolSize > 0 else { return }
+    /// Lets a shrinking pool act now (tests).
+    package func shrinkPool(asIf now: ContinuousClock.Instant) async { await pool.shrink(now: now) }
+
+    /// Gives the pool the way to restore machines of this snapshot's template.
+    private func refillPool(_ snapshot: MachineSnapshot, pinned: Bool = false) async {
+        guard pool.policy.isEnabled else { return }
         let driver = self.driver
         let directory = configuration.dataDirectory
         let timeout = configuration.agentTimeout
         let logger = self.logger
         let limiter = createLimiter
         let pool = self.pool
-        Task {
-            if delay > .zero { try? await Task.sleep(for: delay) }
-            await pool.refill(snapshot.image.template) {
+        await pool.register(snapshot.image.template, pinned: pinned) {
                 try await limiter.run {
                     let id = SandboxID.random()
                     await pool.beginRestore(id)
@@ -164,7 +186,6 @@ public actor SandboxRuntime {
                         throw error
                     }
                 }
-            }
         }
     }
 
@@ -176,12 +197,13 @@ public actor SandboxRuntime {
         } else if !spec.coldBoot {
             // Build the snapshot outside the limiter: it may take a while and is shared.
             let snapshot = try await snapshots.snapshot(for: image, setup: setup(of: built))
+            await refillPool(snapshot)
             // A screen of another size is set before the create answers: not from the pool.
-            if spec.id == nil, spec.screenSize == nil, let entry = await pool.take(image.template) {
-                refillPool(snapshot, after: configuration.warmPoolRefillDelay)
+            if spec.id == nil, spec.screenSize == nil,
+                let entry = await pool.take(image.template, wait: configuration.warmPoolMissWait)
+            {
                 return adopt(entry, spec: spec, built: built, started: ContinuousClock.now)
             }
-            refillPool(snapshot)
         }
         return try await createLimiter.run {
             do {
@@ -240,12 +262,15 @@ public actor SandboxRuntime {
     static func initialize(
         _ agent: GuestAgentClient, id: SandboxID, spec: SandboxSpec, defaults: TemplateDefaults
     ) async throws {
-        _ = try await agent.initialize(
-            InitRequest(
-                sandboxID: id.rawValue, hostname: id.hostname, env: defaults.env.merging(spec.env) { _, given in given },
-                unixTimeNanos: Int64(Date().timeIntervalSince1970 * 1_000_000_000), entropy: hostEntropy(),
-                defaultUser: defaults.user ?? spec.defaultUser, envFile: spec.envFileVars == nil ? nil : spec.envFilePath,
-                envFileVars: spec.envFileVars, defaultCwd: defaults.workdir))
+        _ = try await agent.initialize(identity(id: id, spec: spec, defaults: defaults))
+    }
+
+    static func identity(id: SandboxID, spec: SandboxSpec, defaults: TemplateDefaults) -> InitRequest {
+        InitRequest(
+            sandboxID: id.rawValue, hostname: id.hostname, env: defaults.env.merging(spec.env) { _, given in given },
+            unixTimeNanos: Int64(Date().timeIntervalSince1970 * 1_000_000_000), entropy: hostEntropy(),
+            defaultUser: defaults.user ?? spec.defaultUser, envFile: spec.envFileVars == nil ? nil : spec.envFilePath,
+            envFileVars: spec.envFileVars, defaultCwd: defaults.workdir)
     }
 
     private func createAdmitted(_ spec: SandboxSpec, built: TemplateImage, agentTimeout: Duration?) async throws -> Sandbox {
@@ -266,13 +291,19 @@ public actor SandboxRuntime {
         let machineReady = ContinuousClock.now
         do {
             let starvedBefore = machine.starvation()
+            // A restored guest gets its identity in the first exchange.
+            let defaults = built.defaults
+            var identity: (@Sendable () -> InitRequest)? = nil
+            if !spec.coldBoot, configuration.identityInFirstExchange {
+                identity = { @Sendable in Self.identity(id: id, spec: spec, defaults: defaults) }
+            }
             let agent = try await GuestAgentClient.connect(
                 socketPath: machine.agentSocketPath, name: "sandbox \(id)",
                 timeout: spec.coldBoot ? .seconds(120) : agentTimeout ?? configuration.agentTimeout, logger: logger,
                 starvedFor: { machine.starvation() - starvedBefore },
-                giveUpIf: { await machine.state.isTerminal ? "\(await machine.state)" : nil })
+                giveUpIf: { await machine.state.isTerminal ? "\(await machine.state)" : nil }, identity: identity)
             let agentReady = ContinuousClock.now
-            try await Self.initialize(agent, id: id, spec: spec, defaults: built.defaults)
+            if identity == nil { try await Self.initialize(agent, id: id, spec: spec, defaults: built.defaults) }
             if let size = spec.screenSize { try await Self.setScreen(agent, id: id, size: size, logger: logger) }
             let sandbox = Sandbox(id: id, template: image.template, machine: machine, agent: agent)
             sandboxes[id] = sandbox

@@ -21,6 +21,8 @@ actor FakeGuest {
     private var listeners: [Int: Int32] = [:]
     private let machineID = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
     private let booted = ContinuousClock.now
+    /// The lifecycle calls the host made, in order (`health`, `initialize`).
+    private(set) var lifecycleCalls: [String] = []
     /// Where the agent's console lines go (the machine's console log), if anywhere.
     private let console: String?
 
@@ -42,7 +44,8 @@ actor FakeGuest {
     // MARK: lifecycle
 
     func health() -> HealthResponse {
-        HealthResponse(
+        lifecycleCalls.append("health")
+        return HealthResponse(
             apiVersion: AgentAPI.version, sandboxID: state.sandboxID, uptimeMillis: uptimeMillis,
             processes: processes.values.filter(\.info.running).count)
     }
@@ -53,6 +56,7 @@ actor FakeGuest {
     }
 
     func initialize(_ request: InitRequest) throws -> InitResponse {
+        lifecycleCalls.append("initialize")
         state.sandboxID = request.sandboxID
         state.hostname = request.hostname
         state.env = request.env

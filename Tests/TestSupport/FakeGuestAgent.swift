@@ -19,6 +19,8 @@ import NIOPosix
 public final class FakeGuestAgent: Sendable {
     public let path: String
     let guest: FakeGuest
+    /// The lifecycle calls the host made to this guest, in order (`health`, `initialize`).
+    public var lifecycleCalls: [String] { get async { await guest.lifecycleCalls } }
     private let server: any Channel
     private let connections: NIOLockedValueBox<[ObjectIdentifier: any Channel]>
     private let serving: Task<Void, Never>

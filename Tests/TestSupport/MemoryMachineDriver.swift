@@ -29,6 +29,9 @@ public final class MemoryMachineDriver: MachineDriver {
     private struct Registry {
         var live: [ObjectIdentifier: MemoryMachine] = [:]
         var counts = Counts()
+        var restoreDelay: Duration = .zero
+        var restoring = 0
+        var mostRestoringAtOnce = 0
     }
 
     private let registry = NIOLockedValueBox(Registry())
@@ -41,6 +44,15 @@ public final class MemoryMachineDriver: MachineDriver {
     }
 
     public var counts: Counts { registry.withLockedValue { $0.counts } }
+
+    /// How long each restore takes (a slow host; default none).
+    public var restoreDelay: Duration {
+        get { registry.withLockedValue { $0.restoreDelay } }
+        set { registry.withLockedValue { $0.restoreDelay = newValue } }
+    }
+
+    /// The most restores that were under way at the same time.
+    public var mostRestoringAtOnce: Int { registry.withLockedValue { $0.mostRestoringAtOnce } }
 
     /// The running machine of a sandbox (by its id), if any.
     public func machine(named name: String) -> MemoryMachine? {
@@ -57,7 +69,14 @@ public final class MemoryMachineDriver: MachineDriver {
     }
 
     public func restore(snapshot: MachineSnapshot, options: MachineOptions) async throws -> any MachineInstance {
-        registry.withLockedValue { $0.counts.restores += 1 }
+        let delay = registry.withLockedValue {
+            $0.counts.restores += 1
+            $0.restoring += 1
+            $0.mostRestoringAtOnce = max($0.mostRestoringAtOnce, $0.restoring)
+            return $0.restoreDelay
+        }
+        defer { registry.withLockedValue { $0.restoring -= 1 } }
+        if delay > .zero { try await Task.sleep(for: delay) }
         return try await launch(image: snapshot.image, options: options, state: try Self.load(snapshot.memoryFile))
     }
 

@@ -33,6 +33,9 @@ typedef struct {
     /// The child's working directory, entered while still privileged (its ancestors may
     /// be closed to the new identity; paths below it are then reached relative to it).
     const char *cwd;
+    /// No transparent huge pages in the child (`PR_SET_THP_DISABLE`, kept across exec):
+    /// memory it touches sparsely is not rounded up to 2 MiB.
+    int no_huge_pages;
 } omr_vmm_spawn_args;
 
 /// Starts the VMM: a new session, the namespace, the cgroups, the descriptors, the

@@ -9,7 +9,8 @@ import FoundationNetworking
 struct APIBench {
     let executable: String
     let snapshotDirectory: String
-    let warmPool: Int
+    /// The server's `--warm-pool`: a size or `auto[:…]`.
+    let warmPool: String
     let template: String
     /// Folder under which the server keeps its data (its sandboxes' machines live there).
     let parentDirectory: String
@@ -28,10 +29,14 @@ struct APIBench {
     }()
 
     init(executable: String, snapshotDirectory: String, warmPool: Int, template: String, parentDirectory: String) {
+        self.init(executable: executable, snapshotDirectory: snapshotDirectory, pool: "\(warmPool)", template: template, parentDirectory: parentDirectory)
+    }
+
+    init(executable: String, snapshotDirectory: String, pool: String, template: String, parentDirectory: String) {
         self.parentDirectory = parentDirectory
         self.executable = executable
         self.snapshotDirectory = snapshotDirectory
-        self.warmPool = warmPool
+        self.warmPool = pool
         self.template = template
     }
 
@@ -40,10 +45,11 @@ struct APIBench {
     var serverDataDirectory: String { dataDirectory }
 
     mutating func start() async throws {
-        dataDirectory = parentDirectory + "/srv\(warmPool)-" + String(UInt16.random(in: 0...UInt16.max), radix: 16)
+        let tag = warmPool.prefix { $0.isLetter || $0.isNumber }
+        dataDirectory = parentDirectory + "/srv\(tag)-" + String(UInt16.random(in: 0...UInt16.max), radix: 16)
         try? FileManager.default.removeItem(atPath: dataDirectory)
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
-        let port = 20000 + Int(getpid() % 20000) + min(warmPool, 999)
+        let port = 20000 + Int(getpid() % 20000) + (Int(warmPool).map { min($0, 999) } ?? 1000 + Int.random(in: 0..<500))
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = ["serve", "--data-dir", dataDirectory, "--port", "\(port)", "--warm-pool", "\(warmPool)", "--prepare", template]
@@ -93,17 +99,24 @@ struct APIBench {
         return ((response as? HTTPURLResponse)?.statusCode ?? 0, object)
     }
 
-    /// Waits until the server's warm pool holds `size` machines (default: its configured size).
+    /// Waits until the server's warm pool holds `size` machines (default: what it aims for now).
     func waitForPool(size: Int? = nil, timeout: Duration = .seconds(600)) async throws {
-        let wanted = size ?? warmPool
-        guard wanted > 0 else { return }
+        guard warmPool != "0" else { return }
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            let (_, status) = try await request("GET", "/status")
-            if ((status["warm_pool"] as? [String: Any])?[template] as? Int ?? 0) >= wanted { return }
-            try await Task.sleep(for: .milliseconds(100))
+            let (ready, target) = try await pool()
+            if ready >= (size ?? target) { return }
+            try await Task.sleep(for: .milliseconds(50))
         }
-        throw BenchError("the warm pool did not fill to \(wanted) within \(timeout)")
+        throw BenchError("the warm pool did not fill to \(size.map { "\($0)" } ?? "its target") within \(timeout)")
+    }
+
+    /// The server's warm pool for the template: machines ready, and its target now.
+    func pool() async throws -> (ready: Int, target: Int) {
+        let (_, status) = try await request("GET", "/status")
+        let ready = (status["warm_pool"] as? [String: Any])?[template] as? Int ?? 0
+        let target = (status["warm_pool_target"] as? [String: Any])?[template] as? Int ?? 0
+        return (ready, target)
     }
 
     struct Timing {

@@ -32,14 +32,20 @@ extension OmniRun {
         @Option(help: "Warm pool of the server that takes the burst (default: the burst size).")
         var burstPool: Int?
 
+        @Option(help: "Rounds of paced and of back-to-back creates in the creates phase.")
+        var createRounds: Int = 30
+
+        @Option(help: "Clients at once in the creates phase's burst.")
+        var createBurst: Int = 20
+
         @Option(help: "Idle sandboxes for the density reading (0 skips it).")
         var density: Int = 50
 
         @Option(name: .customLong("file-mib"), help: "MiB uploaded and downloaded for the file throughput (0 skips it).")
         var fileMiB: Int = 100
 
-        @Option(help: "Phases to run, comma-separated: side (side by side), files, burst, density; preview (opt-in); desktop (--template desktop).")
-        var phases: String = "side,files,burst,density"
+        @Option(help: "Phases to run, comma-separated: side (side by side), files, creates, burst, density; preview (opt-in); desktop (--template desktop).")
+        var phases: String = "side,files,creates,burst,density"
 
         @Option(help: "Write the results as JSON to this file.")
         var json: String?
@@ -51,23 +57,28 @@ extension OmniRun {
             RuntimeFactory.bootstrapLogging(runtime.logLevel)
             let runs = full ? 1000 : self.runs
             let phases = Set(self.phases.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
-            let unknown = phases.subtracting(["side", "files", "preview", "burst", "density", "desktop"])
+            let unknown = phases.subtracting(["side", "files", "creates", "preview", "burst", "density", "desktop"])
             guard unknown.isEmpty else { throw ValidationError("unknown phases: \(unknown.sorted().joined(separator: ", "))") }
             let runtime = try RuntimeFactory.makeRuntime(self.runtime, warmPool: 0)
             let pooled = try RuntimeFactory.makeRuntime(self.runtime, warmPool: 1)
+            let previous = try RuntimeFactory.makeRuntime(self.runtime, warmPool: 0, previousRestorePath: true)
             do {
-                try await measure(runs: runs, phases: phases, runtime: runtime, pooled: pooled)
+                try await measure(runs: runs, phases: phases, runtime: runtime, pooled: pooled, previous: previous)
             } catch {
                 // Nothing this run started may outlive it.
                 await pooled.destroyAll()
                 await runtime.destroyAll()
+                await previous.destroyAll()
                 throw error
             }
         }
 
-        private func measure(runs: Int, phases: Set<String>, runtime: SandboxRuntime, pooled: SandboxRuntime) async throws {
+        private func measure(
+            runs: Int, phases: Set<String>, runtime: SandboxRuntime, pooled: SandboxRuntime, previous: SandboxRuntime
+        ) async throws {
             try await runtime.prepare(template: template)
             try await pooled.prepare(template: template)
+            try await previous.prepare(template: template)
             let image = try runtime.catalog.image(for: template)
             var report = BenchReport(title: "OmniRun (\(template), \(runtime.driver.description))")
             var container: ContainerStart? = phases.contains("side") ? ContainerStart(rootfsImage: image.rootfs) : nil
@@ -108,6 +119,8 @@ extension OmniRun {
                 if i < runs {
                     let (ready, _) = try await measureCreate(runtime, cold: false, command: false)
                     report.add(Row.restore, ready)
+                    let (readyBefore, _) = try await measureCreate(previous, cold: false, command: false)
+                    report.add(Row.restoreBefore, readyBefore)
                     let (_, first) = try await measureCreate(runtime, cold: false, command: true)
                     report.add(Row.restoreFirst, first)
                     await pooled.waitForPool(template)
@@ -130,6 +143,10 @@ extension OmniRun {
                         report.add(rows.0, trip)
                         report.add(rows.1, inGuest)
                         report.add(rows.2, loop)
+                        // The same on the previous path (QEMU with transparent huge pages).
+                        let (tripBefore, _, loopBefore) = try await measureCommandRoundTrip(previous, command: command)
+                        report.add(rows.0 + Row.previous, tripBefore)
+                        report.add(rows.2 + Row.previous, loopBefore)
                     }
                 }
                 progress("\r  run \(i + 1)/\(total)")
@@ -149,6 +166,14 @@ extension OmniRun {
                 }
             }
             await pooled.destroyAll()
+            if !noAPI, phases.contains("creates") {
+                apiPool?.stop()
+                apiPool = nil
+                try await CreatesBench(
+                    executable: executable, snapshots: snapshots, directory: runtime.configuration.dataDirectory, template: template,
+                    rounds: createRounds, burst: createBurst
+                ).run(into: &report, progress: progress)
+            }
             if !noAPI, burst > 0, phases.contains("burst") {
                 try await measureBurst(
                     executable: executable, snapshots: snapshots, directory: runtime.configuration.dataDirectory, cold: apiCold,
@@ -169,6 +194,12 @@ extension OmniRun {
                 report.figure("density: host MemAvailable drop", result.memAvailableDropMiB, "MiB")
                 report.figure("density: idle CPU per sandbox (mean)", result.idleCPUPercent.reduce(0, +) / Double(max(result.created, 1)), "% of a core")
                 report.figure("density: time to start them all", result.wallSeconds, "s")
+                // The same on the previous restore path (QEMU held a copy of the kernel).
+                let before = try await Density(runtime: previous, template: template, count: density).run(progress: progress)
+                progress("\n")
+                let pssBefore = before.pssPerSandbox.sorted()
+                report.figure("density (previous restore path): host PSS per sandbox (median)", pssBefore[pssBefore.count / 2], "MiB")
+                report.figure("density (previous restore path): idle CPU per sandbox (mean)", before.idleCPUPercent.reduce(0, +) / Double(max(before.created, 1)), "% of a core")
             }
             if phases.contains("desktop") {
                 let cold = coldRuns ?? max(1, min(runs / 3, 10))
@@ -176,7 +207,8 @@ extension OmniRun {
                 try await DesktopBench(runtime: runtime, template: template, runs: runs, coldRuns: cold).run(into: &report, progress: progress)
             }
             await runtime.destroyAll()
-            print(report.table(ordering: Row.order + DesktopBench.Row.order))
+            await previous.destroyAll()
+            print(report.table(ordering: Row.order + CreatesBench.Row.order + DesktopBench.Row.order))
             print("")
             print(Targets(report: report).summary())
             if let json { try report.writeJSON(to: json, machine: machineDescription(runtime)) }
@@ -298,6 +330,8 @@ extension OmniRun {
 enum Row {
     static let cold = "cold boot → agent ready"
     static let restore = "restore → agent ready"
+    static let previous = " (previous path)"
+    static let restoreBefore = "restore → agent ready (previous path: whole kernel, qemu-img, health then identity)"
     static let restoreFirst = "restore → first output of `echo ok`"
     static let poolReady = "warm pool → agent ready"
     static let poolFirst = "warm pool → first output of `echo ok`"
@@ -321,8 +355,9 @@ enum Row {
     static let inGuestFresh = "preview: same request inside the guest (new connection)"
     static let inGuestKept = "preview: same request inside the guest (kept-alive connection)"
     static let order = [
-        cold, restore, restoreFirst, poolReady, poolFirst, container, apiRestoreFirst, apiRestoreTotal, apiCreate, apiFirst,
-        apiTotal, apiTrue, trueRTT.0, trueRTT.1, trueRTT.2, pythonRTT.0, pythonRTT.1, pythonRTT.2, previewFresh, previewKept,
+        cold, restore, restoreBefore, restoreFirst, poolReady, poolFirst, container, apiRestoreFirst, apiRestoreTotal, apiCreate, apiFirst,
+        apiTotal, apiTrue, trueRTT.0, trueRTT.0 + previous, trueRTT.1, trueRTT.2, trueRTT.2 + previous, pythonRTT.0, pythonRTT.0 + previous,
+        pythonRTT.1, pythonRTT.2, pythonRTT.2 + previous, previewFresh, previewKept,
         inGuestFresh, inGuestKept,
     ]
 }

@@ -22,6 +22,18 @@ enum HostStats {
         return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
+    /// CPU time the whole host has spent busy (user, nice, system, interrupts), in
+    /// seconds since boot: what every process together used, ours and the guests'.
+    static func busyCPUSeconds() -> Double? {
+        guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+            let line = text.split(separator: "\n").first, line.hasPrefix("cpu ")
+        else { return nil }
+        let values = line.split(separator: " ").dropFirst().compactMap { Double($0) }
+        // user nice system idle iowait irq softirq steal …
+        guard values.count >= 7 else { return nil }
+        return (values[0] + values[1] + values[2] + values[5] + values[6]) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
     /// Processes whose parent is `pid`.
     static func children(of pid: Int32) -> [Int32] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []

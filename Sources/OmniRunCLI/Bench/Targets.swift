@@ -48,8 +48,9 @@ struct Targets {
         }
         if let running = figure("density: idle sandboxes running"), let pss = figure("density: host PSS per sandbox (median)") {
             line("density: sandboxes running", running, target: "≥ 50", met: running >= 50)
-            line("density: PSS per sandbox, MiB (median)", pss, target: "≤ 64", met: pss <= 64)
+            line("density: PSS per sandbox, MiB (median)", pss, target: "≤ 56", met: pss <= 56)
         }
+        lines += creates()
         if let disk = figure("files: host disk write rate") {
             for name in report.figures.map(\.name) where name.hasPrefix("files: upload") || name.hasPrefix("files: download") {
                 let value = ratio(figure(name) ?? 0, disk)
@@ -64,6 +65,37 @@ struct Targets {
             }
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// Creates that keep up: back-to-back against paced, a burst against the CPU floor,
+    /// restore → agent ready against the previous path.
+    private func creates() -> [String] {
+        var lines: [String] = []
+        func line(_ text: String, _ value: Double, target: String, met: Bool) {
+            lines.append(String(format: "- %@: %.3f (target %@: %@)", text, value, target, met ? "met" : "MISSED"))
+        }
+        if report.has(CreatesBench.Row.backToBack), report.has(CreatesBench.Row.paced) {
+            let value = ratio(report.p(CreatesBench.Row.backToBack, 50), report.p(CreatesBench.Row.paced, 50))
+            line("creates: back-to-back p50 / paced (pool-hit) p50", value, target: "≤ 2", met: value <= 2)
+        }
+        if let floor = report.figures.first(where: { $0.name.hasPrefix("creates: CPU floor") })?.value,
+            let name = report.order.first(where: { $0.hasPrefix("creates: burst") && $0.hasSuffix("(auto pool)") })
+        {
+            let value = ratio(report.p(name, 95), floor)
+            line("creates: burst p95 / its CPU floor (\(String(format: "%.0f", floor)) ms)", value, target: "≤ 1.5", met: value <= 1.5)
+        }
+        for (trip, _, loop) in [Row.trueRTT, Row.pythonRTT] where report.has(trip) && report.has(trip + Row.previous) {
+            let value = ratio(report.p(trip, 50), report.p(trip + Row.previous, 50))
+            lines.append(
+                String(
+                    format: "- %@ / the previous path's: %.3f (in a guest shell loop: %.3f)", trip, value,
+                    ratio(report.p(loop, 50), report.p(loop + Row.previous, 50))))
+        }
+        if report.has(Row.restore), report.has(Row.restoreBefore) {
+            let value = ratio(report.p(Row.restore, 50), report.p(Row.restoreBefore, 50))
+            line("restore → agent ready / the previous path's", value, target: "≤ 0.5", met: value <= 0.5)
+        }
+        return lines.isEmpty ? [] : [""] + lines
     }
 
     private func figure(_ name: String) -> Double? {

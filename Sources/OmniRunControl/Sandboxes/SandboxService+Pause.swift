@@ -200,9 +200,12 @@ extension SandboxService {
 
     /// Warm pool machines per built-in template (`GET /metrics`, which is open: custom
     /// templates' names stay out of it).
-    package func poolSizes() async -> [String: Int] {
-        var sizes: [String: Int] = [:]
-        for template in runtime.catalog.builtInTemplates() { sizes[template] = await runtime.pooled(template) }
+    package func poolSizes() async -> [String: (ready: Int, target: Int)] {
+        var sizes: [String: (ready: Int, target: Int)] = [:]
+        for template in runtime.catalog.builtInTemplates() {
+            let figures = await runtime.poolFigures(template)
+            sizes[template] = (figures?.ready ?? 0, figures?.target ?? 0)
+        }
         return sizes
     }
 

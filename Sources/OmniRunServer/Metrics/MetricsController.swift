@@ -66,7 +66,11 @@ struct MetricsController {
             ("omnirun_paused_disk_bytes", "Disk used by paused sandboxes (saved state and disk).", [("", Double(paused.bytes))]),
             (
                 "omnirun_warm_pool_machines", "Restored machines waiting in the warm pool, by template.",
-                pooled.map { ("{template=\"\($0.key)\"}", Double($0.value)) }
+                pooled.map { ("{template=\"\($0.key)\"}", Double($0.value.ready)) }
+            ),
+            (
+                "omnirun_warm_pool_target", "Machines the warm pool aims to hold, by template (it follows demand under auto).",
+                pooled.map { ("{template=\"\($0.key)\"}", Double($0.value.target)) }
             ),
             ("omnirun_terminal_sessions", "PTY sessions the server keeps (live and ended, not yet removed).", [("", Double(terminal.sessions))]),
             ("omnirun_terminal_buffered_bytes", "PTY output buffered on the server until read.", [("", Double(terminal.bytes))]),

@@ -19,6 +19,10 @@ struct StatusController {
         var driver: String
         /// Restored machines waiting per template.
         var warm_pool: [String: Int]
+        /// What the pool aims for per template now (it follows demand under `auto`).
+        var warm_pool_target: [String: Int]
+        /// `auto (min …, max …, memory … MiB)` or the fixed size.
+        var warm_pool_policy: String
         /// Paused sandboxes (no VMM running) and the disk their saved states and disks use.
         var paused_sandboxes: Int
         var paused_disk_bytes: Int64
@@ -32,13 +36,20 @@ struct StatusController {
             let withAliases = templates.contains("playground")
                 ? templates + ImageCatalogAliases.names.filter { !templates.contains($0) } : templates
             var pool: [String: Int] = [:]
-            for template in templates { pool[template] = await service.runtime.pooled(template) }
+            var target: [String: Int] = [:]
+            for template in templates {
+                let figures = await service.runtime.poolFigures(template)
+                pool[template] = figures?.ready ?? 0
+                target[template] = figures?.target ?? 0
+            }
             let paused = await service.pausedUsage()
             return JSON.response(
                 Status(
                     ok: true, node_id: configuration.nodeID, active_sandboxes: await service.runningCount(),
                     max_sandboxes: configuration.maxSandboxes, templates: withAliases.sorted(), version: OmniRunVersion.current,
-                    driver: service.runtime.driver.description, warm_pool: pool, paused_sandboxes: paused.count,
+                    driver: service.runtime.driver.description, warm_pool: pool,
+                    warm_pool_target: target, warm_pool_policy: service.runtime.configuration.warmPool.description,
+                    paused_sandboxes: paused.count,
                     paused_disk_bytes: paused.bytes))
         }
         router.get("/openapi.json") { _, _ -> Response in

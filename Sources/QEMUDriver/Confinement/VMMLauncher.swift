@@ -23,6 +23,8 @@ struct VMMLaunch {
     var cgroup: VMMCgroups.Group?
     var identity: VMMIdentity?
     var directory: String
+    /// No transparent huge pages for the VMM.
+    var noHugePages = false
 
     /// Adds a descriptor and returns the number the VMM sees it as.
     mutating func pass(_ fd: Int32) -> Int {
@@ -95,6 +97,7 @@ struct VMMLaunch {
                                     arguments.groups = groupBuffer.baseAddress
                                     arguments.group_count = Int32(groupBuffer.count)
                                     arguments.cwd = cwd
+                                    arguments.no_huge_pages = noHugePages ? 1 : 0
                                     return omr_vmm_spawn(&arguments, &error, &stage)
                                 }
                                 }
