@@ -19,17 +19,6 @@ struct DiskChainTests {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
     }
 
-    func qemuImg(_ arguments: [String]) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/qemu-img")
-        process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "qemu-img \(arguments)")
-    }
-
     @Test func layersFollowTrustedHeadersWithTheirDeclaredFormats() throws {
         defer { try? FileManager.default.removeItem(atPath: folder) }
         try qemuImg(["create", "-q", "-f", "raw", folder + "/base.raw", "16M"])

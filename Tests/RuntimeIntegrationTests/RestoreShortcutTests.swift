@@ -49,16 +49,6 @@ struct RestoreShortcutTests {
         let folder = FileManager.default.temporaryDirectory.path + "/overlay-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: folder) }
-        func qemuImg(_ arguments: [String]) throws {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/qemu-img")
-            process.arguments = arguments
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            process.waitUntilExit()
-            #expect(process.terminationStatus == 0, "qemu-img \(arguments)")
-        }
         let backing = folder + "/base.qcow2"
         try qemuImg(["create", "-q", "-f", "qcow2", backing, "64M"])
         try qemuImg(["create", "-q", "-f", "qcow2", "-b", backing, "-F", "qcow2", folder + "/first.qcow2"])

@@ -50,7 +50,6 @@ struct Targets {
             line("density: sandboxes running", running, target: "≥ 50", met: running >= 50)
             line("density: PSS per sandbox, MiB (median)", pss, target: "≤ 56", met: pss <= 56)
         }
-        lines += creates()
         if let disk = figure("files: host disk write rate") {
             for name in report.figures.map(\.name) where name.hasPrefix("files: upload") || name.hasPrefix("files: download") {
                 let value = ratio(figure(name) ?? 0, disk)
@@ -64,6 +63,7 @@ struct Targets {
                 line("files: server RSS growth during the transfers, MiB", growth, target: "flat (< 64 MiB)", met: growth < 64)
             }
         }
+        lines += creates()
         return lines.joined(separator: "\n")
     }
 

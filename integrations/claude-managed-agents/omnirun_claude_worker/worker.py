@@ -337,6 +337,13 @@ class Worker:
                         with suppress(BaseException):
                             await next_item
                         break
+                    if self.stop_event.is_set():
+                        # A poll that was in flight as the signal came answered with an item:
+                        # it is not served, so it stays unacknowledged and the queue hands it
+                        # out again.
+                        with suppress(BaseException):
+                            log.info("not claiming work item work_id=%s: draining", next_item.result().id)
+                        break
                     item = next_item.result()
                     claimed_at = time.monotonic()
                     REDACT.add(item.secret, sessions_token(item.secret))
