@@ -280,6 +280,16 @@ struct HostileGuestTests {
                     asked = stalled.requests.count > before
                 }
                 #expect(asked, "start \(strike) re-attaches the stalled sandbox")
+                // The well-behaved sandbox's re-attach ends before the crash: a start that dies
+                // while it is attaching counts against it too (on a loaded machine it can
+                // still be waiting for its agent when the staller is asked).
+                let marker = server.dataDirectory + "/sandboxes/\(good)/reattach-attempts"
+                var settled = false
+                for _ in 0..<600 where !settled {
+                    settled = ((try? String(contentsOfFile: marker, encoding: .utf8)) ?? "").hasPrefix("probation 0 \(strike - 1)")
+                    if !settled { try await Task.sleep(for: .milliseconds(100)) }
+                }
+                #expect(settled, "start \(strike) re-attaches the well-behaved sandbox")
                 server.crash()
             }
             let started = ContinuousClock.now
