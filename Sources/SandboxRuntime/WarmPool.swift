@@ -243,9 +243,8 @@ actor WarmPool {
             logger.warning(
                 "warm pool refill failed", metadata: ["template": "\(template)", "error": "\(error)", "attempt": "\(failures)"])
             // A template whose restores keep failing rests, longer each time (at most a minute).
-            shelves[template]?.pausedUntil = .now + .seconds(min(60, failures * failures))
-            releaseUnservedWaiters(template)
             let pause = Duration.seconds(min(60, failures * failures))
+            shelves[template]?.pausedUntil = .now + pause
             Task { [weak self] in
                 try? await Task.sleep(for: pause)
                 await self?.pump()
