@@ -19,6 +19,9 @@ final class AgentConnection: Sendable {
     /// (bad frames, headers or flow control: NIO closes the connection) or an answer
     /// that cannot be true (`GuestAgentClient.violation`).
     let violations: ViolationRecorder
+    /// Set once `GuestAgentClient.connect` hands the connection out: from then on the
+    /// agent ending it (GOAWAY) fails the sandbox like any other violation.
+    let established = NIOLockedValueBox(false)
 
     private init(
         channel: any Channel, multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<Void>, violations: ViolationRecorder
@@ -27,6 +30,9 @@ final class AgentConnection: Sendable {
         self.multiplexer = multiplexer
         self.violations = violations
     }
+
+    /// How a violation of HTTP/2 itself (not of the agent's API) is reported.
+    static let brokeHTTP2 = "the agent broke HTTP/2"
 
     /// Largest header block the agent may send (NIO's HPACK decoder enforces it).
     static let maxHeaderListSize = 64 << 10
@@ -72,7 +78,8 @@ final class AgentConnection: Sendable {
         return AgentConnection(channel: channel, multiplexer: multiplexer, violations: recorder)
     }
 
-    var isActive: Bool { channel.isActive }
+    /// Open, and the agent has not said it takes no new streams (GOAWAY).
+    var isActive: Bool { channel.isActive && violations.goAway == nil }
 
     func openStream() async throws -> Stream {
         try await multiplexer.openStream { channel in
@@ -94,8 +101,18 @@ final class ViolationRecorder: Sendable {
     private struct State {
         var error: String?
         var listener: (@Sendable (String) -> Void)?
+        var goAway: String?
     }
     private let state = NIOLockedValueBox(State())
+
+    /// Set once the agent sent GOAWAY: why the connection takes no new streams.
+    var goAway: String? { state.withLockedValue { $0.goAway } }
+
+    func recordGoAway(_ message: String) {
+        state.withLockedValue { state in
+            if state.goAway == nil { state.goAway = message }
+        }
+    }
 
     /// The first error, if any.
     var error: String? { state.withLockedValue { $0.error } }
@@ -124,7 +141,7 @@ final class ViolationRecorder: Sendable {
 /// call on it ends at once. Other errors (the socket going away) are not the agent's
 /// protocol failing.
 private final class ProtocolErrorHandler: ChannelInboundHandler, Sendable {
-    typealias InboundIn = HTTP2Frame.FramePayload
+    typealias InboundIn = HTTP2Frame
 
     let recorder: ViolationRecorder
 
@@ -132,12 +149,23 @@ private final class ProtocolErrorHandler: ChannelInboundHandler, Sendable {
         self.recorder = recorder
     }
 
+    /// Frames of stream 0 come here. A GOAWAY is remembered (with its code): no new stream
+    /// can be opened on this connection, and a call that tries says why.
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .goAway(let lastStreamID, let code, _) = unwrapInboundIn(data).payload {
+            recorder.recordGoAway("the agent closed the connection (GOAWAY \(code), last stream \(lastStreamID))")
+        }
+        context.fireChannelRead(data)
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        guard error is any NIOHTTP2Error || error is any NIOHPACKError else {
+        // Opening a stream after the agent's GOAWAY is the host's own attempt on a closing
+        // connection, not something the agent sent.
+        guard error is any NIOHTTP2Error || error is any NIOHPACKError, !(error is NIOHTTP2Errors.IOOnClosedConnection) else {
             context.fireErrorCaught(error)
             return
         }
-        recorder.record("the agent broke HTTP/2: \(error)")
+        recorder.record("\(AgentConnection.brokeHTTP2): \(error)")
         context.fireErrorCaught(error)
         // NIO has sent GOAWAY and leaves the connection open: nothing more is read from it.
         context.close(promise: nil)

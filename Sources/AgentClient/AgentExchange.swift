@@ -139,6 +139,11 @@ extension GuestAgentClient {
             try await admitted.value
         }
         guard connection.isActive else {
+            if let goAway = connection.violations.goAway, connection.established.withLockedValue({ $0 }) {
+                // An agent does not end the one connection its host keeps.
+                connection.violations.record(goAway)
+                throw OmniRunError(.protocolViolation, goAway)
+            }
             throw OmniRunError(.unavailable, "the connection to the agent of \(name) is closed")
         }
         let stream: AgentConnection.Stream

@@ -59,6 +59,7 @@ public final class GuestAgentClient: Sendable {
             deadline = started + timeout + min(await starvedFor(), timeout * 3)
         }
         var lastError: (any Error)? = nil
+        var connections = 0
         while ContinuousClock.now < deadline {
             if let reason = await giveUpIf() {
                 throw OmniRunError(.machineFailed, "\(name) stopped before its agent answered: \(reason)")
@@ -72,6 +73,7 @@ public final class GuestAgentClient: Sendable {
                 try await Task.sleep(for: .milliseconds(5))
                 continue
             }
+            connections += 1
             let client = GuestAgentClient(name: name, connection: connection, logger: logger)
             // Ask again on the same connection while it stays up: a slow guest answers
             // late, and dropping the connection only makes it start over. But not for
@@ -94,11 +96,30 @@ public final class GuestAgentClient: Sendable {
                     } else {
                         _ = try await client.health(timeout: attemptTimeout)
                     }
+                    // A connection given up on may have had its requests read by the guest
+                    // after all: they come first in the port's one byte stream, this
+                    // connection's preface after them, and the agent, reading a preface in
+                    // the middle of a session, answers GOAWAY (the answer just read may have
+                    // been to the old request). A second exchange shows whether this
+                    // session is the agent's own.
+                    if connections > 1 {
+                        _ = try await client.health(timeout: attemptTimeout)
+                        guard connection.isActive else {
+                            throw OmniRunError(.unavailable, connection.violations.goAway ?? "the agent closed the connection")
+                        }
+                    }
+                    connection.established.withLockedValue { $0 = true }
                     return client
                 } catch let error as OmniRunError where error.code == .protocolViolation {
-                    // A lying agent does not get better by being asked again.
-                    await connection.close()
-                    throw error
+                    // A lying agent does not get better by being asked again. On a later
+                    // connection, frames of an abandoned one's session may arrive first: the
+                    // HTTP/2 layer's complaints there are the port's history, not a lie.
+                    guard connections > 1, connection.violations.error?.hasPrefix(AgentConnection.brokeHTTP2) == true else {
+                        await connection.close()
+                        throw error
+                    }
+                    lastError = error
+                    break
                 } catch {
                     lastError = error
                     let starved = (await starvedFor?() ?? .zero) - starvedAtStart
@@ -110,8 +131,11 @@ public final class GuestAgentClient: Sendable {
                     }
                 }
             }
+            // After a GOAWAY the guest must see this connection end before the next one
+            // starts, or it carries the broken session on into it: give it time to run.
+            let closedByAgent = connection.violations.goAway != nil || connection.violations.error != nil
             await connection.close()
-            try await Task.sleep(for: .milliseconds(50))
+            try await Task.sleep(for: .milliseconds(closedByAgent ? 500 : 50))
             await extend()
         }
         throw OmniRunError(
