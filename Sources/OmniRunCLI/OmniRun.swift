@@ -6,7 +6,7 @@ public struct OmniRun: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "omnirun",
         abstract: "OmniRun: isolated microVM sandboxes for AI agents.",
-        subcommands: [Serve.self, Key.self, Run.self, Prepare.self, Template.self, Bench.self, BenchPause.self, BenchFork.self, BenchNetwork.self, BenchNode.self]
+        subcommands: [Serve.self, Key.self, Node.self, Run.self, Prepare.self, Template.self, Bench.self, BenchPause.self, BenchFork.self, BenchNetwork.self, BenchNode.self]
     )
 
     public init() {}

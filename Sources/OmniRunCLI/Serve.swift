@@ -38,6 +38,15 @@ extension OmniRun {
             help: "Restored machines kept ready per template: N (0 disables) or auto[:min=N,max=N,memory=MiB] ($OMNIRUN_WARM_POOL, default auto).")
         var warmPool: String?
 
+        @Option(help: "This node's name in a cluster sharing one PostgreSQL database ($OMNIRUN_NODE_ID, default node-1).")
+        var nodeId: String?
+
+        @Option(help: "The region of this node's sandboxes ($OMNIRUN_REGION, default local).")
+        var region: String?
+
+        @Option(help: "How other nodes reach this one, http(s)://host:port ($OMNIRUN_ADVERTISE_URL).")
+        var advertiseUrl: String?
+
         @Option(help: "Templates whose snapshots are built before the server starts (`all`: every built template).")
         var prepare: [String] = ["playground"]
 
@@ -48,7 +57,9 @@ extension OmniRun {
             try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
             let configuration = try ServerConfiguration.load(
                 environment: env, dataDirectory: dataDirectory,
-                arguments: .init(host: host, port: port, databaseURL: database, publicURL: publicURL, idleTimeoutSeconds: idleTimeout))
+                arguments: .init(
+                    host: host, port: port, databaseURL: database, publicURL: publicURL, idleTimeoutSeconds: idleTimeout, nodeID: nodeId,
+                    region: region, advertiseURL: advertiseUrl))
 
             var logger = Logger(label: "omnirun.server")
             logger.logLevel = Logger.Level(rawValue: runtime.logLevel == "warning" ? "info" : runtime.logLevel) ?? .info

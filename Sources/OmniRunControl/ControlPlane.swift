@@ -78,7 +78,8 @@ package struct ControlPlane: Sendable {
             repository: SandboxRepository(database: database, envSealer: SandboxEnvSealer(masterKey: masterKey)), accounts: accounts,
             gateway: hostGateway, network: SandboxNetworkRepository(database: database),
             configuration: configuration, metrics: metrics, samples: samples, lifecycle: lifecycle,
-            templateAccess: { name, account in try await templates.checkAccess(name, account: account) }, logger: logger)
+            templateAccess: { name, account in try await templates.checkAccess(name, account: account) },
+            nodes: NodeRepository(database: database), logger: logger)
         await runtime.onUnexpectedExit { id, exit in await sandboxes.machineStopped(id, exit: exit) }
 
         // Webhooks: queued from the lifecycle, delivered by the dispatcher.
@@ -132,6 +133,7 @@ package struct ControlPlane: Sendable {
         var services: [any Service] = [
             StoreService(database: database), RuntimeService(runtime: runtime),
             ReaperService(service: sandboxes, interval: configuration.reaperInterval), WebhookDispatcherService(dispatcher: dispatcher),
+            NodeLeaseService(service: sandboxes, configuration: configuration, logger: logger),
         ]
         if let interval = configuration.metricsInterval {
             services.append(

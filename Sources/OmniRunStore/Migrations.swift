@@ -270,6 +270,41 @@ public enum Migrations {
                 "CREATE INDEX sandbox_e2ee_nonces_seen ON sandbox_e2ee_nonces(sandbox_id, seen_at)",
             ]
         ),
+        (
+            8,
+            [
+                // Nodes of a cluster sharing this database, each with a lease it renews.
+                """
+                CREATE TABLE nodes (
+                    id TEXT PRIMARY KEY,
+                    region TEXT NOT NULL,
+                    advertise_url TEXT,
+                    started_at BIGINT NOT NULL,
+                    lease_expires_at BIGINT NOT NULL,
+                    draining BIGINT NOT NULL,
+                    vcpus BIGINT NOT NULL,
+                    memory_mb BIGINT NOT NULL,
+                    disk_mb BIGINT NOT NULL,
+                    running BIGINT NOT NULL,
+                    templates TEXT NOT NULL,
+                    load DOUBLE PRECISION NOT NULL
+                )
+                """,
+                // Places creates hold against their account's concurrent limit, on any node.
+                """
+                CREATE TABLE sandbox_admissions (
+                    id TEXT PRIMARY KEY,
+                    account_id TEXT NOT NULL,
+                    node_id TEXT NOT NULL,
+                    places BIGINT NOT NULL,
+                    expires_at BIGINT NOT NULL
+                )
+                """,
+                "CREATE INDEX sandbox_admissions_account ON sandbox_admissions(account_id, expires_at)",
+                "ALTER TABLE sandboxes ADD COLUMN region TEXT",
+                "CREATE INDEX sandboxes_node_state ON sandboxes(node_id, state)",
+            ]
+        ),
     ]
 
     /// Applies what is missing, in one transaction. Servers (and test suites) starting at

@@ -67,6 +67,8 @@ public struct SandboxRecord: Sendable, Equatable {
     public var machineDirectory: String?
     public var machinePID: Int32?
     public var nodeID: String?
+    /// The region of its node.
+    public var region: String?
     /// A timeout or idleness pauses the sandbox instead of killing it.
     public var autoPause: Bool
     public var pausedAt: Int64?
@@ -78,7 +80,7 @@ public struct SandboxRecord: Sendable, Equatable {
         endReason: EndReason? = nil, timeoutSeconds: Int64, expiresAt: Int64?, lastActivityAt: Int64,
         metadata: [String: String], env: [String: String], vaultInject: Bool, cpuCount: Int, memoryMB: Int,
         machineDirectory: String? = nil, machinePID: Int32? = nil, nodeID: String? = nil, autoPause: Bool = false,
-        pausedAt: Int64? = nil, pausedBytes: Int64? = nil
+        pausedAt: Int64? = nil, pausedBytes: Int64? = nil, region: String? = nil
     ) {
         self.id = id
         self.accountID = accountID
@@ -98,6 +100,7 @@ public struct SandboxRecord: Sendable, Equatable {
         self.machineDirectory = machineDirectory
         self.machinePID = machinePID
         self.nodeID = nodeID
+        self.region = region
         self.autoPause = autoPause
         self.pausedAt = pausedAt
         self.pausedBytes = pausedBytes

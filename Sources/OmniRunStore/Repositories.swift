@@ -120,8 +120,8 @@ public struct SandboxRepository: Sendable {
             """
             INSERT INTO sandboxes (id, account_id, template, state, created_at, ended_at, end_reason, timeout_seconds,
                 expires_at, last_activity_at, metadata, env, vault_inject, cpu_count, memory_mb, machine_dir, machine_pid, node_id,
-                auto_pause)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                auto_pause, region)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
             [
                 .text(record.id), .text(record.accountID), .text(record.template), .text(record.state.rawValue), .int(record.createdAt),
@@ -129,7 +129,7 @@ public struct SandboxRepository: Sendable {
                 .int(record.lastActivityAt), .text(JSONText.encode(record.metadata)), .text(try storedEnv(record.env, sandboxID: record.id)),
                 SQLValue(record.vaultInject), SQLValue(record.cpuCount), SQLValue(record.memoryMB),
                 SQLValue(record.machineDirectory), SQLValue(record.machinePID.map { Int64($0) }), SQLValue(record.nodeID),
-                SQLValue(record.autoPause),
+                SQLValue(record.autoPause), SQLValue(record.region),
             ])
     }
 
@@ -256,7 +256,8 @@ public struct SandboxRepository: Sendable {
             vaultInject: row.bool("vault_inject"), cpuCount: Int(row.optionalInt("cpu_count") ?? 1),
             memoryMB: Int(row.optionalInt("memory_mb") ?? 256), machineDirectory: row.optionalString("machine_dir"),
             machinePID: row.optionalInt("machine_pid").flatMap { Int32(exactly: $0) }, nodeID: row.optionalString("node_id"),
-            autoPause: row.bool("auto_pause"), pausedAt: row.optionalInt("paused_at"), pausedBytes: row.optionalInt("paused_bytes"))
+            autoPause: row.bool("auto_pause"), pausedAt: row.optionalInt("paused_at"), pausedBytes: row.optionalInt("paused_bytes"),
+            region: row.optionalString("region"))
     }
 }
 

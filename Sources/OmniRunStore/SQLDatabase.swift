@@ -75,6 +75,14 @@ public struct SQLRow: Sendable {
         }
     }
 
+    public func double(_ column: String) -> Double {
+        switch values[column] {
+        case .int(let value): return Double(value)
+        case .double(let value): return value
+        default: return 0
+        }
+    }
+
     public func bool(_ column: String) -> Bool { optionalInt(column).map { $0 != 0 } ?? false }
 }
 

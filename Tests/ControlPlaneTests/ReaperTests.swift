@@ -22,10 +22,13 @@ struct ReaperTests {
 
     @Test func aLongerTimeoutKeepsASandbox() async throws {
         try await ControlPlane.run { plane in
-            let sandbox = try await plane.createSandbox(#"{"timeout": 1}"#)
+            // A timeout the extension comes well within even when the suite's load slows this
+            // process, then a wait past it.
+            let created = ContinuousClock.now
+            let sandbox = try await plane.createSandbox(#"{"timeout": 8}"#)
             let extended = try await plane.call(.post, "/sandboxes/\(sandbox.sandboxID)/timeout", json: #"{"timeout": 600}"#)
             #expect(extended.status == 200)
-            try await Task.sleep(for: .milliseconds(1500))
+            try await Task.sleep(until: created + .milliseconds(8500))
             #expect(try await plane.list().map(\.sandboxID) == [sandbox.sandboxID])
             #expect(try await plane.history().isEmpty)
         }

@@ -356,7 +356,10 @@ struct APITests {
                 let reply: HTTPTestClient.Reply
                 do {
                     reply = try await client.request(
-                        method.uppercased(), concrete + (concrete.contains("?") ? "" : "?path=%2Fnope"), json: body, timeout: 120)
+                        method.uppercased(), concrete + (concrete.contains("?") ? "" : "?path=%2Fnope"), json: body,
+                        // The first call on contexts starts the sandbox's kernel service (Jupyter
+                        // under emulation: minutes when the suite's load is high).
+                        timeout: path.contains("/contexts") ? 400 : 120)
                 } catch {
                     Issue.record("\(method) \(path): \(error)")
                     continue

@@ -80,6 +80,12 @@ enum LLMHarness {
     }
 
     /// The stand-in's record of the requests it got (JSON lines), newest last.
+    /// Seconds between the first and the last piece of a streamed answer, as the client saw them.
+    static func spread(_ result: [String: Any]) -> Double {
+        let times = result["times"] as? [Double] ?? []
+        return (times.last ?? 0) - (times.first ?? 0)
+    }
+
     static func upstreamRequests() async throws -> [[String: Any]] {
         let text = try String(contentsOfFile: try await shared.value.requestLog, encoding: .utf8)
         return text.split(separator: "\n").compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }
@@ -161,16 +167,21 @@ struct LLMProxyTests {
     @Test func streamingPassesChunksThroughAsTheyArrive() async throws {
         let setup = try await LLMHarness.shared.value
         let key = try LLMHarness.account(setup.server, "stream")
-        let result = try await LLMHarness.openAI(setup.server, key: key, "stream", "costly/echo", "one two three four five")
+        // The stand-in waits 0.4 s between words; a proxy that buffered would deliver them at
+        // once (a client starved for the whole stream reads them at once too: one of two).
+        var result: [String: Any] = [:]
+        var streams = 0
+        repeat {
+            streams += 1
+            result = try await LLMHarness.openAI(setup.server, key: key, "stream", "costly/echo", "one two three four five")
+        } while streams < 2 && LLMHarness.spread(result) <= 0.6
         let pieces = result["pieces"] as? [String] ?? []
         #expect(pieces.joined() == "echo: one two three four five", "\(result)")
         #expect(pieces.count == 6)
-        // The stand-in waits 0.4 s between words; a proxy that buffered would deliver them at once.
-        let times = result["times"] as? [Double] ?? []
-        #expect((times.last ?? 0) - (times.first ?? 0) > 0.6, "\(times)")
+        #expect(LLMHarness.spread(result) > 0.6, "\(result["times"] ?? [])")
         // The client did not ask for usage: the proxy asked upstream, charged it, and kept it out of the stream.
         #expect(result["usage"] is NSNull)
-        #expect(try await LLMHarness.usage(setup.server, key: key)["spendUsedCents"] as? Double == 1)
+        #expect(try await LLMHarness.usage(setup.server, key: key)["spendUsedCents"] as? Double == Double(streams))
     }
 
     @Test func spendIsExactUnderConcurrencyAndTheCapAnswers402() async throws {

@@ -6,7 +6,7 @@ object with what happened.
 usage: openai-client.py models
        openai-client.py chat MODEL TEXT
        openai-client.py stream MODEL TEXT      (also records when each chunk arrived)
-       openai-client.py many MODEL N           (N chat requests at once)
+       openai-client.py many MODEL N           (N chat requests: one, then N-1 at once)
        openai-client.py responses MODEL TEXT   (the Responses API)
        openai-client.py responses-stream MODEL TEXT   (records when each text delta arrived)
        openai-client.py responses-tool MODEL   (a function call, then its output, streamed)
@@ -66,7 +66,11 @@ def main():
                 except Exception as e:  # noqa: BLE001
                     outcomes.append(str(e))
 
-            threads = [threading.Thread(target=one) for _ in range(count)]
+            # The first on its own: the SDK builds its response models lazily, and pydantic's
+            # first build is not safe from many threads at once (a client-side error, seen
+            # under load). The other N-1 go at once.
+            one()
+            threads = [threading.Thread(target=one) for _ in range(count - 1)]
             for t in threads:
                 t.start()
             for t in threads:

@@ -24,8 +24,20 @@ public struct ServerConfiguration: Sendable {
     public var defaultConcurrentLimit: Int = 3
     /// `OMNIRUN_MAX_SANDBOXES`: running sandboxes on this node, all accounts together.
     public var maxSandboxes: Int = 64
-    /// `OMNIRUN_NODE_ID`.
+    /// `--node-id` / `OMNIRUN_NODE_ID`: this node's name in the cluster (docs/multi-node.md).
     public var nodeID: String = "node-1"
+    /// `--region` / `OMNIRUN_REGION`: the region this node's sandboxes are in.
+    public var region: String = "local"
+    /// `--advertise-url` / `OMNIRUN_ADVERTISE_URL`: how other nodes reach this one.
+    public var advertiseURL: String?
+    /// `OMNIRUN_NODE_LEASE` (seconds): how long a renewed lease lasts; a node whose lease
+    /// ran out is down.
+    public var nodeLease: Duration = .seconds(10)
+    /// How often the lease is renewed (a fifth of the lease).
+    public var nodeLeaseRenewal: Duration { .milliseconds(max(nodeLease.components.seconds * 200, 200)) }
+    /// `OMNIRUN_NODE_LOST_GRACE` (seconds): after the lease, how long before a down node's
+    /// sandboxes are ended as `lost`.
+    public var nodeLostGrace: Duration = .seconds(20)
     /// `OMNIRUN_METRICS_INTERVAL` (seconds; 0 = off): how often each running sandbox's
     /// metrics are sampled.
     public var metricsInterval: Duration? = .seconds(5)

@@ -21,12 +21,7 @@ extension SandboxService {
         guard record.state == .running else {
             throw OmniRunError(.conflict, "sandbox \(id) is paused: resume it before forking it")
         }
-        let running = try await repository.countRunning(accountID: account.id)
-        guard running + pending[account.id, default: 0] + count <= account.concurrentLimit else {
-            throw OmniRunError(
-                .sandboxLimit,
-                "concurrent sandbox limit reached: \(count) more would exceed the \(account.concurrentLimit) sandboxes this account may run at once")
-        }
+        try checkTakesSandboxes()
         guard await runtime.running.count + pendingTotal + count <= configuration.maxSandboxes else {
             throw OmniRunError(.unavailable, "this node is full (\(configuration.maxSandboxes) sandboxes)")
         }
@@ -36,8 +31,16 @@ extension SandboxService {
             pending[account.id, default: count] -= count
             pendingTotal -= count
         }
-        return try await exclusive(sandboxID, kind: .fork) {
-            try await self.forkNow(sandboxID, count: count, owner: account, vaultVariables: vaultVariables)
+        let place = try await admit(account, count: count)
+        do {
+            let forks = try await exclusive(sandboxID, kind: .fork) {
+                try await self.forkNow(sandboxID, count: count, owner: account, vaultVariables: vaultVariables)
+            }
+            await release(place)
+            return forks
+        } catch {
+            await release(place)
+            throw error
         }
     }
 

@@ -55,6 +55,10 @@ package actor SandboxService {
     package nonisolated let metrics: ServerMetrics
     package nonisolated let samples: MetricsRepository
     package nonisolated let logger: Logger
+    /// The cluster's nodes and the places creates hold against their account's limit.
+    package nonisolated let nodes: NodeRepository
+    /// Set from this node's record (`omnirun node drain`): it takes no new sandboxes.
+    package var draining = false
     /// Creates admitted but not finished, per account (so racing creates never overshoot).
     package var pending: [String: Int] = [:]
     package var pendingTotal = 0
@@ -75,8 +79,10 @@ package actor SandboxService {
     package init(
         runtime: SandboxRuntime, repository: SandboxRepository, accounts: AccountRepository, gateway: any SandboxHostGateway,
         network: SandboxNetworkRepository, configuration: ServerConfiguration, metrics: ServerMetrics, samples: MetricsRepository,
-        lifecycle: SandboxLifecycle, templateAccess: @escaping @Sendable (String, AccountRecord) async throws -> Void, logger: Logger
+        lifecycle: SandboxLifecycle, templateAccess: @escaping @Sendable (String, AccountRecord) async throws -> Void,
+        nodes: NodeRepository, logger: Logger
     ) {
+        self.nodes = nodes
         self.lifecycle = lifecycle
         self.templateAccess = templateAccess
         self.metrics = metrics
@@ -101,14 +107,9 @@ package actor SandboxService {
     package func create(_ request: CreateSandboxRequest, account: AccountRecord) async throws -> SandboxRecord {
         try await templateAccess(request.template, account)
         let image = try runtime.catalog.image(for: request.template)
-        // Admission: the account's limit and the node's, counting creates in flight.
-        let running = try await repository.countRunning(accountID: account.id)
-        let inFlight = pending[account.id, default: 0]
-        guard running + inFlight < account.concurrentLimit else {
-            throw OmniRunError(
-                .sandboxLimit,
-                "concurrent sandbox limit reached: \(account.concurrentLimit) sandboxes may run at once for this account")
-        }
+        // Admission: the node's capacity, then the account's limit across every node
+        // (a place held in the store until the sandbox is recorded as running).
+        try checkTakesSandboxes()
         let nodeRunning = await runtime.running.count
         guard nodeRunning + pendingTotal < configuration.maxSandboxes else {
             throw OmniRunError(.unavailable, "this node is full (\(configuration.maxSandboxes) sandboxes)")
@@ -119,6 +120,18 @@ package actor SandboxService {
             pending[account.id, default: 1] -= 1
             pendingTotal -= 1
         }
+        let place = try await admit(account, count: 1)
+        do {
+            let record = try await createAdmitted(request, image: image, account: account)
+            await release(place)
+            return record
+        } catch {
+            await release(place)
+            throw error
+        }
+    }
+
+    private func createAdmitted(_ request: CreateSandboxRequest, image: MachineImage, account: AccountRecord) async throws -> SandboxRecord {
         let sandbox: Sandbox
         let started = ContinuousClock.now
         do {
@@ -274,8 +287,8 @@ package actor SandboxService {
     /// Ends sandboxes past their timeout or idle too long; flushes activity.
     package func reap() async {
         let now = nowMillis()
-        guard let running = try? await repository.running() else { return }
-        for var record in running where record.nodeID == nil || record.nodeID == configuration.nodeID {
+        guard let running = try? await repository.running(node: configuration.nodeID) else { return }
+        for var record in running {
             guard let id = SandboxID(record.id), transitions[id] == nil else { continue }
             if let seen = activity[id], seen > record.lastActivityAt {
                 record.lastActivityAt = seen
@@ -368,6 +381,6 @@ extension SandboxService {
             timeoutSeconds: timeoutSeconds, expiresAt: timeoutSeconds > 0 ? now + timeoutSeconds * 1000 : nil,
             lastActivityAt: now, metadata: metadata, env: env, vaultInject: vaultInject, cpuCount: cpuCount,
             memoryMB: memoryMB, machineDirectory: sandbox.machine.directory, machinePID: sandbox.machine.processID,
-            nodeID: configuration.nodeID, autoPause: autoPause)
+            nodeID: configuration.nodeID, autoPause: autoPause, region: configuration.region)
     }
 }

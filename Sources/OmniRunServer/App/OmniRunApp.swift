@@ -44,7 +44,9 @@ public enum OmniRunApp {
         let control = try await ControlPlane.make(
             configuration: configuration, runtime: runtime, database: database, hostGateway: gateway,
             previewPort: listener?.channel.localAddress?.port ?? configuration.preview.port, logger: logger)
-        let router = buildRouter(control)
+        // Requests for sandboxes other nodes run, and creates placed there, go through.
+        let relay = NodeRelay(nodes: control.sandboxes.nodes, nodeID: configuration.nodeID, logger: logger)
+        let router = buildRouter(control, relay: relay)
         // Sandboxes reach the LLM proxy through their host gateway, answered by this router.
         await gateway.setResponder(router.buildResponder())
         try await control.recover()
@@ -66,7 +68,7 @@ public enum OmniRunApp {
         // One ServiceGroup, in dependency order (it stops them in reverse): the control plane,
         // then what talks to the outside, then the preview listener; the API server last.
         for service in control.services { app.addServices(service) }
-        app.addServices(OutboundService(upstreams: control.upstreams, gateway: gateway))
+        app.addServices(OutboundService(upstreams: control.upstreams, gateway: gateway, relay: relay))
         for service in extra { app.addServices(service) }
         if let listener {
             app.addServices(
@@ -77,14 +79,17 @@ public enum OmniRunApp {
 
     /// The API's routes over the control plane: authentication, ownership and e2ee in front,
     /// then one collection per area.
-    static func buildRouter(_ control: ControlPlane) -> Router<AppRequestContext> {
+    static func buildRouter(_ control: ControlPlane, relay: NodeRelay? = nil) -> Router<AppRequestContext> {
         let configuration = control.configuration
         let service = control.sandboxes
         let router = Router(context: AppRequestContext.self)
         router.add(middleware: ErrorMiddleware())
         router.add(
             middleware: AuthMiddleware(accounts: control.accounts, signer: control.signer, trustedProxies: configuration.trustedProxies))
-        router.add(middleware: OwnershipMiddleware(service: service))
+        router.add(middleware: OwnershipMiddleware(service: service, relay: relay))
+        if let relay {
+            router.add(middleware: PlacementMiddleware(relay: relay, configuration: configuration, catalog: control.runtime.catalog))
+        }
         router.add(middleware: E2EEMiddleware(sessions: control.e2ee, maxJSONBody: configuration.maxJSONBody))
         router.add(middleware: E2EEAccountMiddleware(sessions: control.e2ee, service: service))
         let proxy = LLMProxy(configuration: configuration.llm, client: control.upstreams, ledger: control.ledger, logger: control.logger)
@@ -163,10 +168,12 @@ public enum OmniRunApp {
 struct OutboundService: Service {
     let upstreams: UpstreamClient
     let gateway: SandboxGateway
+    let relay: NodeRelay
 
     func run() async throws {
         try? await gracefulShutdown()
         await gateway.stopAll()
         await upstreams.shutdown()
+        await relay.shutdown()
     }
 }

@@ -20,6 +20,9 @@ struct SandboxInfo: Encodable {
     var pausedAt: String?
     var pausedDiskBytes: Int64?
     var retainedUntil: String?
+    /// The node that runs it and that node's region (docs/multi-node.md).
+    var node: String?
+    var region: String?
 
     /// The state clients see: `running`, `paused`, or `killed` for any sandbox that ended.
     static func wireState(_ state: SandboxState) -> String {
@@ -42,6 +45,8 @@ struct SandboxInfo: Encodable {
         cpuCount = record.cpuCount
         memoryMB = record.memoryMB
         name = record.metadata["name"]
+        node = record.nodeID
+        region = record.region
     }
 }
 

@@ -42,6 +42,8 @@ enum OpenAPIDocument {
                     "e2ee": ["type": "boolean"], "clientPublicKey": ["type": "string"],
                     "secure": ["type": "boolean"], "maskRequestHost": ["type": "string"],
                     "autoPause": ["type": "boolean"],
+                    // docs/multi-node.md: the region whose nodes may run it (default: the receiving node's).
+                    "region": ["type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,39}$"],
                     // docs/networking.md: a network card and a route out, restricted by a policy.
                     "internet": ["type": "boolean"], "network": networkPolicy, "sniProxy": ["type": "boolean"],
                     "allowDomains": ["type": "array", "items": ["type": "string"], "maxItems": 256],

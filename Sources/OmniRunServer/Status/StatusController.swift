@@ -12,6 +12,9 @@ struct StatusController {
     struct Status: Encodable {
         var ok: Bool
         var node_id: String
+        var region: String
+        /// Set while `omnirun node drain` holds new sandboxes off this node.
+        var draining: Bool
         var active_sandboxes: Int
         var max_sandboxes: Int
         var templates: [String]
@@ -45,7 +48,8 @@ struct StatusController {
             let paused = await service.pausedUsage()
             return JSON.response(
                 Status(
-                    ok: true, node_id: configuration.nodeID, active_sandboxes: await service.runningCount(),
+                    ok: true, node_id: configuration.nodeID, region: configuration.region, draining: await service.draining,
+                    active_sandboxes: await service.runningCount(),
                     max_sandboxes: configuration.maxSandboxes, templates: withAliases.sorted(), version: OmniRunVersion.current,
                     driver: service.runtime.driver.description, warm_pool: pool,
                     warm_pool_target: target, warm_pool_policy: service.runtime.configuration.warmPool.description,
