@@ -124,7 +124,7 @@ public struct NodeRepository: Sendable {
                 "SELECT COUNT(*) AS n FROM sandboxes WHERE state = ? AND account_id = ?", [.state(.running), .text(accountID)]
             ).first?.int("n") ?? 0
             let held = try await tx.query(
-                "SELECT COALESCE(SUM(places), 0) AS n FROM sandbox_admissions WHERE account_id = ? AND expires_at > ?",
+                "SELECT CAST(COALESCE(SUM(places), 0) AS BIGINT) AS n FROM sandbox_admissions WHERE account_id = ? AND expires_at > ?",
                 [.text(accountID), .int(now)]
             ).first?.int("n") ?? 0
             guard running + held + Int64(count) <= Int64(limit) else { return false }

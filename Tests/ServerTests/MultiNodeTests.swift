@@ -162,8 +162,10 @@ struct MultiNodeTests {
     static func nodes(_ database: String) async throws -> [[String: Any]] {
         let tool = try startTool(["node", "list", "--json", "--database", database])
         tool.process.waitUntilExit()
-        let data = Data(tool.output().utf8)
-        return (try JSONSerialization.jsonObject(with: data) as? [[String: Any]]) ?? []
+        guard let nodes = (try? JSONSerialization.jsonObject(with: Data(tool.output().utf8))) as? [[String: Any]] else {
+            throw TestSetupError("omnirun node list printed \(tool.output()) \(tool.errors())")
+        }
+        return nodes
     }
 
     static func waitForNodes(_ database: String, count: Int) async throws -> [[String: Any]] {
@@ -181,6 +183,7 @@ struct MultiNodeTests {
         let process: Process
         let outputPath: String
         func output() -> String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+        func errors() -> String { (try? String(contentsOfFile: outputPath + ".err", encoding: .utf8)) ?? "" }
     }
 
     static func startTool(_ arguments: [String]) throws -> Tool {
@@ -189,9 +192,9 @@ struct MultiNodeTests {
         process.arguments = arguments
         let path = TestRuntime.dataDirectory + "/node-tool-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).out"
         _ = FileManager.default.createFile(atPath: path, contents: nil)
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-        process.standardOutput = handle
-        process.standardError = handle
+        _ = FileManager.default.createFile(atPath: path + ".err", contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: path + ".err"))
         try process.run()
         return Tool(process: process, outputPath: path)
     }

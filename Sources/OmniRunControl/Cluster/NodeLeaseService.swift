@@ -13,8 +13,8 @@ struct NodeLeaseService: Service {
 
     func run() async throws {
         let started = nowMillis()
-        var failures = 0
         try await cancelWhenGracefulShutdown {
+            var failures = 0
             while !Task.isCancelled {
                 let leaseMillis = configuration.nodeLease.components.seconds * 1000
                 let record = await service.nodeRecord(startedAt: started, leaseExpiresAt: nowMillis() + leaseMillis)

@@ -55,6 +55,10 @@ extension ServerConfiguration {
             }
             advertiseURL = url
         }
+        if advertiseURL == nil, !["0.0.0.0", "::", ""].contains(host) {
+            // Listening on one address: that address is how other nodes reach this one.
+            advertiseURL = host.contains(":") ? "http://[\(host)]:\(port)" : "http://\(host):\(port)"
+        }
         if let seconds = env["OMNIRUN_NODE_LEASE"].flatMap({ Int64($0) }) { nodeLease = .seconds(min(max(seconds, 2), 3600)) }
         if let seconds = env["OMNIRUN_NODE_LOST_GRACE"].flatMap({ Int64($0) }) { nodeLostGrace = .seconds(min(max(seconds, 0), 86_400)) }
         webhookAllowLoopback = env["OMNIRUN_WEBHOOK_ALLOW_LOOPBACK"] == "1"
