@@ -30,15 +30,21 @@ cryptography_install
 if [[ -f "$cache/images/desktop.json" || "${OMNIRUN_TEST_TEMPLATES:-}" =~ (desktop|all) ]]; then
   scripts/install-deps.sh --browser
 fi
-echo "[test] running (real QEMU microVMs, a real PostgreSQL; parallel)"
 status=0
-heavy='TemplateTests[./]|DesktopScreenTests[./]|DesktopLiveViewTests[./]|ContextTests[./]|ForkTests[./]|CodingAgentTests[./]'
+# The control plane on fake guests answers from this test process: its timeouts and idle
+# kills are timed, and the VM suites' load would starve it. It runs first, on its own.
+plane='^ControlPlaneTests\.'
+echo "[test] the control plane on fake guests (parallel, before the VMs)"
+swift test --skip-build --filter "$plane" 2>&1 | tee .build/test-plane-output.log || status=$?
+echo "[test] running (real QEMU microVMs, a real PostgreSQL; parallel)"
+heavy='TemplateTests[./]|DesktopScreenTests[./]|DesktopLiveViewTests[./]|ContextTests[./]|ForkTests[./]|CodingAgentTests[./]|MultiNodeTests[./]'
 attacks='ListenerLimitTests[./]|GatewayLimitTests[./]|ExposureLifecycleTests[./]|HostileAgentClientTests[./]|HostileGuestTests[./]|WebhookAddressTests[./]|QuotaTests[./]|EgressDefaultsTests[./]|UserSwitchTests[./]'
-swift test --skip-build --skip "$heavy|$attacks" 2>&1 | tee .build/test-output.log || status=$?
+swift test --skip-build --skip "$plane|$heavy|$attacks" 2>&1 | tee .build/test-output.log || status=$?
 # On their own: compilers under emulation take the CPU for minutes, which tests with tight
 # timing (timeouts, idle kills) must not share; so do Jupyter kernels starting (contexts), the
 # many resumes of a fork, the desktop (XFCE redrawing at a new size, Chromium), and the
-# coding agents (Claude Code and Codex under emulation). A
+# coding agents (Claude Code and Codex under emulation), and three servers of one cluster
+# (MultiNodeTests: their leases and the lost-node deadline are timed). A
 # template's test runs when its image is built (make test builds javascript and php) or when
 # OMNIRUN_TEST_TEMPLATES asks for it. The patterns take `Suite.test` and `Suite/test` alike
 # (tests declared in an extension of a suite).

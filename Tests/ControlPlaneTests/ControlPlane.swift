@@ -186,7 +186,7 @@ struct ControlPlane: Sendable {
 }
 
 /// Waits until `condition` holds, checking every 20 ms; false if it never did within `timeout`.
-func eventually(within timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async rethrows -> Bool {
+func eventually(within timeout: Duration = .seconds(60), _ condition: () async throws -> Bool) async rethrows -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if try await condition() { return true }

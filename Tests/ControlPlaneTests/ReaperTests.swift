@@ -48,10 +48,11 @@ struct ReaperTests {
     }
 
     @Test func callsKeepASandboxFromBeingIdle() async throws {
-        // Idle after 3 s, calls every 0.2 s for 4 s: a margin for a loaded machine.
-        try await ControlPlane.run({ $0.idleTimeoutSeconds = 3 }) { plane in
+        // Idle after 8 s, calls every 0.2 s for 10 s: one call may take seconds when the
+        // suite's load starves this process, and still comes well within the idle timeout.
+        try await ControlPlane.run({ $0.idleTimeoutSeconds = 8 }) { plane in
             let busy = try await plane.createSandbox(#"{"timeout": 600}"#)
-            let until = ContinuousClock.now + .seconds(4)
+            let until = ContinuousClock.now + .seconds(10)
             while ContinuousClock.now < until {
                 #expect(try await plane.run("true", in: busy.sandboxID).exit_code == 0)
                 try await Task.sleep(for: .milliseconds(200))
@@ -62,7 +63,9 @@ struct ReaperTests {
 
     @Test func autoPauseAtTheTimeoutPausesInsteadOfEnding() async throws {
         try await ControlPlane.run { plane in
-            let sandbox = try await plane.createSandbox(#"{"timeout": 1, "autoPause": true}"#)
+            // Long enough for the write to come first on a loaded machine (a write to a
+            // sandbox being paused is a 409).
+            let sandbox = try await plane.createSandbox(#"{"timeout": 5, "autoPause": true}"#)
             try await plane.writeFile("/tmp/state", "before the timeout", in: sandbox.sandboxID)
             let paused = try await eventually { try await plane.list().first?.state == "paused" }
             #expect(paused)

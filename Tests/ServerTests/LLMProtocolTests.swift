@@ -36,12 +36,9 @@ struct LLMProtocolTests {
         // deliver them at once. On a loaded machine the client may see the first ones late
         // and bunched (a client starved for the whole stream reads them all at once), so more
         // than one gap's worth of spread is asked, in one of two streams.
-        var streamed: [String: Any] = [:]
-        var streams = 0
-        repeat {
-            streams += 1
-            streamed = try await LLMHarness.anthropic(setup.server, key: key, "stream", "test/echo", "one two three four five")
-        } while streams < 2 && LLMHarness.spread(streamed) <= 0.3
+        let (streamed, streams) = try await LLMHarness.stream(spreadOver: 0.3) {
+            try await LLMHarness.anthropic(setup.server, key: key, "stream", "test/echo", "one two three four five")
+        }
         let pieces = streamed["pieces"] as? [String] ?? []
         #expect(pieces.joined() == "echo: one two three four five", "\(streamed)")
         #expect(pieces.count == 6)

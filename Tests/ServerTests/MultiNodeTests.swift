@@ -77,6 +77,10 @@ struct MultiNodeTests {
             }
             #expect(screen.contains("pty-over-relay"), "\(screen)")
             #expect(try await clients[1].get("/sandboxes/\(far)").object["node"] as? String == "node-3")
+            // A request that says it was relayed already is not relayed again (no loops
+            // between nodes that disagree, whoever sets the header).
+            let looped = try await clients[0].request("GET", "/sandboxes/\(far)", headers: ["x-omnirun-relayed-by": "node-9"])
+            #expect(looped.status == 503, "\(looped.text)")
             #expect(try await clients[0].delete("/sandboxes/\(far)").status == 204)
             #expect(try await clients[2].get("/sandboxes/\(far)").status == 404)
             let nowhere = try await clients[0].post("/sandboxes", ["template": "playground", "region": "mars-1"])

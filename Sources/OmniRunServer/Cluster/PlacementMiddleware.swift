@@ -22,7 +22,12 @@ struct PlacementMiddleware: RouterMiddleware {
         }
         _ = try context.requireAccount()
         var request = request
-        let body = try await request.collectBody(upTo: configuration.maxJSONBody)
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: configuration.maxJSONBody)
+        } catch {
+            throw OmniRunError(.payloadTooLarge, "request body is larger than \(configuration.maxJSONBody) bytes")
+        }
         let fields = (try? JSONSerialization.jsonObject(with: Data(buffer: body))) as? [String: Any] ?? [:]
         let region = try Self.region(fields["region"]) ?? configuration.region
         let named = (fields["template"] ?? fields["templateID"] ?? fields["templateId"]) as? String ?? "python-3.11"
