@@ -21,12 +21,13 @@ import signal
 import tarfile
 import tempfile
 import time
-from contextlib import aclosing, suppress
+from contextlib import suppress
 from typing import Any, Dict, List, Optional
 
 import httpx2
 from anthropic import AsyncAnthropic
-from anthropic.lib.environments import EnvironmentWorker, aiter_work
+from anthropic.lib.environments import EnvironmentWorker
+from anthropic.lib.environments import _poller as poller
 from anthropic.lib.environments._worker import WorkItemRun
 from pydantic import SecretStr
 
@@ -309,6 +310,26 @@ class Worker:
                       timeout=120)
 
     # -- the poll loop ----------------------------------------------------------------------
+    async def _next_work(self, work: Any, worker_id: str, delays: Any) -> Any:
+        """The next item a poll returns, not acknowledged; None once the worker stops."""
+        while not self.stop_event.is_set():
+            try:
+                item = await work.poll(
+                    self.settings.environment_id, block_ms=poller.POLL_BLOCK_MS, anthropic_worker_id=worker_id)
+            except poller.TRANSIENT_ERRORS as exc:
+                await self._pause(delays.after_failed_poll(exc))  # a permanent error raises here
+                continue
+            if item is None:
+                await self._pause(delays.after_empty_poll())
+                continue
+            return item
+        return None
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleeps, unless the worker stops first."""
+        with suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.stop_event.wait(), timeout=seconds)
+
     async def run(self) -> int:
         s = self.settings
         if not s.environment_id or not s.environment_key:
@@ -322,43 +343,52 @@ class Worker:
         reaper = asyncio.ensure_future(self._reap_forever())
         log.info("worker started environment_id=%s template=%s cap=%d omnirun=%s", s.environment_id, s.template,
                  s.max_sessions, s.omnirun_url)
-        items = aiter_work(self.client.beta.environments.work, environment_id=s.environment_id, auto_stop=False)
+        # The package's own poller acknowledges an item as soon as a poll returns it; this
+        # loop polls and acknowledges itself, so that an item a poll returns after SIGTERM
+        # is never acknowledged (the queue hands it out again).
+        work = poller.rejecting_non_json(self.client.beta.environments.work)
+        worker_id = poller._default_worker_id()
+        delays = poller.PollDelays(s.environment_id)
         try:
-            async with aclosing(items):
-                while not self.stop_event.is_set():
-                    if not await self.wait_for_slot():
-                        break
-                    next_item = asyncio.ensure_future(items.__anext__())
-                    stopping = asyncio.ensure_future(self.stop_event.wait())
-                    done, _ = await asyncio.wait({next_item, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                    stopping.cancel()
-                    if next_item not in done:
-                        next_item.cancel()
-                        with suppress(BaseException):
-                            await next_item
-                        break
-                    if self.stop_event.is_set():
-                        # A poll that was in flight as the signal came answered with an item:
-                        # it is not served, so it stays unacknowledged and the queue hands it
-                        # out again.
-                        with suppress(BaseException):
-                            log.info("not claiming work item work_id=%s: draining", next_item.result().id)
-                        break
-                    item = next_item.result()
-                    claimed_at = time.monotonic()
-                    REDACT.add(item.secret, sessions_token(item.secret))
-                    log.debug("claimed work item %r", item)  # its secret is redacted like every secret
-                    work_type = getattr(item.data, "type", None)
-                    if work_type != "session":
-                        log.info("skipping a work item that is not for a session work_id=%s type=%s", item.id, work_type)
-                        continue
-                    task = asyncio.ensure_future(self.serve_item(
-                        work_id=item.id, environment_id=item.environment_id, session_id=item.data.id,
-                        secret=item.secret, claimed_at=claimed_at))
-                    self.inflight[item.id] = task
-                    task.add_done_callback(lambda _t, wid=item.id: self.inflight.pop(wid, None))
-        except StopAsyncIteration:
-            pass
+            while not self.stop_event.is_set():
+                if not await self.wait_for_slot():
+                    break
+                next_item = asyncio.ensure_future(self._next_work(work, worker_id, delays))
+                stopping = asyncio.ensure_future(self.stop_event.wait())
+                done, _ = await asyncio.wait({next_item, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                stopping.cancel()
+                if next_item not in done:
+                    next_item.cancel()
+                    with suppress(BaseException):
+                        await next_item
+                    break
+                item = next_item.result()
+                # A signal that came while the poll was answered is handled first.
+                await asyncio.sleep(0)
+                if item is None or self.stop_event.is_set():
+                    if item is not None:
+                        log.info("not claiming work item work_id=%s: draining", item.id)
+                    break
+                try:
+                    await work.ack(item.id, environment_id=item.environment_id, timeout=poller.WORK_REQUEST_TIMEOUT)
+                except poller.TRANSIENT_ERRORS as exc:
+                    log.warning("ack failed work_id=%s error=%s", item.id, REDACT.scrub(str(exc))[:300])
+                    await self._pause(delays.after_failure())
+                    continue
+                delays.reset()
+                log.info("claimed work work_id=%s work_type=%s", item.id, getattr(item.data, "type", None))
+                claimed_at = time.monotonic()
+                REDACT.add(item.secret, sessions_token(item.secret))
+                log.debug("claimed work item %r", item)  # its secret is redacted like every secret
+                work_type = getattr(item.data, "type", None)
+                if work_type != "session":
+                    log.info("skipping a work item that is not for a session work_id=%s type=%s", item.id, work_type)
+                    continue
+                task = asyncio.ensure_future(self.serve_item(
+                    work_id=item.id, environment_id=item.environment_id, session_id=item.data.id,
+                    secret=item.secret, claimed_at=claimed_at))
+                self.inflight[item.id] = task
+                task.add_done_callback(lambda _t, wid=item.id: self.inflight.pop(wid, None))
         except Exception as exc:  # noqa: BLE001 - e.g. a permanent refusal of the environment key
             log.error("polling stopped error=%s", REDACT.scrub(str(exc))[:500])
             self.stop_event.set()
