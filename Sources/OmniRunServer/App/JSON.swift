@@ -20,15 +20,20 @@ enum JSON {
         Response(status: .noContent)
     }
 
+    /// The whole body, at most `limit` bytes (the request keeps it for whoever reads it
+    /// next); past the limit a 413 saying `message`.
+    static func collect(_ request: inout Request, limit: Int, message: String? = nil) async throws -> ByteBuffer {
+        do {
+            return try await request.collectBody(upTo: limit)
+        } catch {
+            throw OmniRunError(.payloadTooLarge, message ?? "request body is larger than \(limit) bytes")
+        }
+    }
+
     /// Reads and decodes a JSON body, bounded; a missing or empty body decodes as `{}`.
     static func decode<T: Decodable>(_ type: T.Type, from request: Request, limit: Int) async throws -> T {
         var request = request
-        let buffer: ByteBuffer
-        do {
-            buffer = try await request.collectBody(upTo: limit)
-        } catch {
-            throw OmniRunError(.payloadTooLarge, "request body is larger than \(limit) bytes")
-        }
+        let buffer = try await collect(&request, limit: limit)
         let bytes = buffer.readableBytes == 0 ? Data("{}".utf8) : Data(buffer: buffer)
         do {
             return try JSONDecoder().decode(type, from: bytes)

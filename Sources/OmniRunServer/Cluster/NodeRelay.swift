@@ -66,7 +66,7 @@ final class NodeRelay: Sendable {
         var length: Int?
         for field in request.headers where !Self.hopByHop.contains(field.name.canonicalName) {
             if field.name == .contentLength {
-                length = Int(field.value)
+                length = Int(field.value).flatMap { $0 >= 0 ? $0 : nil }
                 continue
             }
             outbound.headers.add(name: field.name.rawName, value: field.value)
@@ -93,7 +93,7 @@ final class NodeRelay: Sendable {
             headers.append(HTTPField(name: field, value: value))
         }
         return Response(
-            status: HTTPResponse.Status(code: Int(answer.status.code)), headers: headers,
+            status: HTTPResponse.Status(code: Int(clamping: answer.status.code)), headers: headers,
             body: ResponseBody(asyncSequence: answer.body))
     }
 

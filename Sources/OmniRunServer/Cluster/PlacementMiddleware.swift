@@ -22,12 +22,7 @@ struct PlacementMiddleware: RouterMiddleware {
         }
         _ = try context.requireAccount()
         var request = request
-        let body: ByteBuffer
-        do {
-            body = try await request.collectBody(upTo: configuration.maxJSONBody)
-        } catch {
-            throw OmniRunError(.payloadTooLarge, "request body is larger than \(configuration.maxJSONBody) bytes")
-        }
+        let body = try await JSON.collect(&request, limit: configuration.maxJSONBody)
         let fields = (try? JSONSerialization.jsonObject(with: Data(buffer: body))) as? [String: Any] ?? [:]
         let region = try Self.region(fields["region"]) ?? configuration.region
         let named = (fields["template"] ?? fields["templateID"] ?? fields["templateId"]) as? String ?? "python-3.11"

@@ -30,12 +30,7 @@ struct E2EEAccountMiddleware: RouterMiddleware {
             return try await next(request, context)
         }
         var request = request
-        let body: ByteBuffer
-        do {
-            body = try await request.collectBody(upTo: Self.maxBody)
-        } catch {
-            throw OmniRunError(.payloadTooLarge, "request body is larger than \(Self.maxBody) bytes")
-        }
+        let body = try await JSON.collect(&request, limit: Self.maxBody)
         guard Self.isEnvelope(body) else {
             request.body = RequestBody(buffer: body)
             return try await next(request, context)

@@ -51,12 +51,8 @@ struct LLMProxy: Sendable {
             return response
         }
         var request = request
-        let buffer: ByteBuffer
-        do {
-            buffer = try await request.collectBody(upTo: configuration.maxRequestBytes)
-        } catch {
-            throw OmniRunError(.payloadTooLarge, "an LLM request may be at most \(configuration.maxRequestBytes) bytes")
-        }
+        let buffer = try await JSON.collect(
+            &request, limit: configuration.maxRequestBytes, message: "an LLM request may be at most \(configuration.maxRequestBytes) bytes")
         let parsed = try LLMRequest.parse(Data(buffer: buffer), wire: wire, countTokens: countTokens)
         let headers =
             wire == .messages
