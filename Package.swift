@@ -275,7 +275,7 @@ let package = Package(
         .testTarget(
             name: "ControlPlaneTests",
             dependencies: [
-                "TestSupport", "OmniRunServer", "OmniRunStore", "SandboxRuntime", "OmniRunCore",
+                "TestSupport", "OmniRunServer", "OmniRunControl", "OmniRunStore", "SandboxRuntime", "OmniRunCore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -35,6 +35,14 @@ package struct ControlPlane: Sendable {
     package let terminals: PTYSessions
     package let samples: MetricsRepository
     package let metrics: ServerMetrics
+    /// Signs and checks node-to-node calls.
+    package let clusterAuth: ClusterAuth
+    /// Signed calls to other nodes (closed when the server stops).
+    package let nodeClient: NodeClient
+    /// Custom templates fetched from the node that holds them.
+    package let replication: TemplateReplication
+    /// Paused sandboxes handed between nodes (drains).
+    package let moves: PausedMoves
     package let logger: Logger
 
     /// Builds the services. `hostGateway` serves sandboxes' gateways (the edge's);
@@ -43,14 +51,26 @@ package struct ControlPlane: Sendable {
         configuration: ServerConfiguration, runtime: SandboxRuntime, database: any SQLDatabase,
         hostGateway: any SandboxHostGateway, previewPort: Int, logger: Logger
     ) async throws -> ControlPlane {
+        var configuration = configuration
+        configuration.preview.listeningPort = previewPort > 0 ? previewPort : nil
+        configuration.preview.region = configuration.region == "local" ? nil : configuration.region
         let accounts = AccountRepository(database: database)
         let settings = SettingsRepository(database: database)
+        // Node-to-node calls are signed with the cluster's secret, kept in the shared store.
+        let clusterSecret = try await settings.valueOrInsert("cluster-secret", Data(randomBytes(32)).base64EncodedString())
+        let clusterAuth = ClusterAuth(node: configuration.nodeID, secret: Data(base64Encoded: clusterSecret) ?? Data(randomBytes(32)))
         let secret = try await settings.valueOrInsert("url-signing-key", Data(randomBytes(32)).base64EncodedString())
         let signer = URLSigner(key: SymmetricKey(data: Data(base64Encoded: secret) ?? Data(randomBytes(32))))
 
         // Vault: the master key file, made on first start.
         let (masterKey, keyWarning) = try MasterKeyFile.loadOrCreate(path: configuration.resolvedMasterKeyPath)
         if let keyWarning { logger.warning("\(keyWarning)") }
+        let keyCheck = ClusterAuth.masterKeyCheck(masterKey)
+        if try await settings.valueOrInsert("master-key-check", keyCheck) != keyCheck {
+            logger.error(
+                "this node's master key is not the one the other nodes of this database use: vault values, webhook secrets and e2ee keys they stored will not open here; give every node the same OMNIRUN_MASTER_KEY_FILE",
+                metadata: ["node": "\(configuration.nodeID)"])
+        }
         let vault = VaultService(repository: VaultRepository(database: database), cipher: VaultCipher(masterKey: masterKey))
         // Sign-in by email.
         let codeKey = try await settings.valueOrInsert("signin-code-key", Data(randomBytes(32)).base64EncodedString())
@@ -72,15 +92,26 @@ package struct ControlPlane: Sendable {
         let samples = MetricsRepository(database: database)
         let templates = try await makeTemplateService(
             runtime: runtime, database: database, configuration: configuration, logger: logger)
+        let nodeClient = NodeClient(auth: clusterAuth, logger: logger)
+        let replication = TemplateReplication(
+            manifestDirectory: templates.builds.builder.configuration.manifestDirectory,
+            imageDirectory: templates.builds.builder.configuration.imageDirectory, catalog: runtime.catalog,
+            nodes: NodeRepository(database: database), client: nodeClient, logger: logger)
         let lifecycle = SandboxLifecycle()
         let sandboxes = SandboxService(
             runtime: runtime,
             repository: SandboxRepository(database: database, envSealer: SandboxEnvSealer(masterKey: masterKey)), accounts: accounts,
             gateway: hostGateway, network: SandboxNetworkRepository(database: database),
             configuration: configuration, metrics: metrics, samples: samples, lifecycle: lifecycle,
-            templateAccess: { name, account in try await templates.checkAccess(name, account: account) },
+            templateAccess: { name, account in
+                // A custom template built on another node is fetched before its first sandbox here.
+                if let record = try await templates.checkAccess(name, account: account) { try await replication.ensure(record) }
+            },
             nodes: NodeRepository(database: database), logger: logger)
         await runtime.onUnexpectedExit { id, exit in await sandboxes.machineStopped(id, exit: exit) }
+        let moves = PausedMoves(
+            service: sandboxes, replication: replication, templates: TemplateRepository(database: database), client: nodeClient,
+            logger: logger)
 
         // Webhooks: queued from the lifecycle, delivered by the dispatcher.
         let policy = WebhookAddressPolicy(
@@ -115,7 +146,7 @@ package struct ControlPlane: Sendable {
             buildQuota: BuildQuota(
                 maxBuilds: configuration.quotas.buildsPerAccount, maxBytes: configuration.quotas.buildContextBytesPerAccount),
             webhooks: webhooks, dispatcher: dispatcher, e2ee: e2ee, exposures: exposures, terminals: terminals, samples: samples,
-            metrics: metrics, logger: logger)
+            metrics: metrics, clusterAuth: clusterAuth, nodeClient: nodeClient, replication: replication, moves: moves, logger: logger)
     }
 
     /// Takes over what an earlier process of this server left: sandboxes still running
@@ -133,7 +164,7 @@ package struct ControlPlane: Sendable {
         var services: [any Service] = [
             StoreService(database: database), RuntimeService(runtime: runtime),
             ReaperService(service: sandboxes, interval: configuration.reaperInterval), WebhookDispatcherService(dispatcher: dispatcher),
-            NodeLeaseService(service: sandboxes, configuration: configuration, logger: logger),
+            NodeLeaseService(service: sandboxes, moves: moves, configuration: configuration, logger: logger),
         ]
         if let interval = configuration.metricsInterval {
             services.append(

@@ -136,6 +136,13 @@ public protocol MachineDriver: Sendable {
     /// Copies of a paused machine for `resume`, one per directory: the paused disk is
     /// frozen under the machine's own new overlay and each copy's; all share its saved state.
     func fork(_ paused: PausedMachine, into directories: [String]) async throws -> [PausedMachine]
+    /// Writes the whole disk of a paused machine (its overlay and every layer below) to `disk`
+    /// as one file that needs nothing else, for another node.
+    func exportDisk(of paused: PausedMachine, to disk: String) async throws
+    /// Takes a paused machine from another node into `directory`: its saved state is at
+    /// `paused.stateFile` there already, `disk` is what `exportDisk` wrote; returns the paused
+    /// machine as this node resumes it.
+    func importPaused(_ paused: PausedMachine, disk: String, into directory: String) async throws -> PausedMachine
     /// Takes over a machine started by an earlier process of this server (after a
     /// restart). Fails if `pid` is not that machine's VMM.
     func attach(image: MachineImage, options: MachineOptions, pid: Int32) async throws -> any MachineInstance

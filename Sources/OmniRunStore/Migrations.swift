@@ -305,6 +305,13 @@ public enum Migrations {
                 "CREATE INDEX sandboxes_node_state ON sandboxes(node_id, state)",
             ]
         ),
+        (
+            9,
+            [
+                // The port of each node's preview gateway (the others forward preview connections there).
+                "ALTER TABLE nodes ADD COLUMN preview_port BIGINT",
+            ]
+        ),
     ]
 
     /// Applies what is missing, in one transaction. Servers (and test suites) starting at

@@ -21,11 +21,14 @@ public struct NodeRecord: Sendable, Equatable {
     public var templates: [String]
     /// The host's one-minute load average.
     public var load: Double
+    /// The port of its preview gateway, on the advertise URL's host (nil: none).
+    public var previewPort: Int?
 
     public init(
         id: String, region: String, advertiseURL: String?, startedAt: Int64, leaseExpiresAt: Int64, draining: Bool = false,
-        vcpus: Int, memoryMB: Int, diskMB: Int, running: Int, templates: [String], load: Double
+        vcpus: Int, memoryMB: Int, diskMB: Int, running: Int, templates: [String], load: Double, previewPort: Int? = nil
     ) {
+        self.previewPort = previewPort
         self.id = id
         self.region = region
         self.advertiseURL = advertiseURL
@@ -59,25 +62,25 @@ public struct NodeRepository: Sendable {
         let updated = try await database.query(
             """
             UPDATE nodes SET region = ?, advertise_url = ?, started_at = ?, lease_expires_at = ?, vcpus = ?, memory_mb = ?,
-                disk_mb = ?, running = ?, templates = ?, load = ? WHERE id = ? RETURNING id
+                disk_mb = ?, running = ?, templates = ?, load = ?, preview_port = ? WHERE id = ? RETURNING id
             """,
             [
                 .text(node.region), SQLValue(node.advertiseURL), .int(node.startedAt), .int(node.leaseExpiresAt), SQLValue(node.vcpus),
                 SQLValue(node.memoryMB), SQLValue(node.diskMB), SQLValue(node.running), .text(templates), .double(node.load),
-                .text(node.id),
+                SQLValue(node.previewPort.map(Int64.init)), .text(node.id),
             ])
         guard updated.isEmpty else { return }
         do {
             try await database.query(
                 """
                 INSERT INTO nodes (id, region, advertise_url, started_at, lease_expires_at, draining, vcpus, memory_mb, disk_mb,
-                    running, templates, load)
-                VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)
+                    running, templates, load, preview_port)
+                VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 [
                     .text(node.id), .text(node.region), SQLValue(node.advertiseURL), .int(node.startedAt), .int(node.leaseExpiresAt),
                     SQLValue(node.vcpus), SQLValue(node.memoryMB), SQLValue(node.diskMB), SQLValue(node.running), .text(templates),
-                    .double(node.load),
+                    .double(node.load), SQLValue(node.previewPort.map(Int64.init)),
                 ])
         } catch let error as OmniRunError where error.code == .alreadyExists {
             // Another start of the same node id won the insert: renew over it.
@@ -152,7 +155,7 @@ public struct NodeRepository: Sendable {
             vcpus: Int(clamping: try row.int("vcpus")), memoryMB: Int(clamping: try row.int("memory_mb")),
             diskMB: Int(clamping: try row.int("disk_mb")), running: Int(clamping: try row.int("running")),
             templates: (row.optionalString("templates") ?? "").split(separator: ",").map(String.init),
-            load: row.double("load"))
+            load: row.double("load"), previewPort: row.optionalInt("preview_port").map { Int(clamping: $0) })
     }
 }
 
@@ -179,5 +182,27 @@ extension SandboxRepository {
             "SELECT * FROM sandboxes WHERE state = ? AND (node_id = ? OR node_id IS NULL) ORDER BY created_at, id",
             [.state(.running), .text(node)]
         ).map(record)
+    }
+}
+
+extension SandboxRepository {
+    /// The paused sandboxes of one node (and those recorded before nodes had ids).
+    public func paused(node: String) async throws -> [SandboxRecord] {
+        try await database.query(
+            "SELECT * FROM sandboxes WHERE state = ? AND (node_id = ? OR node_id IS NULL) ORDER BY paused_at, id",
+            [.state(.paused), .text(node)]
+        ).map(record)
+    }
+
+    /// Hands a paused sandbox from node `from` to node `to` (its saved state is there now).
+    /// False if it is no longer paused on `from` (resumed, killed or moved meanwhile).
+    public func move(id: String, from: String, to: String, region: String) async throws -> Bool {
+        try await !database.query(
+            """
+            UPDATE sandboxes SET node_id = ?, region = ?
+            WHERE id = ? AND state = ? AND (node_id = ? OR node_id IS NULL) RETURNING id
+            """,
+            [.text(to), .text(region), .text(id), .state(.paused), .text(from)]
+        ).isEmpty
     }
 }

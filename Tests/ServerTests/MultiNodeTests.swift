@@ -9,7 +9,7 @@ import Glibc
 /// Three real `omnirun serve` nodes on one real PostgreSQL (own data directories and
 /// ports; regions `local-a` and `local-b`): leases, the account's limit across nodes,
 /// a node killed with -9, a drain (docs/multi-node.md).
-@Suite("Nodes sharing one PostgreSQL", .serialized, .timeLimit(.minutes(10)))
+@Suite("Nodes sharing one PostgreSQL", .serialized, .timeLimit(.minutes(25)))
 struct MultiNodeTests {
     static let postgres = ProcessInfo.processInfo.environment["OMNIRUN_TEST_POSTGRES_URL"]
 
@@ -77,10 +77,65 @@ struct MultiNodeTests {
             }
             #expect(screen.contains("pty-over-relay"), "\(screen)")
             #expect(try await clients[1].get("/sandboxes/\(far)").object["node"] as? String == "node-3")
-            // A request that says it was relayed already is not relayed again (no loops
-            // between nodes that disagree, whoever sets the header).
-            let looped = try await clients[0].request("GET", "/sandboxes/\(far)", headers: ["x-omnirun-relayed-by": "node-9"])
-            #expect(looped.status == 503, "\(looped.text)")
+            // Only a node may say it relayed a request (signed with the cluster's secret): a
+            // client that sets the header, or forges a signature, is refused, and the
+            // node-to-node routes answer nodes only.
+            let forged = try await clients[0].request("GET", "/sandboxes/\(far)", headers: ["x-omnirun-relayed-by": "node-9"])
+            #expect(forged.status == 401, "\(forged.text)")
+            let badSignature = try await clients[0].request(
+                "GET", "/sandboxes/\(far)",
+                headers: ["x-omnirun-relayed-by": "node-2", "x-omnirun-node-auth": "t=\(Int64(Date().timeIntervalSince1970 * 1000)),n=node-2,s=\(String(repeating: "0", count: 64))"])
+            #expect(badSignature.status == 401, "\(badSignature.text)")
+            #expect(try await clients[0].get("/internal/templates/playground").status == 401)
+            #expect(try await clients[0].request("POST", "/internal/sandboxes/\(far)/adopt").status == 401)
+
+            // Previews: the exposure's host names the sandbox's region, and any node's preview
+            // gateway hands the connection to node 3's, which checks the token itself.
+            try await ExposureServer.startGuestServer(clients[0], far, port: 8000)
+            let exposure = try await clients[0].post("/sandboxes/\(far)/exposures", ["port": 8000, "visibility": "private"]).object
+            let exposedHost = exposure["hostname"] as? String ?? ""
+            let token = String((exposure["accessUrl"] as? String ?? "").split(separator: "=").last ?? "")
+            #expect(exposedHost.hasSuffix(".local-b.localhost"), "\(exposure)")
+            var opened: RawHTTPClient.Response?
+            for _ in 0..<100 {
+                opened = try? await RawHTTPClient.request(
+                    port: servers[0].previewPort, host: exposedHost, "/through-node-1", headers: ["x-omnirun-exposure-token": token],
+                    timeout: .seconds(20))
+                if opened?.status == 200 { break }
+                try await Task.sleep(for: .milliseconds(300))
+            }
+            #expect(opened?.status == 200, "\(opened?.text ?? "")")
+            #expect(ExposureServer.json(opened ?? .init(status: 0, headers: [], body: []))["path"] as? String == "/through-node-1")
+            #expect(try await RawHTTPClient.request(port: servers[0].previewPort, host: exposedHost, "/no-token").status == 401)
+            let direct = try await RawHTTPClient.request(
+                port: servers[1].previewPort, host: "\(far)-8000.local-b.localhost", "/direct", headers: ["x-omnirun-exposure-token": token])
+            #expect(direct.status == 200, "\(direct.text)")
+            #expect(ExposureServer.json(direct)["path"] as? String == "/direct")
+
+            // A custom template built on node 1 (local-a), used in local-b: node 3 fetches it
+            // from node 1 (checksummed) before the sandbox's create, and its service runs there.
+            let custom = "moved-\(UUID().uuidString.prefix(6).lowercased())"
+            let built = try await CustomTemplateTests.build(
+                clients[0], name: custom, dockerfile: "FROM playground\nRUN echo built-on-node-1 > /etc/built-on\n",
+                settings: [
+                    "startCmd": "python3 -m http.server 8000 --bind 127.0.0.1 --directory /etc",
+                    "readyCmd": "curl -sf http://127.0.0.1:8000/ >/dev/null",
+                ])
+            #expect(built["status"] as? String == "ready", "\(built)")
+            var fromTemplate: HTTPTestClient.Reply?
+            for _ in 0..<20 {
+                // Node 1 lists the template's snapshot at its next lease renewal.
+                fromTemplate = try await clients[0].post("/sandboxes", ["template": custom, "timeout": 300, "region": "local-b"])
+                if fromTemplate?.status == 201 { break }
+                try await Task.sleep(for: .seconds(1))
+            }
+            #expect(fromTemplate?.status == 201, "\(fromTemplate?.text ?? "")")
+            #expect(fromTemplate?.object["node"] as? String == "node-3")
+            let customID = fromTemplate?.object["sandboxID"] as? String ?? ""
+            let served = try await clients[0].post(
+                "/sandboxes/\(customID)/commands", ["command": "cat /etc/built-on; curl -sf http://127.0.0.1:8000/built-on"])
+            #expect(served.object["stdout"] as? String == "built-on-node-1\nbuilt-on-node-1\n", "\(served.text)")
+            #expect(try await clients[1].delete("/sandboxes/\(customID)").status == 204)
             #expect(try await clients[0].delete("/sandboxes/\(far)").status == 204)
             #expect(try await clients[2].get("/sandboxes/\(far)").status == 404)
             let nowhere = try await clients[0].post("/sandboxes", ["template": "playground", "region": "mars-1"])
@@ -135,12 +190,25 @@ struct MultiNodeTests {
             #expect(try await clients[0].post("/sandboxes", ["template": "playground", "region": "local-b"]).status == 400)
             print("[figures] multi-node: a killed node's sandbox ended as lost after \(String(format: "%.1f", lostAfter)) s (lease 3 s, grace 2 s)")
 
-            // Drain the node that runs the kept sandbox: creates sent to it land on the other
-            // local-a node, and the drain waits until the sandbox has ended.
-            let drained = keptNode == "node-1" ? 0 : 1
-            let drain = try Self.startTool(["node", "drain", keptNode, "--database", database])
+            // A paused sandbox with a file on disk, one in memory (tmpfs) and a process: its
+            // node is drained, so it moves to the other local-a node (its saved state and disk
+            // copied and checked) and resumes there as it was. Creates sent to the drained
+            // node land on the other one; the drain returns once the node holds nothing.
+            let toPause = try await clients[0].post("/sandboxes", ["template": "playground", "timeout": 600])
+            #expect(toPause.status == 201, "\(toPause.text)")
+            let pausedID = toPause.object["sandboxID"] as? String ?? ""
+            let pausedNode = toPause.object["node"] as? String ?? ""
+            let prepared = try await clients[0].post(
+                "/sandboxes/\(pausedID)/commands",
+                ["command": "echo on-disk > ~/moved.txt; echo in-memory > /dev/shm/moved.txt; sync; setsid sleep 100000 </dev/null >/dev/null 2>&1 & echo $! > ~/sleeper"])
+            #expect(prepared.object["exit_code"] as? Int == 0, "\(prepared.text)")
+            let pause = try await clients[1].post("/sandboxes/\(pausedID)/pause", [:])
+            #expect(pause.status == 200, "\(pause.text)")
+            let drained = pausedNode == "node-1" ? 0 : 1
+            let other = "node-\(2 - drained)"
+            let drain = try Self.startTool(["node", "drain", pausedNode, "--database", database, "--timeout", "600"])
             var waited = 0
-            while (try await Self.nodes(database)).first(where: { $0["id"] as? String == keptNode })?["state"] as? String != "draining",
+            while (try await Self.nodes(database)).first(where: { $0["id"] as? String == pausedNode })?["state"] as? String != "draining",
                 waited < 40
             {
                 try await Task.sleep(for: .milliseconds(250))
@@ -148,12 +216,32 @@ struct MultiNodeTests {
             }
             let elsewhere = try await clients[drained].post("/sandboxes", ["template": "playground", "timeout": 300])
             #expect(elsewhere.status == 201, "\(elsewhere.text)")
-            #expect(elsewhere.object["node"] as? String == "node-\(2 - drained)")
-            #expect(drain.process.isRunning, "the drain waits for the node's sandbox")
-            #expect(try await clients[1 - drained].delete("/sandboxes/\(kept)").status == 204)
+            #expect(elsewhere.object["node"] as? String == other)
+            let moveStarted = Date()
+            var movedTo = pausedNode
+            while Date().timeIntervalSince(moveStarted) < 300 {
+                movedTo = try await clients[drained].get("/sandboxes/\(pausedID)").object["node"] as? String ?? movedTo
+                if movedTo == other { break }
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            #expect(movedTo == other, "the paused sandbox stayed on \(movedTo)")
+            print("[figures] multi-node: a paused sandbox moved off a draining node in \(String(format: "%.1f", Date().timeIntervalSince(moveStarted))) s")
+            if keptNode == pausedNode {
+                #expect(drain.process.isRunning, "the drain waits for the node's running sandbox")
+                #expect(try await clients[1 - drained].delete("/sandboxes/\(kept)").status == 204)
+            }
             drain.process.waitUntilExit()
             #expect(drain.process.terminationStatus == 0)
-            #expect(drain.output().contains("\(keptNode) is drained"), "\(drain.output())")
+            #expect(drain.output().contains("\(pausedNode) is drained"), "\(drain.output())")
+            let resumed = try await clients[drained].post("/sandboxes/\(pausedID)/resume", [:])
+            #expect(resumed.status == 200, "\(resumed.text)")
+            let after = try await clients[drained].post(
+                "/sandboxes/\(pausedID)/commands",
+                ["command": "cat ~/moved.txt /dev/shm/moved.txt; kill -0 $(cat ~/sleeper) && echo process-alive"])
+            #expect(after.object["stdout"] as? String == "on-disk\nin-memory\nprocess-alive\n", "\(after.text)")
+            #expect(try await clients[drained].get("/sandboxes/\(pausedID)").object["node"] as? String == other)
+            #expect(try await clients[0].delete("/sandboxes/\(pausedID)").status == 204)
+            if keptNode != pausedNode { #expect(try await clients[0].delete("/sandboxes/\(kept)").status == 204) }
             #expect(try await clients[0].delete("/sandboxes/\(elsewhere.object["sandboxID"] as? String ?? "")").status == 204)
         } catch {
             for server in servers { await server.shutdown() }

@@ -124,6 +124,9 @@ struct PreviewPolicyTests {
         #expect(rewritten.value("cookie") == "a=1")
         #expect(rewritten.value("e2b-traffic-access-token") == nil)
         #expect(rewritten.value("x-omnirun-exposure-token") == nil)
+        // The mark of a connection handed on by another node never reaches the sandbox.
+        let handedOn = policy.rewrite(try RequestHead.parse("GET / HTTP/1.1\r\nHost: app-1.localhost\r\nX-OmniRun-Relayed-By: node-1"))
+        #expect(handedOn.value("x-omnirun-relayed-by") == nil)
     }
 
     @Test func publicPolicyKeepsTheHost() throws {

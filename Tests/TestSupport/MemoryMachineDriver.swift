@@ -104,6 +104,22 @@ public final class MemoryMachineDriver: MachineDriver {
         return copies
     }
 
+    /// The disk as it is (a memory machine's disk is one file).
+    public func exportDisk(of paused: PausedMachine, to disk: String) async throws {
+        try? FileManager.default.removeItem(atPath: disk)
+        try FileManager.default.copyItem(atPath: paused.diskFile, toPath: disk)
+    }
+
+    /// The disk becomes the machine's in its new folder.
+    public func importPaused(_ paused: PausedMachine, disk: String, into directory: String) async throws -> PausedMachine {
+        var moved = paused
+        moved.directory = directory
+        moved.diskFile = directory + "/" + MemoryMachine.diskName
+        try? FileManager.default.removeItem(atPath: moved.diskFile)
+        try FileManager.default.moveItem(atPath: disk, toPath: moved.diskFile)
+        return moved
+    }
+
     /// The machine of this folder if it still runs in this process (a server started again
     /// on the same driver finds it); anything else is gone.
     public func attach(image: MachineImage, options: MachineOptions, pid: Int32) async throws -> any MachineInstance {

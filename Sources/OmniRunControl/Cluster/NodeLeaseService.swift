@@ -8,12 +8,28 @@ import ServiceLifecycle
 /// of nodes whose lease ran out (`lost` after `lostGrace`).
 struct NodeLeaseService: Service {
     let service: SandboxService
+    let moves: PausedMoves
     let configuration: ServerConfiguration
     let logger: Logger
 
     func run() async throws {
-        let started = nowMillis()
         try await cancelWhenGracefulShutdown {
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { try await renewLease() }
+                // A draining node hands its paused sandboxes to other nodes of its region.
+                group.addTask {
+                    while !Task.isCancelled {
+                        if await service.isDraining { await moves.moveAway() }
+                        try await Task.sleep(for: configuration.nodeLeaseRenewal)
+                    }
+                }
+            }
+        }
+    }
+
+    private func renewLease() async throws {
+        let started = nowMillis()
+        do {
             var failures = 0
             while !Task.isCancelled {
                 let leaseMillis = configuration.nodeLease.components.seconds * 1000

@@ -54,7 +54,7 @@ extension SandboxService {
             id: configuration.nodeID, region: configuration.region, advertiseURL: configuration.advertiseURL, startedAt: startedAt,
             leaseExpiresAt: leaseExpiresAt, vcpus: HostFacts.cpuCount, memoryMB: HostFacts.memoryMB,
             diskMB: HostFacts.freeDiskMB(configuration.dataDirectory), running: await runtime.running.count, templates: templates,
-            load: HostFacts.loadAverage)
+            load: HostFacts.loadAverage, previewPort: configuration.preview.listeningPort)
     }
 
     /// Ends as `lost` the sandboxes of nodes whose lease ran out more than `grace` ago
@@ -79,6 +79,14 @@ extension SandboxService {
 
     package func setDraining(_ draining: Bool) {
         self.draining = draining
+    }
+
+    package var isDraining: Bool { draining }
+
+    /// Forgets a sandbox that another node holds now (its paused state moved there).
+    package func forget(_ id: SandboxID) {
+        recordCache[id] = nil
+        activity[id] = nil
     }
 }
 

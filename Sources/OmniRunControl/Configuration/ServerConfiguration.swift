@@ -127,6 +127,11 @@ public struct PreviewSettings: Sendable {
     /// is not set and 8081 is taken, a free port is used (and named in the URLs).
     public var port = 8081
     public var portIsExplicit = false
+    /// The port the gateway listens on once bound (what other nodes forward to); nil: none.
+    public var listeningPort: Int?
+    /// The region named in handed-out preview hosts (`{name}.{region}.{domain}`): the node's
+    /// region unless it is the default `local`.
+    public var region: String?
     /// `OMNIRUN_PREVIEW_PUBLIC_PORT`: the port in handed-out URLs when a proxy in front listens
     /// elsewhere (80 or 443 are left out of URLs); default: `port`.
     public var publicPort: Int?

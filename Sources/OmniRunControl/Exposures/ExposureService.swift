@@ -101,7 +101,7 @@ package actor ExposureService {
         let label = (request.slug ?? Self.randomWords()) + "-" + randomHex(4)
         var record = ExposureRecord(
             id: randomID("exp_"), sandboxID: sandboxID, accountID: account.id, port: request.port,
-            hostname: label + "." + settings.domain, visibility: request.visibility, status: "pending",
+            hostname: label + (settings.region.map { "." + $0 } ?? "") + "." + settings.domain, visibility: request.visibility, status: "pending",
             openPath: request.openPath, preserveHost: request.preserveHost, createdAt: now, expiresAt: now + ttl * 1000,
             createdBy: account.email)
         if await Self.listening(sandbox, port: request.port, within: .seconds(2)) == true { record.status = "ready" }

@@ -21,9 +21,17 @@ extension SandboxService {
     package func exclusive<T: Sendable>(
         _ id: SandboxID, kind: Transition, _ work: @escaping @Sendable () async throws -> T
     ) async throws -> T {
+        var waitedForMove = false
         while let busy = transitions[id] {
+            if busy.kind == .move { waitedForMove = true }
             await busy.task.value
             if transitions[id]?.number == busy.number { transitions[id] = nil }
+        }
+        // A move that went through while this waited: the sandbox is another node's now.
+        if waitedForMove, kind != .move, let stored = try await repository.find(id: id.rawValue), let owner = stored.nodeID,
+            owner != configuration.nodeID
+        {
+            throw OmniRunError(.unavailable, "sandbox \(id) moved to node \(owner) while this request waited; send it again")
         }
         transitionNumber &+= 1
         let number = transitionNumber

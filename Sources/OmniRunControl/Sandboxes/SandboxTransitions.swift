@@ -5,6 +5,8 @@ package enum Transition: String, Sendable {
     case resume
     case fork
     case kill
+    /// A paused sandbox's saved state going to another node (a drain).
+    case move
 
     /// The word for a caller told to wait ("sandbox … is being paused").
     package var pastParticiple: String {
@@ -13,6 +15,7 @@ package enum Transition: String, Sendable {
         case .resume: "resumed"
         case .fork: "forked"
         case .kill: "killed"
+        case .move: "moved to another node"
         }
     }
 }

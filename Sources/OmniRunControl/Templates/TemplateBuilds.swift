@@ -88,6 +88,8 @@ package actor TemplateBuilds {
             var message: String?
             do {
                 _ = try await builder.build(request, log: log)
+                // Which version this node holds: other nodes fetch it by this build.
+                TemplateReplication.recordBuild(settings.name, build: buildID, in: builder.configuration.manifestDirectory)
             } catch {
                 status = "failed"
                 message = (error as? OmniRunError)?.message ?? "\(error)"
@@ -123,6 +125,9 @@ package actor TemplateBuilds {
     /// from it keep their files open; its snapshots go with the next cleanup of the folder.
     package func removeFiles(of name: String) async {
         ImageCatalog.unpublish(name, from: builder.configuration.manifestDirectory)
+        if ImageCatalog.isValidName(name) {
+            try? FileManager.default.removeItem(atPath: builder.configuration.manifestDirectory + "/\(name).build")
+        }
         try? FileManager.default.removeItem(atPath: builder.configuration.imageDirectory + "/\(name)")
     }
 

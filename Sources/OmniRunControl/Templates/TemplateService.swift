@@ -64,11 +64,12 @@ package actor TemplateService {
     /// Whether an account may create sandboxes of a template: built-ins are everyone's,
     /// a custom template only its owner's (others get the 404 of a missing one), and only
     /// once a build of it has succeeded.
-    package func checkAccess(_ name: String, account: AccountRecord) async throws {
+    @discardableResult
+    package func checkAccess(_ name: String, account: AccountRecord) async throws -> TemplateRecord? {
         let resolved = runtime.catalog.resolve(name)
         guard ImageCatalog.isValidName(resolved), !builtIns.contains(resolved),
             let record = try await repository.find(name: resolved)
-        else { return }
+        else { return nil }
         guard record.accountID == account.id else { throw notFound(name) }
         guard record.published else {
             throw OmniRunError(
@@ -77,6 +78,7 @@ package actor TemplateService {
                     ? "template \(name) is still being built (build \(record.latestBuild))"
                     : "template \(name) has no successful build (see build \(record.latestBuild))")
         }
+        return record
     }
 
     /// `POST /templates`: validates, claims the name and starts the build of `dockerfile`

@@ -45,7 +45,7 @@ public enum OmniRunApp {
             configuration: configuration, runtime: runtime, database: database, hostGateway: gateway,
             previewPort: listener?.channel.localAddress?.port ?? configuration.preview.port, logger: logger)
         // Requests for sandboxes other nodes run, and creates placed there, go through.
-        let relay = NodeRelay(nodes: control.sandboxes.nodes, nodeID: configuration.nodeID, logger: logger)
+        let relay = NodeRelay(nodes: control.sandboxes.nodes, auth: control.clusterAuth, logger: logger)
         let router = buildRouter(control, relay: relay)
         // Sandboxes reach the LLM proxy through their host gateway, answered by this router.
         await gateway.setResponder(router.buildResponder())
@@ -68,7 +68,7 @@ public enum OmniRunApp {
         // One ServiceGroup, in dependency order (it stops them in reverse): the control plane,
         // then what talks to the outside, then the preview listener; the API server last.
         for service in control.services { app.addServices(service) }
-        app.addServices(OutboundService(upstreams: control.upstreams, gateway: gateway, relay: relay))
+        app.addServices(OutboundService(upstreams: control.upstreams, gateway: gateway, relay: relay, nodeClient: control.nodeClient))
         for service in extra { app.addServices(service) }
         if let listener {
             app.addServices(
@@ -84,6 +84,7 @@ public enum OmniRunApp {
         let service = control.sandboxes
         let router = Router(context: AppRequestContext.self)
         router.add(middleware: ErrorMiddleware())
+        router.add(middleware: NodeAuthMiddleware(auth: control.clusterAuth))
         router.add(
             middleware: AuthMiddleware(accounts: control.accounts, signer: control.signer, trustedProxies: configuration.trustedProxies))
         router.add(middleware: OwnershipMiddleware(service: service, relay: relay))
@@ -116,6 +117,11 @@ public enum OmniRunApp {
             ).routes)
         router.addRoutes(LLMController(proxy: proxy).routes)
         router.addRoutes(TemplateController(service: control.templates, configuration: configuration, quota: control.buildQuota).routes)
+        router.addRoutes(
+            InternalController(
+                replication: control.replication, moves: control.moves, catalog: control.runtime.catalog,
+                builtIns: configuration.builtInTemplates)
+                .routes)
         return router
     }
 
@@ -169,11 +175,13 @@ struct OutboundService: Service {
     let upstreams: UpstreamClient
     let gateway: SandboxGateway
     let relay: NodeRelay
+    let nodeClient: NodeClient
 
     func run() async throws {
         try? await gracefulShutdown()
         await gateway.stopAll()
         await upstreams.shutdown()
         await relay.shutdown()
+        await nodeClient.shutdown()
     }
 }

@@ -16,6 +16,8 @@ public struct AppRequestContext: RequestContext {
     public var gatewaySandboxID: String?
     /// The client's IP address (`sandbox` for calls through a host gateway), for rate limits.
     public var clientAddress: String
+    /// The node that made this call, when it was signed by one (`NodeAuthMiddleware`).
+    public var callingNode: String?
 
     public init(source: Source) {
         self.coreContext = .init(source: source)

@@ -28,6 +28,11 @@ struct AuthMiddleware: RouterMiddleware {
         context.clientAddress = trustedProxies.clientAddress(
             peer: context.clientAddress, forwardedFor: request.headers[values: .init("X-Forwarded-For")!])
         if Self.openPaths.contains(path) || AuthController.openPaths.contains(path) { return try await next(request, context) }
+        // Node-to-node routes: the node's signature (checked before) is the credential.
+        if path.hasPrefix("/internal/") {
+            guard context.callingNode != nil else { throw OmniRunError(.unauthorized, "this route is for the nodes of the cluster") }
+            return try await next(request, context)
+        }
         if let (sandbox, operation) = Self.signedRoute(path), request.uri.query?.contains("signature=") == true {
             context.signedGrant = try signedGrant(request, sandbox: sandbox, operation: operation)
             context.signedSandboxID = sandbox

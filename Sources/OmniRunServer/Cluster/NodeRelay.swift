@@ -17,12 +17,14 @@ import OmniRunStore
 /// disagree about an owner answer 503 instead of passing it back and forth.
 final class NodeRelay: Sendable {
     static let header = HTTPField.Name("x-omnirun-relayed-by")!
+    static let signature = HTTPField.Name(ClusterAuth.header)!
     let client: HTTPClient
     let nodes: NodeRepository
-    let nodeID: String
+    let auth: ClusterAuth
+    var nodeID: String { auth.node }
     let logger: Logger
 
-    init(nodes: NodeRepository, nodeID: String, logger: Logger) {
+    init(nodes: NodeRepository, auth: ClusterAuth, logger: Logger) {
         var configuration = HTTPClient.Configuration()
         configuration.timeout = .init(connect: .seconds(5), read: nil)
         configuration.redirectConfiguration = .disallow
@@ -30,7 +32,7 @@ final class NodeRelay: Sendable {
         configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 512)
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         self.nodes = nodes
-        self.nodeID = nodeID
+        self.auth = auth
         self.logger = logger
     }
 
@@ -64,7 +66,7 @@ final class NodeRelay: Sendable {
         var outbound = HTTPClientRequest(url: base + request.uri.description)
         outbound.method = HTTPMethod(rawValue: request.method.rawValue)
         var length: Int?
-        for field in request.headers where !Self.hopByHop.contains(field.name.canonicalName) {
+        for field in request.headers where !Self.hopByHop.contains(field.name.canonicalName) && field.name != Self.signature {
             if field.name == .contentLength {
                 length = Int(field.value).flatMap { $0 >= 0 ? $0 : nil }
                 continue
@@ -72,6 +74,7 @@ final class NodeRelay: Sendable {
             outbound.headers.add(name: field.name.rawName, value: field.value)
         }
         outbound.headers.add(name: Self.header.rawName, value: nodeID)
+        outbound.headers.add(name: ClusterAuth.header, value: auth.sign(method: request.method.rawValue, target: request.uri.description))
         if let body {
             outbound.body = .bytes(body)
         } else if let length {

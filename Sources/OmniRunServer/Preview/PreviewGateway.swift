@@ -29,6 +29,8 @@ final class PreviewGateway: Service, Sendable {
     private let exposures: ExposureService
     private let limits: ConnectionLimits
     private let logger: Logger
+    /// This node's id, named in connections handed on to another node.
+    private let nodeID: String
     /// The port it listens on (the configured one, or the one the system chose).
     let port: Int
 
@@ -37,6 +39,7 @@ final class PreviewGateway: Service, Sendable {
         self.exposures = exposures
         self.limits = limits
         self.logger = logger
+        self.nodeID = exposures.sandboxes.configuration.nodeID
         self.port = listener.channel.localAddress?.port ?? 0
     }
 
@@ -97,6 +100,12 @@ final class PreviewGateway: Service, Sendable {
         }
     }
 
+    /// Where a connection's bytes go: a port of a sandbox of this node, or another node's gateway.
+    private enum Route: Sendable {
+        case sandbox(PreviewTarget)
+        case node(PreviewNodeRoute)
+    }
+
     private enum Part: Sendable {
         case client
         case sandbox
@@ -110,13 +119,14 @@ final class PreviewGateway: Service, Sendable {
         do {
             try await connection.executeThenClose { inbound, outbound in
                 let upstream = BytePipe()
-                let (targets, targetSink) = AsyncStream<PreviewTarget>.makeStream()
+                let (targets, targetSink) = AsyncStream<Route>.makeStream()
                 let answered = NIOLockedValueBox(false)
                 try await withThrowingTaskGroup(of: Part.self) { group in
                     group.addTask {
                         defer { targetSink.finish() }
                         var framer = RequestFramer(maxHeadSize: self.limits.maxHeaderBytes)
                         var target: PreviewTarget?
+                        var handedOn = false
                         do {
                             reading: for try await chunk in inbound {
                                 let events = try framer.feed(chunk)
@@ -129,6 +139,11 @@ final class PreviewGateway: Service, Sendable {
                                 for event in events {
                                     switch event {
                                     case .head(let head):
+                                        if handedOn {
+                                            // The node that runs the sandbox checks every request itself.
+                                            try await upstream.send(head.serialized)
+                                            continue
+                                        }
                                         if let current = target {
                                             // A later request of a kept-alive connection: same host, same credentials.
                                             guard current.policy.admits(head) else { break reading }
@@ -144,14 +159,20 @@ final class PreviewGateway: Service, Sendable {
                                             target = chosen
                                             try await upstream.send(chosen.policy.rewrite(head).serialized)
                                             await exposures.accessed(sandboxID: chosen.sandbox.id, exposureID: chosen.exposureID)
-                                            targetSink.yield(chosen)
+                                            targetSink.yield(.sandbox(chosen))
+                                        case .relay(let route):
+                                            handedOn = true
+                                            var marked = head
+                                            marked.set(PreviewNodeRoute.header, self.nodeID)
+                                            try await upstream.send(marked.serialized)
+                                            targetSink.yield(.node(route))
                                         }
                                     case .body(let bytes):
                                         try await upstream.send(bytes)
                                     }
                                 }
                             }
-                        } catch let error as OmniRunError where target == nil {
+                        } catch let error as OmniRunError where target == nil && !handedOn {
                             let status = error.code == .payloadTooLarge ? (431, "Request Header Fields Too Large") : (400, "Bad Request")
                             if case .reply(let answer) = PreviewDecision.error(
                                 status.0, status.1, code: error.code.rawValue, message: error.message)
@@ -166,8 +187,29 @@ final class PreviewGateway: Service, Sendable {
                         return .client
                     }
                     group.addTask {
-                        for await target in targets {
+                        for await route in targets {
                             var refused = false
+                            let target: PreviewTarget
+                            switch route {
+                            case .sandbox(let chosen):
+                                target = chosen
+                            case .node(let node):
+                                do {
+                                    try await node.pipe(upstream.chunks) { data in
+                                        answered.withLockedValue { $0 = true }
+                                        try await outbound.write(data)
+                                    }
+                                } catch {
+                                    logger.debug("handing a preview connection on failed", metadata: ["node": "\(node.node)", "error": "\(error)"])
+                                }
+                                if !answered.withLockedValue({ $0 }),
+                                    case .reply(let answer) = PreviewDecision.error(
+                                        502, "Bad Gateway", code: "unavailable", message: "the node that runs this sandbox did not answer")
+                                {
+                                    try? await outbound.write(answer)
+                                }
+                                return .sandbox
+                            }
                             do {
                                 try await target.sandbox.tunnel(port: target.port, upstream: upstream.chunks) {
                                     data in

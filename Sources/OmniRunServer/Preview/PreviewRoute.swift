@@ -87,6 +87,7 @@ struct PreviewPolicy: Sendable {
         var head = head
         head.remove(PreviewAccess.trafficTokenHeader)
         head.remove(PreviewAccess.tokenHeader)
+        head.remove(PreviewNodeRoute.header.lowercased())
         if !exposureTokens.isEmpty {
             head.target = PreviewAccess.takeQuery(PreviewAccess.queryToken, from: head.target).target
         }
@@ -106,6 +107,8 @@ struct PreviewPolicy: Sendable {
 /// What the gateway does with a connection's first request.
 enum PreviewDecision: Sendable {
     case forward(PreviewTarget)
+    /// Another node runs the sandbox: the connection goes on to its preview gateway.
+    case relay(PreviewNodeRoute)
     /// An answer of the gateway's own (an error, or the redirect that turns a private
     /// exposure's query token into a cookie); the connection then closes.
     case reply(ByteBuffer)
@@ -135,7 +138,18 @@ extension ExposureService {
         guard host.hasSuffix(suffix), host.count > suffix.count else {
             return .error(404, "Not Found", code: "not_found", message: "no preview answers for this host")
         }
-        let label = String(host.dropLast(suffix.count))
+        var label = String(host.dropLast(suffix.count))
+        // `{name}.{region}.{domain}`: the region is for DNS (a region's nodes answer its
+        // names); any node finds the sandbox by its id, so the label before it is what counts.
+        if let dot = label.lastIndex(of: ".") {
+            let region = label[label.index(after: dot)...]
+            guard !region.isEmpty, !label[..<dot].contains("."),
+                region.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" })
+            else {
+                return .error(404, "Not Found", code: "not_found", message: "no preview answers for this host")
+            }
+            label = String(label[..<dot])
+        }
         var exposure: ExposureRecord?
         let sandboxID: SandboxID
         let port: Int
@@ -164,6 +178,7 @@ extension ExposureService {
         } else {
             return .error(404, "Not Found", code: "not_found", message: "no preview answers for this host")
         }
+        if let elsewhere = await ownedElsewhere(sandboxID, head: head) { return elsewhere }
         let sandbox: Sandbox
         do {
             sandbox = try await sandboxes.sandbox(sandboxID.rawValue, account: nil)
@@ -229,6 +244,27 @@ extension ExposureService {
             return .error(502, "Bad Gateway", code: "unavailable", message: "nothing answers on port \(port) of this sandbox")
         }
         return .forward(target)
+    }
+
+    /// Where a sandbox that does not run here runs: another node's preview gateway, or an
+    /// error page if that node cannot be reached (nil: this node's, or no live sandbox).
+    func ownedElsewhere(_ id: SandboxID, head: RequestHead) async -> PreviewDecision? {
+        guard await sandboxes.runtime.sandbox(id) == nil,
+            let record = try? await sandboxes.record(id.rawValue, account: nil), let owner = record.nodeID,
+            owner != sandboxes.configuration.nodeID
+        else { return nil }
+        guard head.value(PreviewNodeRoute.header.lowercased()) == nil else {
+            return .error(503, "Service Unavailable", code: "unavailable", message: "the nodes disagree about where this sandbox runs; try again")
+        }
+        guard let node = try? await sandboxes.nodes.find(id: owner), node.isUp(at: nowMillis()) else {
+            return .error(
+                503, "Service Unavailable", code: "unavailable", message: "the node that runs this sandbox is down; try again later",
+                extra: "Retry-After: 5\r\n")
+        }
+        guard let url = node.advertiseURL, let host = PreviewNodeRoute.host(ofAdvertiseURL: url), let port = node.previewPort else {
+            return .error(503, "Service Unavailable", code: "unavailable", message: "the node that runs this sandbox has no preview gateway this node can reach")
+        }
+        return .relay(PreviewNodeRoute(node: owner, host: host, port: port))
     }
 
     /// The tokens of the live private exposures of a sandbox's port (nil: the store failed).
