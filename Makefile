@@ -38,12 +38,16 @@ test-images: deps agent ## the images `make test` needs: playground and TEST_TEM
 release:         ## the host binary, optimised
 	$(SWIFT) build -c release --static-swift-stdlib --product omnirun
 
-install:         ## omni (the CLI) and omnirun (the server), release builds, into $(PREFIX)/bin (default /usr/local/bin)
+install:         ## omni (the CLI) and omnirun (the server), release builds, into $(PREFIX)/bin (default /usr/local/bin); the web console into $(PREFIX)/share/omnirun
 	$(SWIFT) build -c release --static-swift-stdlib --product omnirun
 	$(SWIFT) build -c release --static-swift-stdlib --product omni
 	install -d "$(DESTDIR)$(BINDIR)"
 	install -s -m 0755 .build/release/omnirun "$(DESTDIR)$(BINDIR)/omnirun"
 	install -s -m 0755 .build/release/omni "$(DESTDIR)$(BINDIR)/omni"
+	scripts/console-vendor.sh
+	install -d "$(DESTDIR)$(PREFIX)/share/omnirun/console/vendor/xterm"
+	install -m 0644 console/*.html console/*.js console/*.css "$(DESTDIR)$(PREFIX)/share/omnirun/console/"
+	install -m 0644 "$${OMNIRUN_CACHE_DIR:-$$HOME/.cache/omnirun}"/console-vendor/xterm/xterm* "$(DESTDIR)$(PREFIX)/share/omnirun/console/vendor/xterm/"
 	@echo "installed omni and omnirun in $(DESTDIR)$(BINDIR)"
 
 run: image release ## install, build the guest image, start the server (prints its URL and key)

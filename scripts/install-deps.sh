@@ -80,10 +80,16 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
+# The web console's terminal library (cached; scripts/console-vendor.sh).
+console_vendor() {
+  ((check_only == 1)) || "$(dirname "${BASH_SOURCE[0]}")/console-vendor.sh"
+}
+
 if ((${#missing[@]} == 0)); then
   omni_log "deps: all ${#PACKAGES[@]} host packages installed"
   ensure_qemu_user
   ((check_only == 1)) || uplink_forwarding
+  console_vendor
   exit 0
 fi
 omni_log "deps: missing: ${missing[*]}"
@@ -97,3 +103,4 @@ apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 ensure_qemu_user
 omni_log "deps: done"
 uplink_forwarding
+console_vendor

@@ -26,10 +26,8 @@ postgres_start "$pgdir"
 openai_install
 anthropic_install
 cryptography_install
-# The desktop's live-view test drives headless Chromium: installed when that test can run.
-if [[ -f "$cache/images/desktop.json" || "${OMNIRUN_TEST_TEMPLATES:-}" =~ (desktop|all) ]]; then
-  scripts/install-deps.sh --browser
-fi
+# The web console's test (and the desktop's live view) drive headless Chromium.
+scripts/install-deps.sh --browser
 status=0
 # The control plane on fake guests answers from this test process: its timeouts and idle
 # kills are timed, and the VM suites' load would starve it. It runs first, on its own.
@@ -37,12 +35,13 @@ plane='^ControlPlaneTests\.'
 echo "[test] the control plane on fake guests (parallel, before the VMs)"
 swift test --skip-build --filter "$plane" 2>&1 | tee .build/test-plane-output.log || status=$?
 echo "[test] running (real QEMU microVMs, a real PostgreSQL; parallel)"
-heavy='TemplateTests[./]|DesktopScreenTests[./]|DesktopLiveViewTests[./]|ContextTests[./]|ForkTests[./]|CodingAgentTests[./]|MultiNodeTests[./]'
+heavy='TemplateTests[./]|DesktopScreenTests[./]|DesktopLiveViewTests[./]|ConsoleTests[./]|ContextTests[./]|ForkTests[./]|CodingAgentTests[./]|MultiNodeTests[./]'
 attacks='ListenerLimitTests[./]|GatewayLimitTests[./]|ExposureLifecycleTests[./]|HostileAgentClientTests[./]|HostileGuestTests[./]|WebhookAddressTests[./]|QuotaTests[./]|EgressDefaultsTests[./]|UserSwitchTests[./]'
 swift test --skip-build --skip "$plane|$heavy|$attacks" 2>&1 | tee .build/test-output.log || status=$?
 # On their own: compilers under emulation take the CPU for minutes, which tests with tight
 # timing (timeouts, idle kills) must not share; so do Jupyter kernels starting (contexts), the
-# many resumes of a fork, the desktop (XFCE redrawing at a new size, Chromium), and the
+# many resumes of a fork, the desktop (XFCE redrawing at a new size, Chromium), the web
+# console in Chromium, and the
 # coding agents (Claude Code and Codex under emulation), and three servers of one cluster
 # (MultiNodeTests: their leases and the lost-node deadline are timed). A
 # template's test runs when its image is built (make test builds javascript and php) or when

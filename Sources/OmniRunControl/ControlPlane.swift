@@ -37,6 +37,8 @@ package struct ControlPlane: Sendable {
     package let metrics: ServerMetrics
     /// Signs and checks node-to-node calls.
     package let clusterAuth: ClusterAuth
+    /// The key of the web console's CSRF tokens (one per session, derived from it).
+    package let consoleKey: Data
     /// Signed calls to other nodes (closed when the server stops).
     package let nodeClient: NodeClient
     /// Custom templates fetched from the node that holds them.
@@ -59,6 +61,9 @@ package struct ControlPlane: Sendable {
         // Node-to-node calls are signed with the cluster's secret, kept in the shared store.
         let clusterSecret = try await settings.valueOrInsert("cluster-secret", Data(randomBytes(32)).base64EncodedString())
         let clusterAuth = ClusterAuth(node: configuration.nodeID, secret: Data(base64Encoded: clusterSecret) ?? Data(randomBytes(32)))
+        let consoleKey = Data(
+            base64Encoded: try await settings.valueOrInsert("console-csrf-key", Data(randomBytes(32)).base64EncodedString()))
+            ?? Data(randomBytes(32))
         let secret = try await settings.valueOrInsert("url-signing-key", Data(randomBytes(32)).base64EncodedString())
         let signer = URLSigner(key: SymmetricKey(data: Data(base64Encoded: secret) ?? Data(randomBytes(32))))
 
@@ -146,7 +151,8 @@ package struct ControlPlane: Sendable {
             buildQuota: BuildQuota(
                 maxBuilds: configuration.quotas.buildsPerAccount, maxBytes: configuration.quotas.buildContextBytesPerAccount),
             webhooks: webhooks, dispatcher: dispatcher, e2ee: e2ee, exposures: exposures, terminals: terminals, samples: samples,
-            metrics: metrics, clusterAuth: clusterAuth, nodeClient: nodeClient, replication: replication, moves: moves, logger: logger)
+            metrics: metrics, clusterAuth: clusterAuth, consoleKey: consoleKey, nodeClient: nodeClient, replication: replication,
+            moves: moves, logger: logger)
     }
 
     /// Takes over what an earlier process of this server left: sandboxes still running

@@ -15,6 +15,11 @@ extension ServerConfiguration {
         try preview.apply(env)
         try limits.apply(env)
         if let path = env["OMNIRUN_MASTER_KEY_FILE"], !path.isEmpty { masterKeyPath = path }
+        if let path = env["OMNIRUN_XTERM_DIR"], !path.isEmpty { xtermDirectory = path }
+        if let path = env["OMNIRUN_CONSOLE_DIR"] {
+            // An empty value turns the console off.
+            consoleDirectory = path.isEmpty ? nil : path
+        }
         if let sender = env["OMNIRUN_MAIL_FROM"], !sender.isEmpty { mailSender = sender }
         smtp = try Self.smtp(env, sender: mailSender)
         if let value = env["OMNIRUN_SIGNIN_CODE_TTL"].flatMap({ Int64($0) }), value > 0 { signIn.codeLifetimeSeconds = value }

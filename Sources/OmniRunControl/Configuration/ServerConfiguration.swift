@@ -101,8 +101,32 @@ public struct ServerConfiguration: Sendable {
     /// Connection caps and timeouts of the API, the preview gateway and the host gateways.
     public var limits = ConnectionLimits()
 
+    /// `OMNIRUN_CONSOLE_DIR`: the web console's files (HTML, ES modules, CSS); default: the
+    /// `console` folder of the source tree the binary was built in, else
+    /// `/usr/local/share/omnirun/console` or `/usr/share/omnirun/console` (`make install`).
+    /// Nil: no console (the API alone).
+    public var consoleDirectory: String? = ServerConfiguration.defaultConsoleDirectory()
+    /// `OMNIRUN_XTERM_DIR`: xterm.js for the console's terminal (default
+    /// `<cache>/console-vendor/xterm`, where `scripts/console-vendor.sh` puts it; an installed
+    /// console's own `vendor/xterm` comes first).
+    public var xtermDirectory = ImageCatalog.defaultCacheDirectory(environment: ProcessInfo.processInfo.environment) + "/console-vendor/xterm"
+
     public init(dataDirectory: String) {
         self.dataDirectory = dataDirectory
+    }
+
+    /// The first of: `console` beside the source tree this binary was built in
+    /// (`.build/<config>/omnirun` → the tree), `/usr/share/omnirun/console`.
+    public static func defaultConsoleDirectory(executable: String = CommandLine.arguments.first ?? "") -> String? {
+        var candidates: [String] = []
+        let binary = URL(fileURLWithPath: executable).resolvingSymlinksInPath()
+        var folder = binary.deletingLastPathComponent()
+        for _ in 0..<4 {
+            candidates.append(folder.path + "/console")
+            folder = folder.deletingLastPathComponent()
+        }
+        candidates += ["/usr/local/share/omnirun/console", "/usr/share/omnirun/console"]
+        return candidates.first { FileManager.default.fileExists(atPath: $0 + "/index.html") }
     }
 
     public var resolvedMasterKeyPath: String {

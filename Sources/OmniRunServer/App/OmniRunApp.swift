@@ -85,8 +85,10 @@ public enum OmniRunApp {
         let router = Router(context: AppRequestContext.self)
         router.add(middleware: ErrorMiddleware())
         router.add(middleware: NodeAuthMiddleware(auth: control.clusterAuth))
+        let console = ConsoleSession(key: control.consoleKey, secure: configuration.baseURL.hasPrefix("https:"))
         router.add(
-            middleware: AuthMiddleware(accounts: control.accounts, signer: control.signer, trustedProxies: configuration.trustedProxies))
+            middleware: AuthMiddleware(
+                accounts: control.accounts, signer: control.signer, trustedProxies: configuration.trustedProxies, console: console))
         router.add(middleware: OwnershipMiddleware(service: service, relay: relay))
         if let relay {
             router.add(middleware: PlacementMiddleware(relay: relay, configuration: configuration, catalog: control.runtime.catalog))
@@ -107,6 +109,12 @@ public enum OmniRunApp {
             AuthController(
                 signIn: control.signIn, accounts: control.accounts, vault: control.vault, spend: control.ledger,
                 configuration: configuration
+            ).routes)
+        router.addRoutes(
+            ConsoleController(
+                signIn: control.signIn, accounts: control.accounts, session: console, directory: configuration.consoleDirectory,
+                xtermDirectory: configuration.consoleDirectory.map { $0 + "/vendor/xterm" }
+                    .flatMap { FileManager.default.fileExists(atPath: $0 + "/xterm.js") ? $0 : nil } ?? configuration.xtermDirectory
             ).routes)
         router.addRoutes(VaultController(vault: control.vault).routes)
         router.addRoutes(WebhookController(service: control.webhooks).routes)

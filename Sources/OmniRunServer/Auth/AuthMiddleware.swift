@@ -13,6 +13,8 @@ struct AuthMiddleware: RouterMiddleware {
     let signer: URLSigner
     /// Whose `X-Forwarded-For` names the client (per-address limits).
     var trustedProxies = TrustedProxies()
+    /// The web console's cookie session (a key in an `HttpOnly` cookie, with a CSRF token).
+    var console: ConsoleSession?
     static let openPaths: Set<String> = ["/status", "/openapi.json", "/health", "/health/ready", "/metrics"]
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -28,6 +30,11 @@ struct AuthMiddleware: RouterMiddleware {
         context.clientAddress = trustedProxies.clientAddress(
             peer: context.clientAddress, forwardedFor: request.headers[values: .init("X-Forwarded-For")!])
         if Self.openPaths.contains(path) || AuthController.openPaths.contains(path) { return try await next(request, context) }
+        // The console's page and files, and its sign-in, are public.
+        if request.method == .get, path == "/" || (path.hasPrefix("/console/") && path != "/console/session") {
+            return try await next(request, context)
+        }
+        if request.method == .post, path == "/console/session" { return try await next(request, context) }
         // Node-to-node routes: the node's signature (checked before) is the credential.
         if path.hasPrefix("/internal/") {
             guard context.callingNode != nil else { throw OmniRunError(.unauthorized, "this route is for the nodes of the cluster") }
@@ -39,10 +46,14 @@ struct AuthMiddleware: RouterMiddleware {
             return try await next(request, context)
         }
         let key: String?
+        var fromCookie = false
         if let header = request.headers[.init("X-API-Key")!], !header.isEmpty {
             key = header
         } else if let authorization = request.headers[.authorization], authorization.lowercased().hasPrefix("bearer ") {
             key = String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        } else if console != nil, let token = ConsoleSession.token(in: request) {
+            key = token
+            fromCookie = true
         } else {
             key = nil
         }
@@ -57,6 +68,10 @@ struct AuthMiddleware: RouterMiddleware {
         }
         if let expires = record.expiresAt, expires <= nowMillis() {
             throw OmniRunError(.unauthorized, "this API key expired at \(isoDate(expires))")
+        }
+        if fromCookie, let console, !console.admits(request, token: key) {
+            throw OmniRunError(
+                .forbidden, "the console's CSRF token is missing or wrong (\(ConsoleSession.csrfHeader.rawName) on every change)")
         }
         context.account = account
         context.logger[metadataKey: "account"] = "\(account.id)"

@@ -1,0 +1,157 @@
+// The OmniRun web console: plain ES modules over the REST API of this server. The session is
+// an HttpOnly cookie; every change carries the session's CSRF token (X-OmniRun-CSRF).
+// Everything a sandbox or a user wrote (file names, metadata, output) is put in the page as
+// text, never as HTML.
+import { api, session } from "./api.js";
+import { h, clear, toast, age } from "./ui.js";
+import { sandboxPage } from "./sandbox.js";
+import { accountPage } from "./account.js";
+import { templatesPage } from "./templates.js";
+
+const main = document.getElementById("main");
+
+function signInPage() {
+  document.getElementById("nav").hidden = true;
+  const email = h("input", { type: "email", id: "email", required: true, autocomplete: "email" });
+  const code = h("input", { id: "code", inputmode: "numeric", autocomplete: "one-time-code", required: true });
+  const codeForm = h("form", { class: "row", hidden: true },
+    h("label", { for: "code" }, "Code from the email", code),
+    h("button", { class: "primary", type: "submit" }, "Sign in"));
+  const emailForm = h("form", { class: "row" },
+    h("label", { for: "email" }, "Email", email),
+    h("button", { class: "primary", type: "submit" }, "Email me a code"));
+  emailForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      await api("POST", "/auth/magic-link/request", { email: email.value }, { quiet: true });
+      codeForm.hidden = false;
+      code.focus();
+      toast(`A code was sent to ${email.value}.`);
+    } catch (error) { toast(error.message, true); }
+  });
+  codeForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const signed = await api("POST", "/console/session", { email: email.value, code: code.value.trim() }, { quiet: true });
+      session.csrf = signed.csrf;
+      session.account = signed.account;
+      location.hash = "#/sandboxes";
+    } catch (error) { toast(error.message, true); }
+  });
+  const token = new URLSearchParams(location.hash.split("?")[1] || "").get("token");
+  if (token) {
+    api("POST", "/console/session", { token }, { quiet: true }).then((signed) => {
+      session.csrf = signed.csrf;
+      session.account = signed.account;
+      location.hash = "#/sandboxes";
+    }, (error) => toast(error.message, true));
+  }
+  clear(main).append(
+    h("h1", {}, "Sign in to OmniRun"),
+    h("div", { class: "card" }, emailForm, codeForm),
+    h("p", { class: "muted" }, "The code (or the link) in the email signs this browser in; signing out ends the session."));
+  email.focus();
+}
+
+async function sandboxesPage() {
+  const templates = await api("GET", "/templates").catch(() => []);
+  const template = h("select", { id: "template" },
+    ...templates.filter((t) => t.status === "ready").map((t) => h("option", { value: t.templateID }, t.templateID)));
+  const timeout = h("input", { id: "timeout", type: "number", min: "10", max: "86400", value: "900" });
+  const internet = h("input", { id: "internet", type: "checkbox" });
+  const create = h("form", { class: "row", "aria-label": "New sandbox" },
+    h("label", { for: "template" }, "Template", template),
+    h("label", { for: "timeout" }, "Timeout (s)", timeout),
+    h("label", { for: "internet" }, "Internet", internet),
+    h("button", { class: "primary", type: "submit", id: "create" }, "Create sandbox"));
+  const body = h("tbody");
+  const table = h("table", { class: "wide" },
+    h("thead", {}, h("tr", {}, ...["Sandbox", "Template", "State", "Age", "Expires", ""].map((t) => h("th", {}, t)))), body);
+  const history = h("tbody");
+  create.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const button = create.querySelector("button");
+    button.disabled = true;
+    try {
+      const made = await api("POST", "/sandboxes", {
+        template: template.value, timeout: Number(timeout.value), internet: internet.checked,
+      });
+      location.hash = `#/sandbox/${made.sandboxID}`;
+    } catch (error) { toast(error.message, true); }
+    button.disabled = false;
+  });
+  async function act(id, what) {
+    try {
+      if (what === "kill") await api("DELETE", `/sandboxes/${id}`);
+      else if (what === "fork") await api("POST", `/sandboxes/${id}/fork`, { count: 1 });
+      else await api("POST", `/sandboxes/${id}/${what}`, {});
+      refresh();
+    } catch (error) { toast(error.message, true); }
+  }
+  async function refresh() {
+    if (!document.body.contains(table)) return;
+    try {
+      const list = await api("GET", "/sandboxes");
+      clear(body).append(...list.map((s) => h("tr", { "data-id": s.sandboxID },
+        h("td", {}, h("a", { href: `#/sandbox/${s.sandboxID}`, class: "mono" }, s.sandboxID)),
+        h("td", {}, s.templateID),
+        h("td", {}, h("span", { class: `state ${s.state}` }, s.state)),
+        h("td", {}, age(s.startedAt)),
+        h("td", {}, s.endAt ? new Date(s.endAt).toLocaleTimeString() : "—"),
+        h("td", {}, h("div", { class: "actions" },
+          s.state === "paused"
+            ? h("button", { type: "button", onclick: () => act(s.sandboxID, "resume") }, "Resume")
+            : h("button", { type: "button", onclick: () => act(s.sandboxID, "pause") }, "Pause"),
+          h("button", { type: "button", onclick: () => act(s.sandboxID, "fork") }, "Fork"),
+          h("button", { type: "button", class: "danger", onclick: () => act(s.sandboxID, "kill") }, "Kill"))))));
+      if (!list.length) body.append(h("tr", {}, h("td", { colspan: "6", class: "muted" }, "No sandboxes are running.")));
+      const ended = await api("GET", "/sandboxes/history");
+      clear(history).append(...ended.slice(0, 20).map((s) => h("tr", {},
+        h("td", { class: "mono" }, s.sandboxID), h("td", {}, s.templateID || ""), h("td", {}, s.endReason || s.state || ""),
+        h("td", {}, s.endedAt ? new Date(s.endedAt).toLocaleString() : ""))));
+    } catch (error) { toast(error.message, true); }
+    setTimeout(refresh, 3000);
+  }
+  clear(main).append(
+    h("h1", {}, "Sandboxes"),
+    h("div", { class: "card" }, create),
+    table,
+    h("h2", {}, "History"),
+    h("table", { class: "wide" }, h("thead", {}, h("tr", {}, ...["Sandbox", "Template", "Ended", "When"].map((t) => h("th", {}, t)))), history));
+  refresh();
+}
+
+async function route() {
+  const [path] = location.hash.slice(1).split("?");
+  if (!session.csrf && path !== "/signin") {
+    try {
+      const current = await api("GET", "/console/session", undefined, { quiet: true });
+      session.csrf = current.csrf;
+      session.account = current.account;
+    } catch {
+      location.hash = "#/signin";
+      return;
+    }
+  }
+  if (path === "/signin") return signInPage();
+  document.getElementById("nav").hidden = false;
+  document.getElementById("who").textContent = session.account ? session.account.email : "";
+  const parts = path.split("/").filter(Boolean);
+  try {
+    if (parts[0] === "sandbox" && parts[1]) return await sandboxPage(main, parts[1]);
+    if (parts[0] === "account") return await accountPage(main, session.account);
+    if (parts[0] === "templates") return await templatesPage(main);
+    return await sandboxesPage();
+  } catch (error) {
+    toast(error.message, true);
+  }
+}
+
+document.getElementById("signout").addEventListener("click", async () => {
+  try { await api("DELETE", "/console/session"); } catch {}
+  session.csrf = null;
+  session.account = null;
+  location.hash = "#/signin";
+});
+window.addEventListener("hashchange", route);
+route();

@@ -1,0 +1,293 @@
+#!/usr/bin/env python3
+"""Drives the web console in headless Chromium (Debian's `chromium`, DevTools protocol on a
+pipe) as a person would: signs in with the code from the server's outbox, creates a sandbox,
+types `echo hi` in its terminal and reads `hi` back from the screen, uploads a file and
+downloads it, starts a server in the terminal and opens a private exposure of it, creates an
+API key, makes an LLM proxy call with it and sees the spend, signs out and is refused.
+Screenshots of each page go to SHOTS_DIR.
+
+Prints one JSON object: each step's outcome. Exit 0 when every step passed.
+Usage: console-chromium.py BASE_URL OUTBOX_DIR SHOTS_DIR EMAIL"""
+import base64
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+base, outbox, shots, email = sys.argv[1].rstrip("/"), sys.argv[2], sys.argv[3], sys.argv[4]
+os.makedirs(shots, exist_ok=True)
+browser = shutil.which("chromium") or shutil.which("chromium-browser")
+if not browser:
+    raise SystemExit("chromium is not installed (scripts/install-deps.sh --browser)")
+
+to_browser_r, to_browser_w = os.pipe()
+from_browser_r, from_browser_w = os.pipe()
+profile = tempfile.mkdtemp(prefix="omnirun-console-")
+
+
+def child_fds():
+    read_end, write_end = os.dup(to_browser_r), os.dup(from_browser_w)
+    os.dup2(read_end, 3)
+    os.dup2(write_end, 4)
+
+
+process = subprocess.Popen(
+    [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+     "--no-default-browser-check", "--disable-extensions", "--mute-audio", "--remote-debugging-pipe",
+     f"--user-data-dir={profile}", "--window-size=1280,800", "about:blank"],
+    preexec_fn=child_fds, pass_fds=(3, 4), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+os.close(to_browser_r)
+os.close(from_browser_w)
+pending = b""
+next_id = 0
+
+
+def call(method, params=None, session=None, wait=60):
+    global pending, next_id
+    next_id += 1
+    message = {"id": next_id, "method": method, "params": params or {}}
+    if session:
+        message["sessionId"] = session
+    os.write(to_browser_w, json.dumps(message).encode() + b"\0")
+    deadline = time.time() + wait
+    while time.time() < deadline:
+        while b"\0" in pending:
+            raw, pending = pending.split(b"\0", 1)
+            answer = json.loads(raw)
+            if answer.get("id") == next_id:
+                if "error" in answer:
+                    raise RuntimeError(f"{method}: {answer['error']}")
+                return answer.get("result", {})
+        chunk = os.read(from_browser_r, 1 << 16)
+        if not chunk:
+            raise RuntimeError("chromium closed the DevTools pipe")
+        pending += chunk
+    raise TimeoutError(method)
+
+
+def open_page(url):
+    target = call("Target.createTarget", {"url": "about:blank"})["targetId"]
+    session = call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+    call("Page.enable", session=session)
+    call("Page.navigate", {"url": url}, session=session)
+    return session
+
+
+def js(session, expression, wait=60):
+    """Evaluates `expression` (awaiting a promise) and returns its value."""
+    result = call("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True}, session=session, wait=wait)
+    if "exceptionDetails" in result:
+        raise RuntimeError(f"{expression[:80]}: {result['exceptionDetails'].get('text')} {result['exceptionDetails'].get('exception', {}).get('description', '')}")
+    return result.get("result", {}).get("value")
+
+
+def until(session, expression, timeout=60, what=""):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = js(session, expression)
+            if last:
+                return last
+        except RuntimeError as error:
+            last = str(error)
+        time.sleep(0.25)
+    raise TimeoutError(f"{what or expression[:80]} (last: {str(last)[:300]})")
+
+
+def shot(session, name):
+    data = call("Page.captureScreenshot", {"format": "png"}, session=session)["data"]
+    with open(os.path.join(shots, name), "wb") as out:
+        out.write(base64.b64decode(data))
+
+
+def type_text(session, text):
+    for char in text:
+        if char == "\n":
+            params = {"key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13, "nativeVirtualKeyCode": 13, "text": "\r"}
+        else:
+            params = {"text": char, "key": char, "unmodifiedText": char}
+        call("Input.dispatchKeyEvent", {"type": "keyDown", **params}, session=session)
+        call("Input.dispatchKeyEvent", {"type": "keyUp", **{k: v for k, v in params.items() if k not in ("text", "unmodifiedText")}}, session=session)
+
+
+def click(session, selector):
+    js(session, f"document.querySelector({json.dumps(selector)}).click(), true")
+
+
+def set_value(session, selector, value):
+    js(session, f"(e => {{ e.value = {json.dumps(value)}; e.dispatchEvent(new Event('input')); return true }})(document.querySelector({json.dumps(selector)}))")
+
+
+def newest_code(since):
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        for path in sorted(glob.glob(os.path.join(outbox, "*.eml")), reverse=True):
+            if os.path.getmtime(path) < since - 1:
+                continue
+            text = open(path, encoding="utf-8", errors="replace").read()
+            if email in text:
+                found = re.search(r"sign-in code: ([A-Za-z0-9-]+)", text)
+                if found:
+                    return found.group(1)
+        time.sleep(0.25)
+    raise TimeoutError("no sign-in mail in the outbox")
+
+
+def http(method, path, key=None, cookie=None, body=None):
+    request = urllib.request.Request(base + path, method=method, data=json.dumps(body).encode() if body is not None else None)
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    if cookie:
+        request.add_header("Cookie", cookie)
+    if body is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+steps = {}
+sandbox_id = None
+key = None
+try:
+    page = open_page(base + "/")
+    until(page, "document.querySelector('#email') !== null", what="the sign-in page")
+    shot(page, "signin.png")
+    # Sign in with the emailed code.
+    asked = time.time()
+    set_value(page, "#email", email)
+    js(page, "document.querySelector('form').requestSubmit(), true")
+    code = newest_code(asked)
+    until(page, "!document.querySelector('#code').closest('form').hidden", what="the code form")
+    set_value(page, "#code", code)
+    js(page, "document.querySelector('#code').closest('form').requestSubmit(), true")
+    until(page, "location.hash === '#/sandboxes' && document.querySelector('#create') !== null", what="the sandboxes page")
+    steps["signIn"] = {"ok": True, "who": js(page, "document.querySelector('#who').textContent")}
+    cookies = call("Network.getCookies", {"urls": [base + "/"]}, session=page).get("cookies", [])
+    session_cookie = next((c for c in cookies if c["name"] == "omnirun_session"), None)
+    steps["cookie"] = {"ok": bool(session_cookie and session_cookie.get("httpOnly") and session_cookie.get("sameSite") == "Strict"),
+                       "httpOnly": session_cookie and session_cookie.get("httpOnly"), "sameSite": session_cookie and session_cookie.get("sameSite")}
+    # Without the CSRF token the cookie cannot change anything.
+    status = js(page, "fetch('/sandboxes', {method: 'POST', headers: {'Content-Type': 'application/json'}, body: '{}'}).then(r => r.status)")
+    steps["csrf"] = {"ok": status == 403, "status": status}
+
+    # A sandbox from the page.
+    until(page, "[...document.querySelectorAll('#template option')].some(o => o.value === 'playground')", what="the template list")
+    set_value(page, "#template", "playground")
+    shot(page, "sandboxes.png")
+    click(page, "#create")
+    sandbox_id = until(page, "location.hash.startsWith('#/sandbox/') && location.hash.slice(10)", timeout=180, what="the sandbox page")
+    until(page, "window.omnirunTerminal && window.omnirunTerminal.term !== null && window.omnirunTerminal.text().includes('$')", timeout=120, what="the shell prompt")
+    js(page, "window.omnirunTerminal.term.focus(), true")
+    type_text(page, "echo hi\n")
+    screen = until(page, "(t => t.split('\\n').some(l => l.trim() === 'hi') && t)(window.omnirunTerminal.text())", timeout=60, what="hi on the screen")
+    steps["terminal"] = {"ok": True, "screen": screen.strip().splitlines()[-3:]}
+
+    # A file up through the page's file input, then down again.
+    local = os.path.join(profile, "console-upload.txt")
+    content = "uploaded from the console ✓\n"
+    with open(local, "w", encoding="utf-8") as out:
+        out.write(content)
+    document = call("DOM.getDocument", session=page)["root"]["nodeId"]
+    node = call("DOM.querySelector", {"nodeId": document, "selector": "#upload"}, session=page)["nodeId"]
+    call("DOM.setFileInputFiles", {"files": [local], "nodeId": node}, session=page)
+    until(page, "[...document.querySelectorAll('a[download]')].some(a => a.textContent === 'console-upload.txt')", timeout=60, what="the uploaded file listed")
+    href = js(page, "[...document.querySelectorAll('a[download]')].find(a => a.textContent === 'console-upload.txt').href")
+    downloaded = js(page, f"fetch({json.dumps(href)}).then(r => r.text())")
+    steps["files"] = {"ok": downloaded == content, "downloaded": downloaded}
+
+    # A server started in the terminal, exposed privately from the page, opened in a new tab.
+    type_text(page, "nohup python3 -m http.server 8000 --bind 127.0.0.1 >/dev/null 2>&1 &\n")
+    time.sleep(2)
+    click(page, "#expose")
+    access = until(page, "(a => a && a.href)(document.querySelector('a.exposure-link'))", timeout=60, what="the exposure listed")
+    shot(page, "sandbox.png")
+    preview = open_page(access)
+    listing = ""
+    deadline = time.time() + 90
+    while time.time() < deadline and "Directory listing" not in listing:
+        # Reloaded until the server answers (it may still be starting when the tab opens).
+        time.sleep(1)
+        try:
+            listing = js(preview, "document.body ? document.body.innerText : ''") or ""
+            if "Directory listing" not in listing:
+                call("Page.navigate", {"url": access}, session=preview)
+        except RuntimeError as error:
+            listing = str(error)
+    if "Directory listing" not in listing:
+        raise TimeoutError(f"the exposed server's page at {access}: {listing[:300]} ({js(preview, 'location.href')})")
+    steps["exposure"] = {"ok": True, "private": "omnirun_token=" in access, "page": listing[:80]}
+
+    # An API key from the account page, an LLM proxy call with it, the spend seen.
+    js(page, "location.hash = '#/account', true")
+    until(page, "document.querySelector('#key-name') !== null", what="the account page")
+    spent_before = js(page, "document.querySelector('#spend').value")
+    js(page, "document.querySelector('#key-name').closest('form').requestSubmit(), true")
+    key = until(page, "(c => c && c.textContent)(document.querySelector('#new-key code'))", what="the new key")
+    status, answer = http("POST", "/llm/v1/chat/completions", key=key,
+                          body={"model": "test/echo", "messages": [{"role": "user", "content": "how much is this"}]})
+    js(page, "location.hash = '#/sandboxes', true")
+    until(page, "document.querySelector('#create') !== null", what="back to the sandboxes")
+    js(page, "location.hash = '#/account', true")
+    spent = float(until(page, f"(m => m && m.value > {spent_before} && m.value)(document.querySelector('#spend'))", timeout=30, what="the spend going up"))
+    spend_text = js(page, "document.querySelector('#spend-text').textContent")
+    # The vault from the page: the name is listed, the value never comes back.
+    set_value(page, "#vault-key", "CONSOLE_SECRET")
+    set_value(page, "#vault-value", "s3cret-from-the-console")
+    js(page, "document.querySelector('#vault-key').closest('form').requestSubmit(), true")
+    until(page, "[...document.querySelectorAll('td')].some(td => td.textContent === 'CONSOLE_SECRET')", what="the vault key listed")
+    listed = js(page, "fetch('/vault/credentials').then(r => r.text())")
+    steps["vault"] = {"ok": "CONSOLE_SECRET" in listed and "s3cret-from-the-console" not in listed
+                      and "s3cret-from-the-console" not in js(page, "document.body.innerHTML")}
+    shot(page, "account.png")
+    js(page, "location.hash = '#/templates', true")
+    until(page, "[...document.querySelectorAll('td')].some(td => td.textContent === 'playground')", what="the templates page")
+    shot(page, "templates.png")
+    steps["spend"] = {"ok": status == 200 and spent > spent_before, "llmStatus": status, "before": spent_before, "after": spent,
+                      "text": spend_text}
+
+    # The same pages in a narrow window.
+    call("Emulation.setDeviceMetricsOverride", {"width": 420, "height": 860, "deviceScaleFactor": 1, "mobile": True}, session=page)
+    js(page, f"location.hash = '#/sandbox/{sandbox_id}', true")
+    until(page, "document.querySelector('#terminal') !== null", what="the sandbox page, narrow")
+    time.sleep(1)
+    shot(page, "sandbox-narrow.png")
+    call("Emulation.clearDeviceMetricsOverride", session=page)
+
+    # Sign out: the page goes back to sign-in, and the old session is refused by the server.
+    js(page, "location.hash = '#/sandboxes', true")
+    until(page, "document.querySelector('#create') !== null", what="the sandboxes page again")
+    click(page, "#signout")
+    until(page, "location.hash === '#/signin'", what="the sign-in page after signing out")
+    after = js(page, "fetch('/sandboxes').then(r => r.status)")
+    replayed, _ = http("GET", "/sandboxes", cookie=f"omnirun_session={session_cookie['value']}") if session_cookie else (None, None)
+    steps["signOut"] = {"ok": after == 401 and replayed == 401, "pageStatus": after, "oldCookieStatus": replayed}
+except Exception as error:  # noqa: BLE001 - reported as the failing step
+    steps["error"] = {"ok": False, "message": f"{type(error).__name__}: {error}"}
+finally:
+    if sandbox_id and key:
+        http("DELETE", f"/sandboxes/{sandbox_id}", key=key)
+    try:
+        call("Browser.close", wait=10)
+    except Exception:
+        pass
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    shutil.rmtree(profile, ignore_errors=True)
+
+steps["sandboxID"] = sandbox_id
+print(json.dumps(steps))
+sys.exit(0 if all(v.get("ok") for k, v in steps.items() if isinstance(v, dict)) else 1)
