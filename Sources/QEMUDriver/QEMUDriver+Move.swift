@@ -61,22 +61,4 @@ extension QEMUDriver {
             throw OmniRunError(.invalidArgument, "\(path) keeps its data in an external file; it is not moved")
         }
     }
-
-    /// Runs `qemu-img` with `arguments`; its error output becomes the error.
-    func runQEMUImg(_ arguments: [String]) async throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: configuration.qemuImgBinary)
-        process.arguments = arguments
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            process.terminationHandler = { _ in continuation.resume() }
-            do { try process.run() } catch { continuation.resume(throwing: error) }
-        }
-        guard process.terminationStatus == 0 else {
-            let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            throw OmniRunError(.machineFailed, "qemu-img \(arguments.first ?? "") failed: \(message.prefix(2000))")
-        }
-    }
 }

@@ -165,10 +165,15 @@ public struct QEMUDriver: MachineDriver {
     /// A copy-on-write disk for one machine on top of a read-only backing file.
     /// A relative `backing` is resolved from `directory` (the overlay's own folder).
     func createOverlay(backing: String, backingFormat: String, at path: String, in directory: String? = nil) async throws {
+        try await runQEMUImg(["create", "-q", "-f", "qcow2", "-b", backing, "-F", backingFormat, path], in: directory)
+    }
+
+    /// Runs `qemu-img` with `arguments` (in `directory`, if given); its error output becomes the error.
+    func runQEMUImg(_ arguments: [String], in directory: String? = nil) async throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: configuration.qemuImgBinary)
         if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        process.arguments = ["create", "-q", "-f", "qcow2", "-b", backing, "-F", backingFormat, path]
+        process.arguments = arguments
         let errors = Pipe()
         process.standardError = errors
         process.standardOutput = FileHandle.nullDevice
@@ -178,7 +183,7 @@ public struct QEMUDriver: MachineDriver {
         }
         guard process.terminationStatus == 0 else {
             let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            throw OmniRunError(.machineFailed, "qemu-img create failed: \(message)")
+            throw OmniRunError(.machineFailed, "qemu-img \(arguments.first ?? "") failed: \(message.prefix(2000))")
         }
     }
 }

@@ -47,8 +47,8 @@ struct ConsoleTests {
         #expect(try await client.get("/console/session").status == 401)
 
         let shots = directory + "/screenshots"
-        let (status, output) = try await Self.drive(
-            [server.baseURL, server.dataDirectory + "/outbox", shots, "person-\(getpid())@console.test"])
+        let (status, output) = try await ChromiumScript.run(
+            "console-chromium.py", [server.baseURL, server.dataDirectory + "/outbox", shots, "person-\(getpid())@console.test"])
         let steps = (try? JSONSerialization.jsonObject(with: Data(output.utf8))) as? [String: Any] ?? [:]
         for step in ["signIn", "cookie", "csrf", "terminal", "files", "exposure", "spend", "vault", "signOut"] {
             let outcome = steps[step] as? [String: Any]
@@ -60,21 +60,5 @@ struct ConsoleTests {
             #expect(FileManager.default.fileExists(atPath: shots + "/" + name), "screenshot \(name)")
         }
         print("console screenshots kept in \(shots)")
-    }
-
-    /// Runs the Chromium driver off the cooperative pool; its exit status and output.
-    static func drive(_ arguments: [String]) async throws -> (Int32, String) {
-        try await withCheckedThrowingContinuation { continuation in
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-            process.arguments = [TestServer.packageRoot + "/scripts/testdata/console-chromium.py"] + arguments
-            let out = Pipe()
-            process.standardOutput = out
-            process.terminationHandler = { process in
-                let data = out.fileHandleForReading.readDataToEndOfFile()
-                continuation.resume(returning: (process.terminationStatus, String(decoding: data, as: UTF8.self)))
-            }
-            do { try process.run() } catch { continuation.resume(throwing: error) }
-        }
     }
 }

@@ -104,19 +104,8 @@ extension DesktopTemplateTests {
         }
     }
 
-    /// Runs `scripts/testdata/novnc-chromium.py` off the cooperative pool; its exit status and output.
+    /// Runs `scripts/testdata/novnc-chromium.py`: its exit status and output.
     static func chromium(_ url: String, screenshot: String) async throws -> (Int32, String) {
-        try await withCheckedThrowingContinuation { continuation in
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-            process.arguments = [TestServer.packageRoot + "/scripts/testdata/novnc-chromium.py", url, screenshot, "240"]
-            let out = Pipe()
-            process.standardOutput = out
-            process.terminationHandler = { process in
-                let data = out.fileHandleForReading.readDataToEndOfFile()
-                continuation.resume(returning: (process.terminationStatus, String(decoding: data, as: UTF8.self)))
-            }
-            do { try process.run() } catch { continuation.resume(throwing: error) }
-        }
+        try await ChromiumScript.run("novnc-chromium.py", [url, screenshot, "240"])
     }
 }

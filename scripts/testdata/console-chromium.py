@@ -13,71 +13,19 @@ import glob
 import json
 import os
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from chromium_pipe import Chromium  # noqa: E402
+
 base, outbox, shots, email = sys.argv[1].rstrip("/"), sys.argv[2], sys.argv[3], sys.argv[4]
 os.makedirs(shots, exist_ok=True)
-browser = shutil.which("chromium") or shutil.which("chromium-browser")
-if not browser:
-    raise SystemExit("chromium is not installed (scripts/install-deps.sh --browser)")
-
-to_browser_r, to_browser_w = os.pipe()
-from_browser_r, from_browser_w = os.pipe()
-profile = tempfile.mkdtemp(prefix="omnirun-console-")
-
-
-def child_fds():
-    read_end, write_end = os.dup(to_browser_r), os.dup(from_browser_w)
-    os.dup2(read_end, 3)
-    os.dup2(write_end, 4)
-
-
-process = subprocess.Popen(
-    [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-     "--no-default-browser-check", "--disable-extensions", "--mute-audio", "--remote-debugging-pipe",
-     f"--user-data-dir={profile}", "--window-size=1280,800", "about:blank"],
-    preexec_fn=child_fds, pass_fds=(3, 4), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-os.close(to_browser_r)
-os.close(from_browser_w)
-pending = b""
-next_id = 0
-
-
-def call(method, params=None, session=None, wait=60):
-    global pending, next_id
-    next_id += 1
-    message = {"id": next_id, "method": method, "params": params or {}}
-    if session:
-        message["sessionId"] = session
-    os.write(to_browser_w, json.dumps(message).encode() + b"\0")
-    deadline = time.time() + wait
-    while time.time() < deadline:
-        while b"\0" in pending:
-            raw, pending = pending.split(b"\0", 1)
-            answer = json.loads(raw)
-            if answer.get("id") == next_id:
-                if "error" in answer:
-                    raise RuntimeError(f"{method}: {answer['error']}")
-                return answer.get("result", {})
-        chunk = os.read(from_browser_r, 1 << 16)
-        if not chunk:
-            raise RuntimeError("chromium closed the DevTools pipe")
-        pending += chunk
-    raise TimeoutError(method)
-
-
-def open_page(url):
-    target = call("Target.createTarget", {"url": "about:blank"})["targetId"]
-    session = call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-    call("Page.enable", session=session)
-    call("Page.navigate", {"url": url}, session=session)
-    return session
+browser = Chromium(window="1280,800")
+call = browser.call
+open_page = browser.open
 
 
 def js(session, expression, wait=60):
@@ -194,7 +142,7 @@ try:
     steps["terminal"] = {"ok": True, "screen": screen.strip().splitlines()[-3:]}
 
     # A file up through the page's file input, then down again.
-    local = os.path.join(profile, "console-upload.txt")
+    local = os.path.join(browser.profile, "console-upload.txt")
     content = "uploaded from the console ✓\n"
     with open(local, "w", encoding="utf-8") as out:
         out.write(content)
@@ -277,16 +225,7 @@ except Exception as error:  # noqa: BLE001 - reported as the failing step
 finally:
     if sandbox_id and key:
         http("DELETE", f"/sandboxes/{sandbox_id}", key=key)
-    try:
-        call("Browser.close", wait=10)
-    except Exception:
-        pass
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    shutil.rmtree(profile, ignore_errors=True)
+    browser.close()
 
 steps["sandboxID"] = sandbox_id
 print(json.dumps(steps))
