@@ -32,8 +32,19 @@ struct ConsoleTests {
         let server = try await TestServer.start(
             name: "console",
             environment: ["OMNIRUN_SIGNUP": "open", "OMNIRUN_LLM_CONFIG": config, "FAKE_UPSTREAM_KEY": upstreamKey])
-        defer { Task { await server.shutdown() } }
+        do {
+            try await Self.drive(server, directory: directory)
+        } catch {
+            await server.shutdown()
+            throw error
+        }
+        // Shut down here, not in a deferred task: the process may end before such a task runs,
+        // and its sandboxes with it.
+        await server.shutdown()
+    }
 
+    /// What a person does with the console, checked step by step.
+    static func drive(_ server: TestServer, directory: String) async throws {
         // The page and its files are served; a path that walks out of the folder is not.
         let client = HTTPTestClient(baseURL: server.baseURL, apiKey: nil)
         let page = try await client.get("/")

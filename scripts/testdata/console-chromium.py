@@ -51,7 +51,9 @@ def until(session, expression, timeout=60, what=""):
 
 
 def shot(session, name):
-    data = call("Page.captureScreenshot", {"format": "png"}, session=session)["data"]
+    # A tab in the background may never paint a frame to capture: bring it to the front.
+    call("Page.bringToFront", session=session)
+    data = call("Page.captureScreenshot", {"format": "png"}, session=session, wait=180)["data"]
     with open(os.path.join(shots, name), "wb") as out:
         out.write(base64.b64decode(data))
 
@@ -175,6 +177,8 @@ try:
     if "Directory listing" not in listing:
         raise TimeoutError(f"the exposed server's page at {access}: {listing[:300]} ({js(preview, 'location.href')})")
     steps["exposure"] = {"ok": True, "private": "omnirun_token=" in access, "page": listing[:80]}
+    call("Page.close", session=preview)
+    call("Page.bringToFront", session=page)
 
     # An API key from the account page, an LLM proxy call with it, the spend seen.
     js(page, "location.hash = '#/account', true")
