@@ -38,7 +38,7 @@ package struct ClusterAuth: Sendable {
             !sender.isEmpty, sender.count <= 40
         else { return nil }
         let (difference, overflow) = now.subtractingReportingOverflow(time)
-        guard !overflow, difference.magnitude <= UInt64(Self.skewMillis) else { return nil }
+        guard !overflow, difference.magnitude <= UInt64(clamping: Self.skewMillis) else { return nil }
         let expected = mac(method: method, target: target, node: sender, millis: time)
         return Secrets.equal(signature, expected) ? sender : nil
     }

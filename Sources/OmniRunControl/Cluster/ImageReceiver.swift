@@ -25,6 +25,11 @@ package struct ImageReceiver {
         self.keepsDigest = keepsDigest
     }
 
+    /// A file's size in bytes (0 if it cannot be read).
+    package static func size(ofFile path: String) -> Int64 {
+        ((try? FileManager.default.attributesOfItem(atPath: path)[.size]) as? NSNumber)?.int64Value ?? 0
+    }
+
     /// The SHA-256 of a file, read in 4 MiB pieces.
     package static func sha256(ofFile path: String) throws -> String {
         guard let handle = FileHandle(forReadingAtPath: path) else { throw OmniRunError(.notFound, "\(path) is missing") }
@@ -52,7 +57,7 @@ package struct ImageReceiver {
             var received: Int64 = 0
             var lastReport: Int64 = 0
             for try await chunk in body {
-                let (total, overflow) = received.addingReportingOverflow(Int64(chunk.readableBytes))
+                let (total, overflow) = received.addingReportingOverflow(Int64(clamping: chunk.readableBytes))
                 guard !overflow, total <= expectedBytes else {
                     throw OmniRunError(.unavailable, "the template's image ran past its announced \(expectedBytes) bytes")
                 }
@@ -96,7 +101,7 @@ package struct ImageReceiver {
         func flush(_ from: Int, _ to: Int) throws {
             var written = from
             while written < to {
-                let n = pwrite(fd, bytes.baseAddress! + written, to - written, off_t(offset + Int64(written)))
+                let n = pwrite(fd, bytes.baseAddress! + written, to - written, off_t(clamping: offset &+ Int64(clamping: written)))
                 guard n > 0 else { throw OmniRunError(.internalError, "writing the template's image failed: errno \(errno)") }
                 written += n
             }

@@ -79,8 +79,8 @@ package actor PausedMoves {
             runtime.discardExport(id)
             outgoing[id.rawValue] = nil
         }
-        let state = (Self.size(paused.stateFile), try ImageReceiver.sha256(ofFile: paused.stateFile))
-        let diskFigures = (Self.size(disk), try ImageReceiver.sha256(ofFile: disk))
+        let state = (ImageReceiver.size(ofFile: paused.stateFile), try ImageReceiver.sha256(ofFile: paused.stateFile))
+        let diskFigures = (ImageReceiver.size(ofFile: disk), try ImageReceiver.sha256(ofFile: disk))
         let transfer = PausedTransfer(sandboxID: id.rawValue, paused: paused, template: record.template, state: state, disk: diskFigures)
         outgoing[id.rawValue] = (transfer, paused.stateFile, disk)
         logger.info(
@@ -203,9 +203,5 @@ package actor PausedMoves {
         let answer = try await client.call("GET", "/internal/sandboxes/\(id)/moving/\(part)", on: node, deadline: .hours(24))
         guard answer.status == .ok else { throw OmniRunError(.unavailable, "node \(node.id) answered \(answer.status.code) for the \(part)") }
         try await receiver.receive(answer.body)
-    }
-
-    static func size(_ path: String) -> Int64 {
-        ((try? FileManager.default.attributesOfItem(atPath: path)[.size]) as? NSNumber)?.int64Value ?? 0
     }
 }

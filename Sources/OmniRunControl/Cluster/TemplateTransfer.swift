@@ -90,8 +90,7 @@ extension TemplateTransfer {
             setupEnv: template.setup.env, cwd: template.setup.cwd, env: template.defaults.env, user: template.defaults.user,
             workdir: template.defaults.workdir, ports: template.defaults.ports)
         if rootfsOf == nil {
-            let size = (try? FileManager.default.attributesOfItem(atPath: image.rootfs)[.size] as? NSNumber)?.int64Value
-            transfer.rootfsBytes = size ?? 0
+            transfer.rootfsBytes = ImageReceiver.size(ofFile: image.rootfs)
             transfer.rootfsSHA256 = try digest(of: image.rootfs)
         }
         return transfer

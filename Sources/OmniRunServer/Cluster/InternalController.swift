@@ -72,7 +72,7 @@ struct InternalController {
             close(fd)
             throw OmniRunError(.internalError, "cannot read the template's image")
         }
-        let size = Int64(info.st_size)
+        let size = Int64(clamping: info.st_size)
         var headers = HTTPFields()
         headers[.contentType] = "application/octet-stream"
         headers[.contentLength] = "\(size)"
@@ -87,7 +87,7 @@ struct InternalController {
                     max(0, pread(fd, raw.baseAddress!, want, off_t(offset)))
                 }
                 guard got > 0 else { throw OmniRunError(.internalError, "the template's image shrank while it was read") }
-                offset += Int64(got)
+                offset += Int64(clamping: got)
                 try await writer.write(buffer)
             }
             try await writer.finish(nil)
