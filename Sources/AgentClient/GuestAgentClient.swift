@@ -279,14 +279,17 @@ public final class GuestAgentClient: Sendable {
     }
 
     /// Watches a directory; events are delivered until the caller cancels or throws.
+    /// `onReady` runs once the agent watches (its answer's head comes after the watch is set).
     public func watch(
-        path: String, recursive: Bool, user: String? = nil, onEvent: @escaping @Sendable (WatchEvent) async throws -> Void
+        path: String, recursive: Bool, user: String? = nil, onReady: (@Sendable () async throws -> Void)? = nil,
+        onEvent: @escaping @Sendable (WatchEvent) async throws -> Void
     ) async throws {
         try await exchange(
             .GET, AgentAPI.Path.fileWatch, query: [("path", path), ("recursive", recursive ? "true" : "false")] + userQuery(user),
             timeout: nil, writeBody: { writer in try await writer.write(.end(nil)) }
         ) { head, body in
             try await self.checkStatus(head, &body)
+            try await onReady?()
             try await self.forEachLine(&body) { line in
                 try await onEvent(try self.decode(WatchEvent.self, line))
             }

@@ -82,6 +82,9 @@ public struct ContextEvent: Codable, Sendable, Equatable {
     public var value: String?
     public var traceback: String?
     public var executionCount: Int?
+    /// On a `result`: whether it is the execution's value (Jupyter's `execute_result`) rather
+    /// than something displayed along the way (`display_data`).
+    public var isMainResult: Bool?
     public var status: Int?
     public var code: String?
     public var message: String?
@@ -89,6 +92,7 @@ public struct ContextEvent: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case type, data, context, contexts, name, value, traceback, status, code, message
         case executionCount = "execution_count"
+        case isMainResult = "is_main_result"
     }
 
     public init(type: String, data: JSONValue? = nil) {

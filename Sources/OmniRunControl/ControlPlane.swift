@@ -39,6 +39,8 @@ package struct ControlPlane: Sendable {
     package let clusterAuth: ClusterAuth
     /// The key of the web console's CSRF tokens (one per session, derived from it).
     package let consoleKey: Data
+    /// The key of the E2B-compatible endpoint's per-sandbox access tokens (`E2BAccess`).
+    package let e2bKey: Data
     /// Signed calls to other nodes (closed when the server stops).
     package let nodeClient: NodeClient
     /// Custom templates fetched from the node that holds them.
@@ -63,6 +65,9 @@ package struct ControlPlane: Sendable {
         let clusterAuth = ClusterAuth(node: configuration.nodeID, secret: Data(base64Encoded: clusterSecret) ?? Data(randomBytes(32)))
         let consoleKey = Data(
             base64Encoded: try await settings.valueOrInsert("console-csrf-key", Data(randomBytes(32)).base64EncodedString()))
+            ?? Data(randomBytes(32))
+        let e2bKey = Data(
+            base64Encoded: try await settings.valueOrInsert("e2b-access-key", Data(randomBytes(32)).base64EncodedString()))
             ?? Data(randomBytes(32))
         let secret = try await settings.valueOrInsert("url-signing-key", Data(randomBytes(32)).base64EncodedString())
         let signer = URLSigner(key: SymmetricKey(data: Data(base64Encoded: secret) ?? Data(randomBytes(32))))
@@ -151,7 +156,7 @@ package struct ControlPlane: Sendable {
             buildQuota: BuildQuota(
                 maxBuilds: configuration.quotas.buildsPerAccount, maxBytes: configuration.quotas.buildContextBytesPerAccount),
             webhooks: webhooks, dispatcher: dispatcher, e2ee: e2ee, exposures: exposures, terminals: terminals, samples: samples,
-            metrics: metrics, clusterAuth: clusterAuth, consoleKey: consoleKey, nodeClient: nodeClient, replication: replication,
+            metrics: metrics, clusterAuth: clusterAuth, consoleKey: consoleKey, e2bKey: e2bKey, nodeClient: nodeClient, replication: replication,
             moves: moves, logger: logger)
     }
 

@@ -125,6 +125,7 @@ public enum OmniRunApp {
             ).routes)
         router.addRoutes(LLMController(proxy: proxy).routes)
         router.addRoutes(TemplateController(service: control.templates, configuration: configuration, quota: control.buildQuota).routes)
+        router.addRoutes(E2BRoutes.collection(control, relay: relay), atPath: RouterPath(E2BRoutes.prefix))
         router.addRoutes(
             InternalController(
                 replication: control.replication, moves: control.moves, catalog: control.runtime.catalog,

@@ -35,6 +35,9 @@ struct AuthMiddleware: RouterMiddleware {
             return try await next(request, context)
         }
         if request.method == .post, path == "/console/session" { return try await next(request, context) }
+        // The E2B-compatible endpoint checks its own credentials (E2BMiddleware): its API
+        // key header for the control routes, a sandbox's access token for the sandbox routes.
+        if path.hasPrefix(E2BRoutes.prefix + "/") { return try await next(request, context) }
         // Node-to-node routes: the node's signature (checked before) is the credential.
         if path.hasPrefix("/internal/") {
             guard context.callingNode != nil else { throw OmniRunError(.unauthorized, "this route is for the nodes of the cluster") }
@@ -60,6 +63,18 @@ struct AuthMiddleware: RouterMiddleware {
         guard let key, !key.isEmpty else {
             throw OmniRunError(.unauthorized, "an API key is required (X-API-Key header or Authorization: Bearer)")
         }
+        let account = try await Self.account(forKey: key, accounts: accounts)
+        if fromCookie, let console, !console.admits(request, token: key) {
+            throw OmniRunError(
+                .forbidden, "the console's CSRF token is missing or wrong (\(ConsoleSession.csrfHeader.rawName) on every change)")
+        }
+        context.account = account
+        context.logger[metadataKey: "account"] = "\(account.id)"
+        return try await next(request, context)
+    }
+
+    /// The account of an API key that is known, not revoked and not expired (401 otherwise).
+    static func account(forKey key: String, accounts: AccountRepository) async throws -> AccountRecord {
         guard key.count <= 256, let (record, account) = try await accounts.key(forHash: APIKeys.hash(key)) else {
             throw OmniRunError(.unauthorized, "invalid API key: no such key")
         }
@@ -69,13 +84,7 @@ struct AuthMiddleware: RouterMiddleware {
         if let expires = record.expiresAt, expires <= nowMillis() {
             throw OmniRunError(.unauthorized, "this API key expired at \(isoDate(expires))")
         }
-        if fromCookie, let console, !console.admits(request, token: key) {
-            throw OmniRunError(
-                .forbidden, "the console's CSRF token is missing or wrong (\(ConsoleSession.csrfHeader.rawName) on every change)")
-        }
-        context.account = account
-        context.logger[metadataKey: "account"] = "\(account.id)"
-        return try await next(request, context)
+        return account
     }
 
     /// `/sandboxes/{id}/files/download` and `/sandboxes/{id}/files/upload`: the routes a

@@ -50,9 +50,11 @@ extension Sandbox {
     }
 
     /// Watches a directory; events are delivered until the caller cancels or throws.
+    /// `onReady` runs once the watch is in place (events from then on are seen).
     public func watchDirectory(
-        path: String, recursive: Bool, user: String? = nil, onEvent: @escaping @Sendable (WatchEvent) async throws -> Void
+        path: String, recursive: Bool, user: String? = nil, onReady: (@Sendable () async throws -> Void)? = nil,
+        onEvent: @escaping @Sendable (WatchEvent) async throws -> Void
     ) async throws {
-        try await agent.watch(path: path, recursive: recursive, user: user, onEvent: onEvent)
+        try await agent.watch(path: path, recursive: recursive, user: user, onReady: onReady, onEvent: onEvent)
     }
 }
