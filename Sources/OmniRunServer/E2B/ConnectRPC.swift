@@ -19,40 +19,19 @@ enum ConnectRPC {
         case unary, serverStream, clientStream
     }
 
-    /// Checks the request's content type for the call's kind: JSON only.
-    static func checkContentType(_ request: Request, kind: Kind) throws {
+    /// The request's codec, from its content type: Connect's JSON or binary protobuf
+    /// (`application/json` or `application/proto` for unary calls, `application/connect+json`
+    /// or `application/connect+proto` for streams). gRPC and anything else is a 415.
+    static func codec(_ request: Request, kind: Kind) throws -> ConnectCall.Codec {
         let raw = (request.headers[.contentType] ?? "").lowercased()
         let base = raw.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
-        let expected = kind == .unary ? unaryType : streamType
-        guard base == expected else {
-            if base.hasSuffix("proto") || base.hasPrefix("application/grpc") {
-                throw ConnectError(
-                    .unimplemented, "only Connect's JSON codec is served here (\(expected)); binary protobuf and gRPC are not",
-                    status: .init(code: 415, reasonPhrase: "Unsupported Media Type"))
-            }
-            throw ConnectError(
-                .invalidArgument, "content-type must be \(expected)", status: .init(code: 415, reasonPhrase: "Unsupported Media Type"))
-        }
-    }
-
-    /// A unary request's message, bounded, as JSON (an empty body is `{}`).
-    static func unaryMessage(_ request: Request) async throws -> ProtoJSON {
-        try checkContentType(request, kind: .unary)
-        var request = request
-        let buffer: ByteBuffer
-        do {
-            buffer = try await request.collectBody(upTo: maxMessage)
-        } catch {
-            throw ConnectError(.resourceExhausted, "the message is larger than \(maxMessage) bytes")
-        }
-        return try ProtoJSON.parse(Array(buffer.readableBytesView))
-    }
-
-    /// A unary answer: 200 with the JSON message.
-    static func unaryResponse<T: Encodable>(_ message: T) -> Response {
-        let data = (try? encoder.encode(message)) ?? Data("{}".utf8)
-        return Response(
-            status: .ok, headers: [.contentType: unaryType], body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+        let prefix = kind == .unary ? "application/" : "application/connect+"
+        if base == prefix + "json" { return .json }
+        if base == prefix + "proto" { return .proto }
+        throw ConnectError(
+            base.hasPrefix("application/grpc") ? .unimplemented : .invalidArgument,
+            "content-type must be \(prefix)json or \(prefix)proto (Connect; gRPC is not served)",
+            status: .init(code: 415, reasonPhrase: "Unsupported Media Type"))
     }
 
     static var encoder: JSONEncoder {
@@ -69,10 +48,6 @@ enum ConnectRPC {
         buffer.writeInteger(UInt32(clamping: payload.count))
         buffer.writeBytes(payload)
         return buffer
-    }
-
-    static func envelope<T: Encodable>(_ message: T) -> ByteBuffer {
-        envelope((try? encoder.encode(message)) ?? Data("{}".utf8))
     }
 
     /// The end-of-stream envelope: `{}`, or the error.
@@ -103,7 +78,7 @@ enum ConnectRPC {
     /// or the call's deadline passing, ends the stream with an error in its last envelope.
     /// At most 16 messages wait for a slow client (the producer then waits too).
     static func streamResponse(
-        deadline: Duration?, keepalive: (interval: Duration, message: ByteBuffer)?,
+        codec: ConnectCall.Codec, deadline: Duration?, keepalive: (interval: Duration, message: ByteBuffer)?,
         produce: @escaping @Sendable (_ send: @escaping @Sendable (ByteBuffer) async throws -> Void) async throws -> Void
     ) -> Response {
         let body = ResponseBody { writer in
@@ -152,12 +127,19 @@ enum ConnectRPC {
             try await writer.write(endOfStream(failure))
             try await writer.finish(nil)
         }
-        return Response(status: .ok, headers: [.contentType: streamType], body: body)
+        return Response(status: .ok, headers: [.contentType: codec.streamType], body: body)
     }
 
     /// Reads a client stream's envelopes as they come, each at most `maxMessage` bytes.
     struct EnvelopeReader {
         private var pending: [UInt8] = []
+        var codec: ConnectCall.Codec = .json
+        var schema = EnvdSchemas.empty
+
+        init(codec: ConnectCall.Codec = .json, schema: ProtoSchema = EnvdSchemas.empty) {
+            self.codec = codec
+            self.schema = schema
+        }
 
         /// The complete messages in what has arrived so far (nil entries are end-of-stream).
         mutating func feed(_ chunk: ByteBuffer) throws -> [ProtoJSON?] {
@@ -175,7 +157,7 @@ enum ConnectRPC {
                 guard pending.count - start - 5 >= length else { break }
                 let payload = Array(pending[(start + 5)..<(start + 5 + length)])
                 start += 5 + length
-                messages.append(flags & 0x02 != 0 ? nil : try ProtoJSON.parse(payload))
+                messages.append(flags & 0x02 != 0 ? nil : try ConnectCall.message(payload, codec: codec, schema: schema))
             }
             pending.removeFirst(start)
             guard pending.count <= maxMessage + 5 else {

@@ -83,54 +83,54 @@ struct E2BFilesystemRPC {
     }
 
     @Sendable func stat(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let message = try await ConnectRPC.unaryMessage(request)
+        let (call, message) = try await ConnectCall.unary(request, input: EnvdSchemas.pathRequest, output: EnvdSchemas.entryResponse)
         let path = try Self.path(message)
         let user = try E2BProcessRPC.user(request)
         let sandbox = try await access.sandbox(request, context: context)
-        return ConnectRPC.unaryResponse(EntryAnswer(entry: EntryView(try await sandbox.fileInfo(path: path, user: user))))
+        return call.respond(EntryAnswer(entry: EntryView(try await sandbox.fileInfo(path: path, user: user))))
     }
 
     /// Makes the directory and its parents; one that exists is `already_exists` (envd's answer).
     @Sendable func makeDir(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let message = try await ConnectRPC.unaryMessage(request)
+        let (call, message) = try await ConnectCall.unary(request, input: EnvdSchemas.pathRequest, output: EnvdSchemas.entryResponse)
         let path = try Self.path(message)
         let user = try E2BProcessRPC.user(request)
         let sandbox = try await access.sandbox(request, context: context)
         if let existing = try? await sandbox.fileInfo(path: path, user: user) {
             throw ConnectError(.alreadyExists, "\(existing.isDirectory ? "directory" : "file") \(path) already exists")
         }
-        return ConnectRPC.unaryResponse(EntryAnswer(entry: EntryView(try await sandbox.makeDirectory(path: path, user: user))))
+        return call.respond(EntryAnswer(entry: EntryView(try await sandbox.makeDirectory(path: path, user: user))))
     }
 
     @Sendable func move(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let message = try await ConnectRPC.unaryMessage(request)
+        let (call, message) = try await ConnectCall.unary(request, input: EnvdSchemas.moveRequest, output: EnvdSchemas.entryResponse)
         let source = try Self.path(message, "source")
         let destination = try Self.path(message, "destination")
         let user = try E2BProcessRPC.user(request)
         let sandbox = try await access.sandbox(request, context: context)
         let entry = try await sandbox.moveFile(from: source, to: destination, user: user)
-        return ConnectRPC.unaryResponse(EntryAnswer(entry: EntryView(entry)))
+        return call.respond(EntryAnswer(entry: EntryView(entry)))
     }
 
     @Sendable func listDir(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let message = try await ConnectRPC.unaryMessage(request)
+        let (call, message) = try await ConnectCall.unary(request, input: EnvdSchemas.listDirRequest, output: EnvdSchemas.listDirResponse)
         let path = try Self.path(message)
         let depth = try message["depth"]?.integer("depth", in: 0...64) ?? 1
         let user = try E2BProcessRPC.user(request)
         let sandbox = try await access.sandbox(request, context: context)
         let entries = try await sandbox.listDirectory(path: path, depth: max(Int(depth), 1), user: user)
-        return ConnectRPC.unaryResponse(EntriesAnswer(entries: entries.map(EntryView.init)))
+        return call.respond(EntriesAnswer(entries: entries.map(EntryView.init)))
     }
 
     @Sendable func remove(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let message = try await ConnectRPC.unaryMessage(request)
+        let (call, message) = try await ConnectCall.unary(request, input: EnvdSchemas.pathRequest, output: EnvdSchemas.empty)
         let path = try Self.path(message)
         let user = try E2BProcessRPC.user(request)
         let sandbox = try await access.sandbox(request, context: context)
         // envd answers not_found for a path that is not there (the agent's remove would not).
         _ = try await sandbox.fileInfo(path: path, user: user)
         try await sandbox.removeFile(path: path, recursive: true, user: user)
-        return ConnectRPC.unaryResponse(Empty())
+        return call.respond(Empty())
     }
 
     /// What a watch asks for; the flags of newer envd versions are refused, not ignored.
@@ -170,18 +170,18 @@ struct E2BFilesystemRPC {
 
     /// The streaming watch (the async SDK): `start{}` once the agent watches, then events.
     @Sendable func watchDir(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let message = try await E2BProcessRPC.streamRequest(request)
+        let (call, message) = try await ConnectCall.serverStream(
+            request, input: EnvdSchemas.watchRequest, output: EnvdSchemas.watchDirResponse)
         let (path, recursive) = try Self.watchRequest(message)
         let user = try E2BProcessRPC.user(request)
         let sandbox = try await access.sandbox(request, context: context)
         let root = try await sandbox.fileInfo(path: path, user: user)
         guard root.isDirectory else { throw ConnectError(.invalidArgument, "\(path) is not a directory") }
-        let keepalive = ConnectRPC.keepaliveInterval(request).map { ($0, ConnectRPC.envelope(WatchMessage(keepalive: Empty()))) }
-        return ConnectRPC.streamResponse(deadline: ConnectRPC.deadline(request), keepalive: keepalive) { send in
+        return call.stream(request, keepalive: WatchMessage(keepalive: Empty())) { send in
             try await sandbox.watchDirectory(
                 path: root.path, recursive: recursive, user: user,
-                onReady: { try await send(ConnectRPC.envelope(WatchMessage(start: Empty()))) },
-                onEvent: { event in try await send(ConnectRPC.envelope(WatchMessage(filesystem: EventView(event, root: root.path)))) })
+                onReady: { try await send(call.envelope(WatchMessage(start: Empty()))) },
+                onEvent: { event in try await send(call.envelope(WatchMessage(filesystem: EventView(event, root: root.path)))) })
         }
     }
 
@@ -190,14 +190,14 @@ struct E2BFilesystemRPC {
 
     /// The polling watch (the sync SDK): a watcher kept here, its events fetched by id.
     @Sendable func createWatcher(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let message = try await ConnectRPC.unaryMessage(request)
+        let (call, message) = try await ConnectCall.unary(request, input: EnvdSchemas.watchRequest, output: EnvdSchemas.watcherID)
         let (path, recursive) = try Self.watchRequest(message)
         let user = try E2BProcessRPC.user(request)
         let sandbox = try await access.sandbox(request, context: context)
         let root = try await sandbox.fileInfo(path: path, user: user)
         guard root.isDirectory else { throw ConnectError(.invalidArgument, "\(path) is not a directory") }
         let id = try await watchers.start(sandbox: sandbox, root: root.path, recursive: recursive, user: user)
-        return ConnectRPC.unaryResponse(WatcherAnswer(watcherId: id))
+        return call.respond(WatcherAnswer(watcherId: id))
     }
 
     static func watcherID(_ message: ProtoJSON) throws -> String {
@@ -208,19 +208,19 @@ struct E2BFilesystemRPC {
     }
 
     @Sendable func getWatcherEvents(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let message = try await ConnectRPC.unaryMessage(request)
+        let (call, message) = try await ConnectCall.unary(request, input: EnvdSchemas.watcherID, output: EnvdSchemas.watcherEventsResponse)
         let id = try Self.watcherID(message)
         let sandbox = try await access.sandbox(request, context: context)
         let (root, events) = try await watchers.take(id, sandbox: sandbox.id.description)
-        return ConnectRPC.unaryResponse(EventsAnswer(events: events.map { EventView($0, root: root) }))
+        return call.respond(EventsAnswer(events: events.map { EventView($0, root: root) }))
     }
 
     @Sendable func removeWatcher(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let message = try await ConnectRPC.unaryMessage(request)
+        let (call, message) = try await ConnectCall.unary(request, input: EnvdSchemas.watcherID, output: EnvdSchemas.empty)
         let id = try Self.watcherID(message)
         let sandbox = try await access.sandbox(request, context: context)
         try await watchers.remove(id, sandbox: sandbox.id.description)
-        return ConnectRPC.unaryResponse(Empty())
+        return call.respond(Empty())
     }
 }
 
@@ -263,10 +263,10 @@ actor E2BWatchers {
                     path: root, recursive: recursive, user: user,
                     onReady: { ready.continuation.yield(.success(())) },
                     onEvent: { event in await self.append(event, to: id) })
-                await self.fail(id, "the watch ended")
+                self.fail(id, "the watch ended")
             } catch {
                 ready.continuation.yield(.failure(error))
-                await self.fail(id, APIError.normalize(error).message)
+                self.fail(id, APIError.normalize(error).message)
             }
             ready.continuation.finish()
         }

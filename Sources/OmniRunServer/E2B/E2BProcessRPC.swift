@@ -53,8 +53,6 @@ struct E2BProcessRPC {
 
     struct StreamMessage: Encodable { var event: Event }
 
-    static let keepaliveMessage = ConnectRPC.envelope(StreamMessage(event: Event(keepalive: Empty())))
-
     /// One agent event as envd's `ProcessEvent` (nil for events envd has no word for). The
     /// bytes are decoded and encoded again, so what leaves is always valid base64.
     static func message(for event: ProcessEvent) -> StreamMessage? {
@@ -112,23 +110,6 @@ struct E2BProcessRPC {
         return try CommandController.user(name)
     }
 
-    /// The first message of a server-stream call's body (one envelope, read bounded).
-    static func streamRequest(_ request: Request) async throws -> ProtoJSON {
-        try ConnectRPC.checkContentType(request, kind: .serverStream)
-        var request = request
-        let buffer: ByteBuffer
-        do {
-            buffer = try await request.collectBody(upTo: ConnectRPC.maxMessage + 64)
-        } catch {
-            throw ConnectError(.resourceExhausted, "the message is larger than \(ConnectRPC.maxMessage) bytes")
-        }
-        var reader = ConnectRPC.EnvelopeReader()
-        guard let first = try reader.feed(buffer).first, let message = first else {
-            throw ConnectError(.invalidArgument, "the request has no message")
-        }
-        return message
-    }
-
     /// A `ProcessSelector`: the pid (the tag is not kept by OmniRun's agent for E2B's calls).
     static func pid(_ message: ProtoJSON?) throws -> Int32 {
         guard let selector = message else { throw ConnectError(.invalidArgument, "process is required") }
@@ -170,36 +151,36 @@ struct E2BProcessRPC {
     // MARK: Calls
 
     @Sendable func start(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let message = try await Self.streamRequest(request)
+        let (call, message) = try await ConnectCall.serverStream(
+            request, input: EnvdSchemas.startRequest, output: EnvdSchemas.eventResponse)
         let start = try Self.startRequest(message, user: try Self.user(request))
         let sandbox = try await access.sandbox(request, context: context)
         access.service.metrics.increment("omnirun_commands_total{kind=\"e2b\"}")
         // Started before the answer begins, so that a bad command is an error status.
         let process = try await sandbox.start(start)
-        return follow(process, sandbox: sandbox, request: request, replay: true)
+        return follow(process, sandbox: sandbox, request: request, call: call, replay: true)
     }
 
     @Sendable func connect(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let message = try await Self.streamRequest(request)
+        let (call, message) = try await ConnectCall.serverStream(
+            request, input: EnvdSchemas.selectorRequest, output: EnvdSchemas.eventResponse)
         let pid = try Self.pid(message["process"])
         let sandbox = try await access.sandbox(request, context: context)
         let process = sandbox.process(pid: pid)
         let output = try await process.output()
         guard output.info.running else { throw ConnectError(.notFound, "process \(pid) has ended") }
-        return follow(process, sandbox: sandbox, request: request, replay: false)
+        return follow(process, sandbox: sandbox, request: request, call: call, replay: false)
     }
 
     /// The stream of a process: `start{pid}` at once, then its output and its end. The
     /// process outlives the stream: a client that goes away leaves it running.
-    func follow(_ process: SandboxProcess, sandbox: Sandbox, request: Request, replay: Bool) -> Response {
+    func follow(_ process: SandboxProcess, sandbox: Sandbox, request: Request, call: ConnectCall, replay: Bool) -> Response {
         let service = access.service
-        let keepalive = ConnectRPC.keepaliveInterval(request).map { ($0, Self.keepaliveMessage) }
-        return ConnectRPC.streamResponse(deadline: ConnectRPC.deadline(request), keepalive: keepalive) { send in
-            try await send(
-                ConnectRPC.envelope(StreamMessage(event: Event(start: .init(pid: UInt32(clamping: process.pid))))))
+        return call.stream(request, keepalive: StreamMessage(event: Event(keepalive: Empty()))) { send in
+            try await send(call.envelope(StreamMessage(event: Event(start: .init(pid: UInt32(clamping: process.pid))))))
             try await process.attach(replay: replay) { event in
                 await service.touch(sandbox.id)
-                if let message = Self.message(for: event) { try await send(ConnectRPC.envelope(message)) }
+                if let message = Self.message(for: event) { try await send(call.envelope(message)) }
             }
         }
     }
@@ -219,10 +200,10 @@ struct E2BProcessRPC {
     struct ListView: Encodable { var processes: [ProcessInfoView] }
 
     @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
-        _ = try await ConnectRPC.unaryMessage(request)
+        let (call, _) = try await ConnectCall.unary(request, input: EnvdSchemas.empty, output: EnvdSchemas.listResponse)
         let sandbox = try await access.sandbox(request, context: context)
         let processes = try await sandbox.processes(includeFinished: false)
-        return ConnectRPC.unaryResponse(
+        return call.respond(
             ListView(
                 processes: processes.filter(\.running).map {
                     ProcessInfoView(
@@ -231,12 +212,12 @@ struct E2BProcessRPC {
     }
 
     @Sendable func sendInput(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let message = try await ConnectRPC.unaryMessage(request)
+        let (call, message) = try await ConnectCall.unary(request, input: EnvdSchemas.sendInputRequest, output: EnvdSchemas.empty)
         let pid = try Self.pid(message["process"])
         let bytes = try Self.input(message["input"])
         let sandbox = try await access.sandbox(request, context: context)
         try await sandbox.process(pid: pid).write(bytes)
-        return ConnectRPC.unaryResponse(Empty())
+        return call.respond(Empty())
     }
 
     static func input(_ message: ProtoJSON?) throws -> [UInt8] {
@@ -248,9 +229,9 @@ struct E2BProcessRPC {
     /// The client-streaming `StreamInput`: `start{process}`, then `data{input}` messages (and
     /// keepalives), answered with one empty message once the client's stream ends.
     @Sendable func streamInput(_ request: Request, context: AppRequestContext) async throws -> Response {
-        try ConnectRPC.checkContentType(request, kind: .clientStream)
+        let codec = try ConnectRPC.codec(request, kind: .clientStream)
         let sandbox = try await access.sandbox(request, context: context)
-        var reader = ConnectRPC.EnvelopeReader()
+        var reader = ConnectRPC.EnvelopeReader(codec: codec, schema: EnvdSchemas.streamInputRequest)
         var process: SandboxProcess?
         var ended = false
         for try await chunk in request.body {
@@ -271,15 +252,15 @@ struct E2BProcessRPC {
         }
         guard reader.isEmpty else { throw ConnectError(.invalidArgument, "the stream ended inside a message") }
         var headers = HTTPFields()
-        headers[.contentType] = ConnectRPC.streamType
-        var body = ConnectRPC.envelope(Empty())
+        headers[.contentType] = codec.streamType
+        var body = ConnectCall(codec: codec, output: EnvdSchemas.empty).envelope(Empty())
         var end = ConnectRPC.endOfStream(nil)
         body.writeBuffer(&end)
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: body))
     }
 
     @Sendable func sendSignal(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let message = try await ConnectRPC.unaryMessage(request)
+        let (call, message) = try await ConnectCall.unary(request, input: EnvdSchemas.sendSignalRequest, output: EnvdSchemas.empty)
         let pid = try Self.pid(message["process"])
         let signal: Int32
         switch message["signal"]?.value {
@@ -289,23 +270,23 @@ struct E2BProcessRPC {
         }
         let sandbox = try await access.sandbox(request, context: context)
         try await sandbox.process(pid: pid).kill(signal: signal)
-        return ConnectRPC.unaryResponse(Empty())
+        return call.respond(Empty())
     }
 
     @Sendable func closeStdin(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let message = try await ConnectRPC.unaryMessage(request)
+        let (call, message) = try await ConnectCall.unary(request, input: EnvdSchemas.selectorRequest, output: EnvdSchemas.empty)
         let pid = try Self.pid(message["process"])
         let sandbox = try await access.sandbox(request, context: context)
         try await sandbox.process(pid: pid).write(nil, close: true)
-        return ConnectRPC.unaryResponse(Empty())
+        return call.respond(Empty())
     }
 
     @Sendable func update(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let message = try await ConnectRPC.unaryMessage(request)
+        let (call, message) = try await ConnectCall.unary(request, input: EnvdSchemas.updateRequest, output: EnvdSchemas.empty)
         let pid = try Self.pid(message["process"])
         guard let size = try Self.size(message["pty"]) else { throw ConnectError(.invalidArgument, "pty.size is required") }
         let sandbox = try await access.sandbox(request, context: context)
         try await sandbox.process(pid: pid).resize(to: size)
-        return ConnectRPC.unaryResponse(Empty())
+        return call.respond(Empty())
     }
 }
