@@ -374,7 +374,7 @@ struct E2BBinaryTests {
         }
         // Values at the edges of their types: taken or refused, never a trap.
         // A uint32 past its range is cut to 32 bits, as protobuf parsers do; what remains is checked.
-        for depth in [UInt64.max, (1 << 40) + 100, 65] {
+        for depth: UInt64 in [UInt64.max, (1 << 40) + 100, 65] {
             let list: [UInt8] = [0x0a, 0x01, 0x2f, 0x10] + Self.varint(depth)
             let decoded = ProtoJSON(value: try ProtoBinary.decode(list, schema: EnvdSchemas.listDirRequest))
             #expect(throws: ConnectError.self, "\(depth)") { try decoded["depth"]?.integer("depth", in: 0...64) }
