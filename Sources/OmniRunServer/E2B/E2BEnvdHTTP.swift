@@ -37,35 +37,8 @@ struct E2BEnvdHTTP {
         let sandbox = try await access.sandbox(request, context: context)
         let entry = try await sandbox.fileInfo(path: path, user: user)
         guard !entry.isDirectory else { throw OmniRunError(.invalidArgument, "\(path) is a directory") }
-        let bridge = StreamBridge<ByteBuffer>(capacity: 8)
-        let reader = Task {
-            do {
-                try await sandbox.readFile(path: path, user: user) { chunk in try await bridge.send(chunk) }
-                await bridge.finish()
-            } catch {
-                await bridge.finish(throwing: error)
-            }
-        }
-        // A read that fails before its first byte is an error status, not a cut body.
-        let first: ByteBuffer?
-        do {
-            first = try await bridge.next()
-        } catch {
-            reader.cancel()
-            throw error
-        }
-        let body = ResponseBody { writer in
-            do {
-                if let first { try await writer.write(first) }
-                while let chunk = try await bridge.next() { try await writer.write(chunk) }
-                try await writer.finish(nil)
-            } catch {
-                reader.cancel()
-                await bridge.finish()
-                throw error
-            }
-        }
-        return Response(status: .ok, headers: [.contentType: "application/octet-stream"], body: body)
+        return try await FileController.streamFile(
+            sandbox: sandbox, path: path, user: user, headers: [.contentType: "application/octet-stream"])
     }
 
     /// What envd answers for each file written.

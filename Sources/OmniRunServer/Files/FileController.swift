@@ -111,6 +111,16 @@ struct FileController {
         let sandbox = try await sandbox(context)
         let entry = try await sandbox.fileInfo(path: path, user: user)
         guard !entry.isDirectory else { throw OmniRunError(.invalidArgument, "\(path) is a directory") }
+        var headers = HTTPFields()
+        headers[.contentType] = "application/octet-stream"
+        let filename = entry.name.replacingOccurrences(of: "\"", with: "")
+        headers[.contentDisposition] = "attachment; filename=\"\(filename)\""
+        return try await Self.streamFile(sandbox: sandbox, path: path, user: user, headers: headers)
+    }
+
+    /// A file of the sandbox as a streamed answer, read with back-pressure. A read that fails
+    /// before its first byte is an error status, not a cut body.
+    static func streamFile(sandbox: Sandbox, path: String, user: String?, headers: HTTPFields) async throws -> Response {
         let bridge = StreamBridge<ByteBuffer>(capacity: 8)
         let reader = Task {
             do {
@@ -120,7 +130,6 @@ struct FileController {
                 await bridge.finish(throwing: error)
             }
         }
-        // Fail with a proper status if the read fails before any byte is out.
         let first: ByteBuffer?
         do {
             first = try await bridge.next()
@@ -128,10 +137,6 @@ struct FileController {
             reader.cancel()
             throw error
         }
-        var headers = HTTPFields()
-        headers[.contentType] = "application/octet-stream"
-        let filename = entry.name.replacingOccurrences(of: "\"", with: "")
-        headers[.contentDisposition] = "attachment; filename=\"\(filename)\""
         let body = ResponseBody { writer in
             do {
                 if let first { try await writer.write(first) }
