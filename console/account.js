@@ -1,6 +1,7 @@
-// The account's page: who is signed in, LLM spend against the cap, API keys.
+// The account's page: who is signed in, LLM spend against the cap and by day and model, API keys.
 import { api } from "./api.js";
 import { h, clear, toast } from "./ui.js";
+import { spendHistorySection } from "./spend.js";
 
 export async function accountPage(main, account) {
   const me = await api("GET", "/auth/me");
@@ -36,7 +37,8 @@ export async function accountPage(main, account) {
     h("section", { class: "card" },
       h("p", {}, `${me.email} · ${me.role} · up to ${me.limits.concurrentSandboxes} sandboxes at once`),
       h("h2", {}, "LLM proxy spend"),
-      h("p", {}, meter, " ", h("span", { id: "spend-text" }, `${(used / 100).toFixed(4)} of ${(cap / 100).toFixed(2)} USD used`))),
+      h("p", {}, meter, " ", h("span", { id: "spend-text" }, `${(used / 100).toFixed(4)} of ${(cap / 100).toFixed(2)} USD used`)),
+      spendHistorySection()),
     h("section", { class: "card" }, h("h2", {}, "API keys"), form, shown, h("table", {}, keys)),
     vaultSection(),
     webhooksSection());

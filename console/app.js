@@ -7,6 +7,7 @@ import { h, clear, toast, age } from "./ui.js";
 import { sandboxPage } from "./sandbox.js";
 import { accountPage } from "./account.js";
 import { templatesPage } from "./templates.js";
+import { playgroundPage } from "./playground.js";
 
 const main = document.getElementById("main");
 
@@ -141,6 +142,7 @@ async function route() {
     if (parts[0] === "sandbox" && parts[1]) return await sandboxPage(main, parts[1]);
     if (parts[0] === "account") return await accountPage(main, session.account);
     if (parts[0] === "templates") return await templatesPage(main);
+    if (parts[0] === "playground") return playgroundPage(main);
     return await sandboxesPage();
   } catch (error) {
     toast(error.message, true);

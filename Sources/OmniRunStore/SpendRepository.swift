@@ -31,6 +31,26 @@ public struct LLMUsageRecord: Sendable, Equatable {
     }
 }
 
+/// An account's LLM usage of one model on one UTC day, summed.
+public struct LLMDailyUsage: Sendable, Equatable {
+    /// Days since 1970-01-01 (UTC).
+    public var day: Int64
+    public var model: String
+    public var requests: Int64
+    public var promptTokens: Int64
+    public var completionTokens: Int64
+    public var costMicrocents: Int64
+
+    public init(day: Int64, model: String, requests: Int64, promptTokens: Int64, completionTokens: Int64, costMicrocents: Int64) {
+        self.day = day
+        self.model = model
+        self.requests = requests
+        self.promptTokens = promptTokens
+        self.completionTokens = completionTokens
+        self.costMicrocents = costMicrocents
+    }
+}
+
 /// LLM spend per account. The running total is one atomic increment on the
 /// account's row, so concurrent requests never lose a charge.
 public struct SpendRepository: Sendable {
@@ -93,6 +113,30 @@ public struct SpendRepository: Sendable {
                 model: try row.string("model"), upstream: try row.string("upstream"), promptTokens: try row.int("prompt_tokens"),
                 completionTokens: try row.int("completion_tokens"), costMicrocents: try row.int("cost_microcents"),
                 costSource: try row.string("cost_source"), createdAt: try row.int("created_at"))
+        }
+    }
+
+    /// The account's charged requests from `since` (milliseconds) on, summed per UTC day and
+    /// model, oldest day first. The grouping is integer division of the millisecond
+    /// timestamp (the same on SQLite and PostgreSQL); the sums are cast back to BIGINT (a
+    /// PostgreSQL SUM of BIGINT is a NUMERIC).
+    public func dailyUsage(accountID: String, since: Int64) async throws -> [LLMDailyUsage] {
+        try await database.query(
+            """
+            SELECT created_at / 86400000 AS day, model, COUNT(*) AS requests,
+                CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens,
+                CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens,
+                CAST(SUM(cost_microcents) AS BIGINT) AS cost_microcents
+            FROM llm_usage WHERE account_id = ? AND created_at >= ?
+            GROUP BY created_at / 86400000, model
+            ORDER BY day, model
+            """,
+            [.text(accountID), .int(since)]
+        ).map { row in
+            LLMDailyUsage(
+                day: try row.int("day"), model: try row.string("model"), requests: try row.int("requests"),
+                promptTokens: try row.int("prompt_tokens"), completionTokens: try row.int("completion_tokens"),
+                costMicrocents: try row.int("cost_microcents"))
         }
     }
 }

@@ -61,13 +61,13 @@ struct ConsoleTests {
         let (status, output) = try await ChromiumScript.run(
             "console-chromium.py", [server.baseURL, server.dataDirectory + "/outbox", shots, "person-\(getpid())@console.test"])
         let steps = (try? JSONSerialization.jsonObject(with: Data(output.utf8))) as? [String: Any] ?? [:]
-        for step in ["signIn", "cookie", "csrf", "terminal", "files", "exposure", "spend", "vault", "signOut"] {
+        for step in ["signIn", "cookie", "csrf", "terminal", "files", "exposure", "spend", "spendChart", "vault", "playground", "signOut"] {
             let outcome = steps[step] as? [String: Any]
             #expect(outcome?["ok"] as? Bool == true, "\(step): \(outcome ?? [:]) \(steps["error"] ?? "")")
         }
         #expect(status == 0, "\(output)")
         #expect((steps["exposure"] as? [String: Any])?["private"] as? Bool == true)
-        for name in ["signin.png", "sandboxes.png", "sandbox.png", "account.png", "templates.png", "sandbox-narrow.png"] {
+        for name in ["signin.png", "sandboxes.png", "sandbox.png", "account.png", "templates.png", "playground.png", "sandbox-narrow.png"] {
             #expect(FileManager.default.fileExists(atPath: shots + "/" + name), "screenshot \(name)")
         }
         print("console screenshots kept in \(shots)")

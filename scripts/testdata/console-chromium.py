@@ -3,7 +3,8 @@
 pipe) as a person would: signs in with the code from the server's outbox, creates a sandbox,
 types `echo hi` in its terminal and reads `hi` back from the screen, uploads a file and
 downloads it, starts a server in the terminal and opens a private exposure of it, creates an
-API key, makes an LLM proxy call with it and sees the spend, signs out and is refused.
+API key, makes an LLM proxy call with it and sees the spend and its bar in the chart by day
+and model, runs docs snippets in the playground, signs out and is refused.
 Screenshots of each page go to SHOTS_DIR.
 
 Prints one JSON object: each step's outcome. Exit 0 when every step passed.
@@ -193,6 +194,14 @@ try:
     js(page, "location.hash = '#/account', true")
     spent = float(until(page, f"(m => m && m.value > {spent_before} && m.value)(document.querySelector('#spend'))", timeout=30, what="the spend going up"))
     spend_text = js(page, "document.querySelector('#spend-text').textContent")
+    # The chart by day and model has today's bar of the model just called.
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    bars = until(page, f"(b => b.length && b)([...document.querySelectorAll('#spend-chart rect.bar')].filter(r => r.dataset.model === 'test/echo' && r.dataset.date === '{today}').map(r => r.querySelector('title').textContent))",
+                 timeout=30, what="today's bar in the spend chart")
+    legend = js(page, "[...document.querySelectorAll('.spend-chart .legend li')].map(li => li.textContent)")
+    chart_title = js(page, "document.querySelector('#spend-chart > title').textContent")
+    steps["spendChart"] = {"ok": bool(bars) and "test/echo" in legend and "spend per day" in chart_title, "bars": bars, "legend": legend,
+                           "title": chart_title}
     # The vault from the page: the name is listed, the value never comes back.
     set_value(page, "#vault-key", "CONSOLE_SECRET")
     set_value(page, "#vault-value", "s3cret-from-the-console")
@@ -207,6 +216,26 @@ try:
     shot(page, "templates.png")
     steps["spend"] = {"ok": status == 200 and spent > spent_before, "llmStatus": status, "before": spent_before, "after": spent,
                       "text": spend_text}
+
+    # The playground: a docs snippet, edited, runs in a fresh sandbox that is killed after; a
+    # shell snippet shows its stderr and exit code.
+    js(page, "location.hash = '#/playground', true")
+    until(page, "document.querySelector('#run-python-sandbox') !== null", what="the playground page")
+    set_value(page, "#code-python-sandbox", "import platform\nprint('from the playground', 6 * 7, platform.system())\n")
+    click(page, "#run-python-sandbox")
+    out = until(page, "(p => p && p.textContent)(document.querySelector('#result-python-sandbox pre.stdout'))", timeout=180, what="the snippet's output")
+    ran_in = until(page, "(s => s.includes('killed') && s)(document.querySelector('#status-python-sandbox').textContent)", timeout=60,
+                   what="the playground sandbox killed")
+    set_value(page, "#code-isolation-check", "echo out; echo oops >&2; exit 3\n")
+    click(page, "#run-isolation-check")
+    err = until(page, "(p => p && p.textContent)(document.querySelector('#result-isolation-check pre.stderr'))", timeout=180, what="the shell snippet's stderr")
+    exit_code = js(page, "document.querySelector('#result-isolation-check pre.stdout').dataset.exitCode")
+    until(page, "document.querySelector('#status-isolation-check').textContent.includes('killed')", timeout=60, what="the second sandbox killed")
+    used = [s for s in re.findall(r"sb_[a-z0-9]+", ran_in) if s != sandbox_id]
+    still = http("GET", f"/sandboxes/{used[0]}", key=key)[0] if used else None
+    shot(page, "playground.png")
+    steps["playground"] = {"ok": out.strip() == "from the playground 42 Linux" and err.strip() == "oops" and exit_code == "3" and still == 404,
+                           "stdout": out, "stderr": err, "exitCode": exit_code, "status": ran_in, "sandboxAfterwards": still}
 
     # The same pages in a narrow window.
     call("Emulation.setDeviceMetricsOverride", {"width": 420, "height": 860, "deviceScaleFactor": 1, "mobile": True}, session=page)

@@ -37,6 +37,11 @@ struct LLMController {
         router.get("/llm/v1/usage") { _, context -> Response in
             JSON.response(try await proxy.ledger.usage(try context.requireAccount()))
         }
+        router.get("/llm/v1/usage/daily") { request, context -> Response in
+            let account = try context.requireAccount()
+            let days = try SpendLedger.historyDays(request.uri.queryParameters["days"].map(String.init))
+            return JSON.response(try await proxy.ledger.daily(account, days: days))
+        }
         return router
     }
 }

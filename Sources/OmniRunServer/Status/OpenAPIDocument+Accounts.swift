@@ -1,4 +1,5 @@
 import Foundation
+import OmniRunControl
 
 /// The routes of accounts, the vault and the LLM proxy in the OpenAPI document.
 extension OpenAPIDocument {
@@ -120,5 +121,11 @@ extension OpenAPIDocument {
         Route(
             method: "get", path: "/llm/v1/usage",
             summary: "LLM spend and cap, in cents (spendUsedCents, spendCapCents, remainingCents, and the same in snake_case)"),
+        Route(
+            method: "get", path: "/llm/v1/usage/daily",
+            summary:
+                "The caller's LLM usage of the last `days` UTC days (1 to 90, default 30) by day and model: {days, from, to, models, totalCents, items: [{date, model, requests, promptTokens, completionTokens, costCents}]}",
+            query: ["days"],
+            querySchemas: ["days": ["type": "integer", "minimum": 1, "maximum": SpendLedger.maxHistoryDays, "default": SpendLedger.defaultHistoryDays]]),
     ]
 }

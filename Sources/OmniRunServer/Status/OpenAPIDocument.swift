@@ -12,6 +12,8 @@ enum OpenAPIDocument {
         var query: [String] = []
         var body: [String: Any]? = nil
         var open = false
+        /// The schema of a query parameter that is not a plain string.
+        var querySchemas: [String: [String: Any]] = [:]
     }
 
     nonisolated(unsafe) static let stringMap: [String: Any] = ["type": "object", "additionalProperties": ["type": "string"]]
@@ -201,7 +203,7 @@ enum OpenAPIDocument {
             for name in route.query {
                 parameters.append([
                     "name": name, "in": "query", "required": name == "path" && !route.path.hasSuffix("/list"),
-                    "schema": ["type": "string"],
+                    "schema": route.querySchemas[name] ?? ["type": "string"],
                 ])
             }
             var operation: [String: Any] = [
