@@ -77,6 +77,19 @@ struct MultiNodeTests {
             }
             #expect(screen.contains("pty-over-relay"), "\(screen)")
             #expect(try await clients[1].get("/sandboxes/\(far)").object["node"] as? String == "node-3")
+            // The E2B-compatible endpoint through other nodes: its control route and its envd
+            // routes (named by header, opened by the sandbox's token) are relayed to node 3.
+            let e2bInfo = try await clients[0].get("/e2b/sandboxes/\(far)")
+            #expect(e2bInfo.status == 200, "\(e2bInfo.text)")
+            let envdToken = e2bInfo.object["envdAccessToken"] as? String ?? ""
+            let envd = ["E2b-Sandbox-Id": far, "X-Access-Token": envdToken]
+            let e2bDownload = try await clients[1].request("GET", "/e2b/files?path=%2Ftmp%2Fblob.bin", headers: envd)
+            #expect(e2bDownload.status == 200)
+            #expect(e2bDownload.body == payload)
+            let e2bStat = try await clients[0].request(
+                "POST", "/e2b/filesystem.Filesystem/Stat", body: Data(#"{"path":"/tmp/blob.bin"}"#.utf8), contentType: "application/json",
+                headers: envd)
+            #expect(e2bStat.status == 200 && e2bStat.text.contains("5242880"), "\(e2bStat.text)")
             // Only a node may say it relayed a request (signed with the cluster's secret): a
             // client that sets the header, or forges a signature, is refused, and the
             // node-to-node routes answer nodes only.
