@@ -17,10 +17,10 @@ function signInPage() {
   const code = h("input", { id: "code", inputmode: "numeric", autocomplete: "one-time-code", required: true });
   const codeForm = h("form", { class: "row", hidden: true },
     h("label", { for: "code" }, "Code from the email", code),
-    h("button", { class: "primary", type: "submit" }, "Sign in"));
+    h("button", { class: "primary", type: "submit", id: "sign-in" }, "Sign in"));
   const emailForm = h("form", { class: "row" },
     h("label", { for: "email" }, "Email", email),
-    h("button", { class: "primary", type: "submit" }, "Email me a code"));
+    h("button", { class: "primary", type: "submit", id: "send-code" }, "Email me a code"));
   emailForm.addEventListener("submit", async (event) => {
     event.preventDefault();
     try {
@@ -67,7 +67,8 @@ async function sandboxesPage() {
     h("button", { class: "primary", type: "submit", id: "create" }, "Create sandbox"));
   const body = h("tbody");
   const table = h("table", { class: "wide" },
-    h("thead", {}, h("tr", {}, ...["Sandbox", "Template", "State", "Age", "Expires", ""].map((t) => h("th", {}, t)))), body);
+    h("thead", {}, h("tr", {}, ...["Sandbox", "Template", "State", "Age", "Expires"].map((t) => h("th", {}, t)),
+      h("th", {}, h("span", { class: "visually-hidden" }, "Actions")))), body);
   const history = h("tbody");
   create.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -78,8 +79,12 @@ async function sandboxesPage() {
         template: template.value, timeout: Number(timeout.value), internet: internet.checked,
       });
       location.hash = `#/sandbox/${made.sandboxID}`;
-    } catch (error) { toast(error.message, true); }
-    button.disabled = false;
+    } catch (error) {
+      toast(error.message, true);
+      // A disabled button loses the focus: give it back, so the keyboard is where it was.
+      button.disabled = false;
+      button.focus();
+    }
   });
   async function act(id, what) {
     try {
@@ -93,6 +98,13 @@ async function sandboxesPage() {
     if (!document.body.contains(table)) return;
     try {
       const list = await api("GET", "/sandboxes");
+      // The rows are drawn again every 3 s: a control that has the focus gets it back in its
+      // new row (same sandbox, same place), or the keyboard would start over at the top.
+      const focused = body.contains(document.activeElement) ? document.activeElement : null;
+      const row = focused && focused.closest("tr[data-id]");
+      const kept = row && { id: row.dataset.id, index: [...row.querySelectorAll("a, button")].indexOf(focused) };
+      const action = (s, what, label, extra = {}) =>
+        h("button", { type: "button", "data-action": what, "aria-label": `${label} ${s.sandboxID}`, onclick: () => act(s.sandboxID, what), ...extra }, label);
       clear(body).append(...list.map((s) => h("tr", { "data-id": s.sandboxID },
         h("td", {}, h("a", { href: `#/sandbox/${s.sandboxID}`, class: "mono" }, s.sandboxID)),
         h("td", {}, s.templateID),
@@ -100,12 +112,15 @@ async function sandboxesPage() {
         h("td", {}, age(s.startedAt)),
         h("td", {}, s.endAt ? new Date(s.endAt).toLocaleTimeString() : "—"),
         h("td", {}, h("div", { class: "actions" },
-          s.state === "paused"
-            ? h("button", { type: "button", onclick: () => act(s.sandboxID, "resume") }, "Resume")
-            : h("button", { type: "button", onclick: () => act(s.sandboxID, "pause") }, "Pause"),
-          h("button", { type: "button", onclick: () => act(s.sandboxID, "fork") }, "Fork"),
-          h("button", { type: "button", class: "danger", onclick: () => act(s.sandboxID, "kill") }, "Kill"))))));
+          s.state === "paused" ? action(s, "resume", "Resume") : action(s, "pause", "Pause"),
+          action(s, "fork", "Fork"),
+          action(s, "kill", "Kill", { class: "danger" }))))));
       if (!list.length) body.append(h("tr", {}, h("td", { colspan: "6", class: "muted" }, "No sandboxes are running.")));
+      if (kept && !body.contains(document.activeElement)) {
+        const again = [...body.querySelectorAll("tr[data-id]")].find((tr) => tr.dataset.id === kept.id);
+        const controls = again ? [...again.querySelectorAll("a, button")] : [];
+        (controls[kept.index] || controls[0] || main).focus({ preventScroll: true });
+      }
       const ended = await api("GET", "/sandboxes/history");
       clear(history).append(...ended.slice(0, 20).map((s) => h("tr", {},
         h("td", { class: "mono" }, s.sandboxID), h("td", {}, s.templateID || ""), h("td", {}, s.endReason || s.state || ""),
@@ -139,14 +154,18 @@ async function route() {
   document.getElementById("who").textContent = session.account ? session.account.email : "";
   const parts = path.split("/").filter(Boolean);
   try {
-    if (parts[0] === "sandbox" && parts[1]) return await sandboxPage(main, parts[1]);
-    if (parts[0] === "account") return await accountPage(main, session.account);
-    if (parts[0] === "templates") return await templatesPage(main);
-    if (parts[0] === "playground") return playgroundPage(main);
-    return await sandboxesPage();
+    if (parts[0] === "sandbox" && parts[1]) await sandboxPage(main, parts[1]);
+    else if (parts[0] === "account") await accountPage(main, session.account);
+    else if (parts[0] === "templates") await templatesPage(main);
+    else if (parts[0] === "playground") playgroundPage(main);
+    else await sandboxesPage();
   } catch (error) {
     toast(error.message, true);
   }
+  // The control that had the focus (the sign-in form, a button of the last page) may be gone
+  // with the page it was on: the next Tab then starts at this page's content, not the top.
+  const active = document.activeElement;
+  if (!active || active === document.body) main.focus({ preventScroll: true });
 }
 
 document.getElementById("signout").addEventListener("click", async () => {

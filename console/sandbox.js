@@ -23,6 +23,21 @@ async function terminal(id, container) {
   }
   const term = new window.Terminal({ cols: 80, rows: 20, cursorBlink: true, scrollback: 2000 });
   term.open(container);
+  // xterm.js puts its outer element in the Tab order too: a stop without a name where typing
+  // goes nowhere. The keyboard's one stop is its input ("Terminal input").
+  if (term.element) term.element.setAttribute("tabindex", "-1");
+  // Tab and Shift+Tab belong to the shell (completion), so they cannot also leave the terminal:
+  // Esc then Tab (or Shift+Tab) within 2 s moves the focus on instead (the Esc still reaches
+  // the shell, as editors need it). The hint under the heading says so.
+  let escapedAt = 0;
+  term.attachCustomKeyEventHandler((event) => {
+    if (event.type !== "keydown") return true;
+    if (event.key === "Escape") { escapedAt = Date.now(); return true; }
+    const leave = event.key === "Tab" && !event.ctrlKey && !event.altKey && !event.metaKey && Date.now() - escapedAt < 2000;
+    escapedAt = 0;
+    return !leave;
+  });
+  if (term.textarea) term.textarea.setAttribute("aria-describedby", "terminal-hint");
   // As many columns and rows as the panel holds (the fit add-on), told to the PTY.
   const fit = window.FitAddon ? new window.FitAddon.FitAddon() : null;
   if (fit) {
@@ -161,7 +176,8 @@ export async function sandboxPage(main, id) {
     h("h1", {}, "Sandbox ", h("span", { class: "mono" }, info.sandboxID), " ", h("span", { class: `state ${info.state}` }, info.state)),
     h("p", { class: "muted" }, `${info.templateID} · ${info.cpuCount} vCPU · ${info.memoryMB} MiB` + (info.node ? ` · node ${info.node}` : "")),
     h("div", { class: "grid" },
-      h("section", { class: "card", "aria-labelledby": "terminal-title" }, h("h2", { id: "terminal-title" }, "Terminal"), screen),
+      h("section", { class: "card", "aria-labelledby": "terminal-title" }, h("h2", { id: "terminal-title" }, "Terminal"), screen,
+        h("p", { class: "muted hint", id: "terminal-hint" }, "Tab completes in the shell; Esc then Tab moves on to the next control.")),
       h("div", {}, metricsPanel(id), exposuresPanel(id))),
     filesPanel(id));
   if (info.templateID === "desktop" && info.state === "running") {

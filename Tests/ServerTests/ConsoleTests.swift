@@ -61,7 +61,10 @@ struct ConsoleTests {
         let (status, output) = try await ChromiumScript.run(
             "console-chromium.py", [server.baseURL, server.dataDirectory + "/outbox", shots, "person-\(getpid())@console.test"])
         let steps = (try? JSONSerialization.jsonObject(with: Data(output.utf8))) as? [String: Any] ?? [:]
-        for step in ["signIn", "cookie", "csrf", "terminal", "files", "exposure", "spend", "spendChart", "vault", "playground", "signOut"] {
+        for step in [
+            "signIn", "keyboardSignIn", "keyboardSandboxes", "cookie", "csrf", "terminal", "files", "exposure", "keyboardTerminal", "spend", "spendChart",
+            "vault", "names", "playground", "keyboardRefresh", "signOut",
+        ] {
             let outcome = steps[step] as? [String: Any]
             #expect(outcome?["ok"] as? Bool == true, "\(step): \(outcome ?? [:]) \(steps["error"] ?? "")")
         }

@@ -69,6 +69,109 @@ def type_text(session, text):
         call("Input.dispatchKeyEvent", {"type": "keyUp", **{k: v for k, v in params.items() if k not in ("text", "unmodifiedText")}}, session=session)
 
 
+# Keys as Chromium's DevTools protocol wants them (a key that types text is a keyDown with
+# that text; the others are rawKeyDown).
+KEYS = {"Tab": ("Tab", "Tab", 9, None), "Enter": ("Enter", "Enter", 13, "\r"), "Space": (" ", "Space", 32, " "),
+        "ArrowDown": ("ArrowDown", "ArrowDown", 40, None), "ArrowUp": ("ArrowUp", "ArrowUp", 38, None),
+        "Escape": ("Escape", "Escape", 27, None)}
+SHIFT = 8
+
+# What has the focus: its id, tag, mark (data-kb, see `mark`), name and whether its focus shows.
+FOCUSED = """(() => { const e = document.activeElement;
+  if (!e || e === document.body) return {tag: 'body'};
+  const style = getComputedStyle(e);
+  return {id: e.id, tag: e.tagName.toLowerCase(), kb: e.dataset ? e.dataset.kb || null : null,
+          action: e.dataset ? e.dataset.action || null : null, classes: e.className && String(e.className),
+          text: (e.getAttribute('aria-label') || e.textContent || '').trim().slice(0, 40),
+          ring: e.matches(':focus-visible') && style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) >= 2} })()"""
+
+
+def press(session, name, modifiers=0):
+    """One key pressed and let go; what has the focus afterwards."""
+    key, code, number, text = KEYS[name]
+    down = {"type": "keyDown" if text else "rawKeyDown", "key": key, "code": code, "windowsVirtualKeyCode": number,
+            "nativeVirtualKeyCode": number, "modifiers": modifiers}
+    if text:
+        down.update(text=text, unmodifiedText=text)
+    call("Input.dispatchKeyEvent", down, session=session)
+    call("Input.dispatchKeyEvent", {"type": "keyUp", "key": key, "code": code, "windowsVirtualKeyCode": number,
+                                    "nativeVirtualKeyCode": number, "modifiers": modifiers}, session=session)
+    return js(session, FOCUSED)
+
+
+def focused(session):
+    return js(session, FOCUSED)
+
+
+def expect_focus(session, selector, what):
+    if not js(session, f"document.activeElement === document.querySelector({json.dumps(selector)})"):
+        raise AssertionError(f"{what}: the focus is on {focused(session)}, not {selector}")
+
+
+def tab_to(session, selector, backwards=False, limit=25):
+    """Tab (or Shift+Tab) until `selector` has the focus; the stops on the way."""
+    stops = []
+    for _ in range(limit):
+        stop = press(session, "Tab", SHIFT if backwards else 0)
+        stops.append(stop.get("id") or stop.get("text") or stop["tag"])
+        if js(session, f"document.activeElement === document.querySelector({json.dumps(selector)})"):
+            return stops
+    raise AssertionError(f"{'Shift+' if backwards else ''}Tab never reached {selector}: {stops}")
+
+
+def mark(session):
+    """Marks every control a person can Tab to on the page (data-kb = its place) and lists them."""
+    return js(session, """(() => {
+      document.querySelectorAll('[data-kb]').forEach(e => delete e.dataset.kb);
+      const all = [...document.querySelectorAll('a[href], button, input, select, textarea, summary, [tabindex]')]
+        .filter(e => e.tabIndex >= 0 && !e.disabled && e.getClientRects().length && getComputedStyle(e).visibility !== 'hidden');
+      all.forEach((e, i) => e.dataset.kb = String(i));
+      return all.map(e => e.id || e.tagName.toLowerCase() + ':' + (e.getAttribute('aria-label') || e.textContent).trim().slice(0, 30));
+    })()""")
+
+
+def unnamed(session, controls):
+    """The marked controls whose accessible name (Chromium's accessibility tree: a label,
+    aria-label, aria-labelledby or text) is empty."""
+    root = call("DOM.getDocument", {"depth": 0}, session=session)["root"]["nodeId"]
+    nodes = call("DOM.querySelectorAll", {"nodeId": root, "selector": "[data-kb]"}, session=session)["nodeIds"]
+    missing = []
+    for control, node in zip(controls, nodes):
+        ax = call("Accessibility.getPartialAXTree", {"nodeId": node, "fetchRelatives": False}, session=session).get("nodes", [])
+        name = str(((ax[0] if ax else {}).get("name") or {}).get("value", "")).strip()
+        if not name:
+            missing.append(control)
+    if len(nodes) != len(controls):
+        missing.append(f"{len(controls)} controls marked, {len(nodes)} found")
+    return missing
+
+
+def keyboard_walk(session):
+    """Tabs through the whole page (wrapping around once): every control must be reached, show
+    its focus and have a name. Returns the controls, the order they were reached in, and what failed."""
+    controls = mark(session)
+    order, seen, problems = [], set(), []
+    for _ in range(len(controls) + 3):
+        stop = press(session, "Tab")
+        if stop.get("kb") is not None:
+            if stop["kb"] not in seen:
+                order.append(controls[int(stop["kb"])])
+            seen.add(stop["kb"])
+            if not stop.get("ring"):
+                problems.append(f"no visible focus on {controls[int(stop['kb'])]}")
+        if len(seen) == len(controls):
+            break
+    problems += [f"not reachable by Tab: {c}" for i, c in enumerate(controls) if str(i) not in seen]
+    problems += [f"no accessible name: {c}" for c in unnamed(session, controls)]
+    return {"controls": len(controls), "order": order, "problems": problems}
+
+
+def names_only(session):
+    """Every control on the page has an accessible name (no Tab walk)."""
+    controls = mark(session)
+    return {"controls": len(controls), "unnamed": unnamed(session, controls)}
+
+
 def click(session, selector):
     js(session, f"document.querySelector({json.dumps(selector)}).click(), true")
 
@@ -112,18 +215,36 @@ sandbox_id = None
 key = None
 try:
     page = open_page(base + "/")
+    call("Accessibility.enable", session=page)
     until(page, "document.querySelector('#email') !== null", what="the sign-in page")
     shot(page, "signin.png")
-    # Sign in with the emailed code.
+    # Sign in with the emailed code, by keyboard alone (key events through DevTools): the email
+    # field has the focus at once; every control is reached by Tab, shows its focus and has a name.
+    until(page, "document.activeElement === document.querySelector('#email')", timeout=10, what="the email field focused on load")
+    signin_walk = keyboard_walk(page)
+    # Signed out, the page offers the brand link, the email field and its button, nothing else
+    # (not the code form before a code was sent, nor the signed-in navigation).
+    if sorted(signin_walk["order"]) != sorted(["a:OmniRun", "email", "send-code"]):
+        signin_walk["problems"].append(f"the signed-out page's controls: {signin_walk['order']}")
+    back = tab_to(page, "#email", backwards=True)
+    type_text(page, email)
+    press(page, "Tab")
+    expect_focus(page, "#send-code", "Tab from the email field")
     asked = time.time()
-    set_value(page, "#email", email)
-    js(page, "document.querySelector('form').requestSubmit(), true")
+    press(page, "Space")
     code = newest_code(asked)
     until(page, "!document.querySelector('#code').closest('form').hidden", what="the code form")
-    set_value(page, "#code", code)
-    js(page, "document.querySelector('#code').closest('form').requestSubmit(), true")
+    until(page, "document.activeElement === document.querySelector('#code')", timeout=10, what="the code field focused")
+    press(page, "Tab", SHIFT)
+    expect_focus(page, "#send-code", "Shift+Tab from the code field")
+    press(page, "Tab")
+    expect_focus(page, "#code", "Tab back to the code field")
+    signin_names = names_only(page)
+    type_text(page, code + "\n")
     until(page, "location.hash === '#/sandboxes' && document.querySelector('#create') !== null", what="the sandboxes page")
     steps["signIn"] = {"ok": True, "who": js(page, "document.querySelector('#who').textContent")}
+    steps["keyboardSignIn"] = {"ok": not signin_walk["problems"] and not signin_names["unnamed"], "walk": signin_walk,
+                               "shiftTabToEmail": back, "namesWithCode": signin_names}
     cookies = call("Network.getCookies", {"urls": [base + "/"]}, session=page).get("cookies", [])
     session_cookie = next((c for c in cookies if c["name"] == "omnirun_session"), None)
     steps["cookie"] = {"ok": bool(session_cookie and session_cookie.get("httpOnly") and session_cookie.get("sameSite") == "Strict"),
@@ -132,13 +253,48 @@ try:
     status = js(page, "fetch('/sandboxes', {method: 'POST', headers: {'Content-Type': 'application/json'}, body: '{}'}).then(r => r.status)")
     steps["csrf"] = {"ok": status == 403, "status": status}
 
-    # A sandbox from the page.
+    # A sandbox from the page, by keyboard alone: the focus is on the page's content after
+    # signing in (the code field went with the sign-in page), Tab reaches the form's controls.
     until(page, "[...document.querySelectorAll('#template option')].some(o => o.value === 'playground')", what="the template list")
-    set_value(page, "#template", "playground")
+    expect_focus(page, "main", "the focus after signing in")
+    press(page, "Tab")
+    expect_focus(page, "#template", "the first Tab on the sandboxes page")
+    press(page, "Tab", SHIFT)
+    expect_focus(page, "#signout", "Shift+Tab from the template picker")
+    sandboxes_walk = keyboard_walk(page)
+    tab_to(page, "#template")
+    want = js(page, "[...document.querySelector('#template').options].findIndex(o => o.value === 'playground')")
+    have = js(page, "document.querySelector('#template').selectedIndex")
+    for _ in range(abs(want - have)):
+        press(page, "ArrowDown" if want > have else "ArrowUp")
+    picked = js(page, "document.querySelector('#template').value")
+    press(page, "Tab")
+    expect_focus(page, "#timeout", "Tab from the template picker")
+    type_text(page, "600")  # a field reached by Tab has its text selected: typing replaces it
+    timeout_value = js(page, "document.querySelector('#timeout').value")
+    press(page, "Tab")
+    expect_focus(page, "#internet", "Tab from the timeout")
+    press(page, "Space")
+    toggled_on = js(page, "document.querySelector('#internet').checked")
+    press(page, "Space")
+    toggled_off = not js(page, "document.querySelector('#internet').checked")
+    press(page, "Tab")
+    expect_focus(page, "#create", "Tab from the internet switch")
     shot(page, "sandboxes.png")
-    click(page, "#create")
+    press(page, "Enter")
     sandbox_id = until(page, "location.hash.startsWith('#/sandbox/') && location.hash.slice(10)", timeout=180, what="the sandbox page")
     until(page, "window.omnirunTerminal && window.omnirunTerminal.term !== null && window.omnirunTerminal.text().includes('$')", timeout=120, what="the shell prompt")
+    terminal_focused = js(page, "document.activeElement.classList.contains('xterm-helper-textarea')")
+    made = js(page, f"fetch('/sandboxes/{sandbox_id}').then(r => r.json())")
+    lifetime = (js(page, f"(Date.parse({json.dumps(made['endAt'])}) - Date.parse({json.dumps(made['startedAt'])})) / 1000")
+                if made.get("endAt") and made.get("startedAt") else None)
+    sandbox_names = names_only(page)
+    steps["keyboardSandboxes"] = {
+        "ok": not sandboxes_walk["problems"] and picked == "playground" and timeout_value == "600" and toggled_on and toggled_off
+        and made.get("templateID") == "playground" and lifetime is not None and 590 <= lifetime <= 610 and terminal_focused
+        and not sandbox_names["unnamed"],
+        "walk": sandboxes_walk, "template": picked, "timeout": timeout_value, "internetToggled": [toggled_on, toggled_off],
+        "lifetime": lifetime, "terminalFocused": terminal_focused, "sandboxPageNames": sandbox_names}
     js(page, "window.omnirunTerminal.term.focus(), true")
     type_text(page, "echo hi\n")
     screen = until(page, "(t => t.split('\\n').some(l => l.trim() === 'hi') && t)(window.omnirunTerminal.text())", timeout=60, what="hi on the screen")
@@ -180,6 +336,16 @@ try:
     steps["exposure"] = {"ok": True, "private": "omnirun_token=" in access, "page": listing[:80]}
     call("Page.close", session=preview)
     call("Page.bringToFront", session=page)
+    # Tab belongs to the shell; Esc then Tab leaves the terminal, Shift+Tab comes back (the
+    # terminal's typing is done: the Esc reaches the shell too).
+    js(page, "window.omnirunTerminal.term.focus(), true")
+    tab_in_shell = press(page, "Tab")
+    press(page, "Escape")
+    left = press(page, "Tab")
+    came_back = press(page, "Tab", SHIFT)
+    steps["keyboardTerminal"] = {"ok": "xterm-helper-textarea" in (tab_in_shell.get("classes") or "") and left.get("id") == "expose-port"
+                                 and "xterm-helper-textarea" in (came_back.get("classes") or ""),
+                                 "tab": tab_in_shell, "escapeTab": left, "shiftTab": came_back}
 
     # An API key from the account page, an LLM proxy call with it, the spend seen.
     js(page, "location.hash = '#/account', true")
@@ -211,9 +377,11 @@ try:
     steps["vault"] = {"ok": "CONSOLE_SECRET" in listed and "s3cret-from-the-console" not in listed
                       and "s3cret-from-the-console" not in js(page, "document.body.innerHTML")}
     shot(page, "account.png")
+    page_names = {"account": names_only(page)}
     js(page, "location.hash = '#/templates', true")
     until(page, "[...document.querySelectorAll('td')].some(td => td.textContent === 'playground')", what="the templates page")
     shot(page, "templates.png")
+    page_names["templates"] = names_only(page)
     steps["spend"] = {"ok": status == 200 and spent > spent_before, "llmStatus": status, "before": spent_before, "after": spent,
                       "text": spend_text}
 
@@ -234,6 +402,8 @@ try:
     used = [s for s in re.findall(r"sb_[a-z0-9]+", ran_in) if s != sandbox_id]
     still = http("GET", f"/sandboxes/{used[0]}", key=key)[0] if used else None
     shot(page, "playground.png")
+    page_names["playground"] = names_only(page)
+    steps["names"] = {"ok": not any(p["unnamed"] for p in page_names.values()), **page_names}
     steps["playground"] = {"ok": out.strip() == "from the playground 42 Linux" and err.strip() == "oops" and exit_code == "3" and still == 404,
                            "stdout": out, "stderr": err, "exitCode": exit_code, "status": ran_in, "sandboxAfterwards": still}
 
@@ -248,6 +418,16 @@ try:
     # Sign out: the page goes back to sign-in, and the old session is refused by the server.
     js(page, "location.hash = '#/sandboxes', true")
     until(page, "document.querySelector('#create') !== null", what="the sandboxes page again")
+    # The list is drawn again every 3 s: a row's button keeps the focus across that.
+    pause = f"tr[data-id='{sandbox_id}'] button[data-action=pause]"
+    until(page, f"document.querySelector({json.dumps(pause)}) !== null", timeout=10, what="the sandbox's row")
+    stops = tab_to(page, pause)
+    js(page, f"document.querySelector(\"tr[data-id='{sandbox_id}']\").dataset.old = '1', true")
+    until(page, "document.querySelector('tr[data-id]') !== null && document.querySelector('tr[data-old]') === null", timeout=10, what="the list drawn again")
+    kept = js(page, f"document.activeElement === document.querySelector({json.dumps(pause)})")
+    after_tab = press(page, "Tab")
+    steps["keyboardRefresh"] = {"ok": bool(kept) and after_tab.get("action") == "fork" and sandbox_id in after_tab.get("text", ""),
+                                "stops": stops, "focusKept": kept, "nextTab": after_tab}
     click(page, "#signout")
     until(page, "location.hash === '#/signin'", what="the sign-in page after signing out")
     after = js(page, "fetch('/sandboxes').then(r => r.status)")
