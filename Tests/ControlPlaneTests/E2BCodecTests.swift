@@ -127,3 +127,17 @@ struct E2BBinaryTests {
     }
 }
 
+
+@Suite("E2B endpoint: list filters")
+struct E2BListFilterTests {
+    /// The SDK quotes each key and value, urlencodes the pairs, and the HTTP client encodes the
+    /// parameter once more; after the router's own decoding the filter reads as written.
+    @Test func metadataFiltersReadAsTheSDKWroteThem() throws {
+        // `{"special": "a b=c&d 100%", "k": "v"}` after the router decoded the parameter once.
+        let filter = try E2BControlController.metadataFilter("special=a%2520b%253Dc%2526d%2520100%2525&k=v")
+        #expect(filter == ["special": "a b=c&d 100%", "k": "v"])
+        #expect(throws: (any Error).self) { try E2BControlController.metadataFilter(String(repeating: "a", count: 9000)) }
+        // A malformed escape is no error and no trap: the pair is still read.
+        #expect(try E2BControlController.metadataFilter("bad=%ZZ%")["bad"] != nil)
+    }
+}

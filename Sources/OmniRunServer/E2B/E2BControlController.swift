@@ -220,15 +220,18 @@ struct E2BControlController {
         return JSON.response(page.map { detailView($0, withToken: false) }, headers: headers)
     }
 
-    /// `metadata=` of a list: a query string (`k=v&k2=v2`, each part percent-encoded).
+    /// `metadata=` of a list: a query string (`k=v&k2=v2`) whose keys and values were each
+    /// percent-encoded before the string was form-encoded (the SDK quotes, then urlencodes).
     static func metadataFilter(_ text: String) throws -> [String: String] {
         guard text.utf8.count <= 8192 else { throw OmniRunError(.invalidArgument, "the metadata filter is longer than 8 KiB") }
+        func decode(_ part: Substring) -> String {
+            let form = Request.formDecode(String(part))
+            return form.removingPercentEncoding ?? form
+        }
         var result: [String: String] = [:]
         for pair in text.split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let key = String(parts[0]).removingPercentEncoding ?? String(parts[0])
-            let value = parts.count > 1 ? (String(parts[1]).removingPercentEncoding ?? String(parts[1])) : ""
-            result[key] = value
+            result[decode(parts[0])] = parts.count > 1 ? decode(parts[1]) : ""
         }
         return result
     }
