@@ -2,6 +2,7 @@
 list (and its metadata and state filters), set_timeout, pause and resume through connect,
 kill, and the errors of unknown sandboxes and keys."""
 import datetime as dt
+import os
 import uuid
 
 import pytest
@@ -32,7 +33,8 @@ def sbx():
 
 def test_create_and_get_info(sbx):
     assert sbx.sandbox_id
-    assert sbx.sandbox_domain is None  # domain null: E2B_SANDBOX_URL serves every sandbox
+    # E2B_SANDBOX_URL serves every sandbox (the id travels in a header).
+    assert sbx.envd_api_url == os.environ["E2B_SANDBOX_URL"]
     info = sbx.get_info()
     assert info.sandbox_id == sbx.sandbox_id
     assert info.state == SandboxState.RUNNING
@@ -184,3 +186,36 @@ def test_unknown_template():
     with pytest.raises(SandboxException) as info:
         Sandbox.create("no-such-template-here", timeout=60)
     assert "no-such-template-here" in str(info.value) or "404" in str(info.value) or "400" in str(info.value), info.value
+
+
+# What the endpoint does not offer answers 501 with a message naming it; the SDK raises
+# SandboxException("501: ...") and nothing is created or changed.
+
+def _unsupported(call, *words):
+    with pytest.raises(SandboxException) as info:
+        call()
+    text = str(info.value)
+    assert text.startswith("501: "), text
+    assert any(w.lower() in text.lower() for w in words), text
+    return text
+
+
+def test_unsupported_fork(sbx):
+    _unsupported(lambda: sbx.fork(), "fork")
+
+
+def test_unsupported_snapshots(sbx):
+    _unsupported(lambda: sbx.create_snapshot(), "snapshot")
+    _unsupported(lambda: Sandbox.list_snapshots().next_items(), "snapshot")
+
+
+def test_unsupported_network_update(sbx):
+    _unsupported(lambda: sbx.update_network({"deny_out": ["0.0.0.0/0"]}), "network")
+
+
+def test_unsupported_create_options():
+    marker = {"e2b-suite": RUN_ID, "purpose": "unsupported"}
+    _unsupported(lambda: Sandbox.create(timeout=60, metadata=marker, network={"deny_out": ["10.0.0.0/8"]}), "network")
+    _unsupported(lambda: Sandbox.create(timeout=60, metadata=marker,
+                                        lifecycle={"on_timeout": "pause", "auto_resume": True}), "autoResume", "resume")
+    assert Sandbox.list(query=SandboxQuery(metadata=marker)).next_items() == []
