@@ -32,15 +32,20 @@ def pytest_configure(config):
             raise pytest.UsageError(f"{name} must not be set: the suite talks to the server through E2B_API_URL/E2B_SANDBOX_URL only")
 
 
+def _describe(what):
+    return what() if callable(what) else what
+
+
 def wait_until(predicate, timeout=30.0, interval=0.2, what="condition"):
-    """Polls `predicate` until it returns a true value, which is returned."""
+    """Polls `predicate` until it returns a true value, which is returned. `what` (a string,
+    or a callable giving one at the time of failure) says what was awaited."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout}s waiting for {_describe(what)}")
         time.sleep(interval)
 
 
@@ -51,7 +56,7 @@ async def await_until(predicate, timeout=30.0, interval=0.2, what="condition"):
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout}s waiting for {_describe(what)}")
         await asyncio.sleep(interval)
 
 

@@ -76,8 +76,8 @@ def test_code_context(ci):
     ci.run_code("x = 20", context=context)
     assert ci.run_code("x * 2 + 2", context=context).text == "42"
     assert ci.run_code("import os; os.getcwd()", context=context).text == "'/tmp'"
-    # Another context does not see it.
-    other = ci.run_code("x", context=ci.create_code_context())
+    # The default context does not see it.
+    other = ci.run_code("x")
     assert other.error is not None and other.error.name == "NameError"
     assert context.id in [c.id for c in ci.list_code_contexts()]
     ci.restart_code_context(context)
@@ -87,14 +87,17 @@ def test_code_context(ci):
     assert context.id not in [c.id for c in ci.list_code_contexts()]
 
 
-def test_run_code_envs(ci):
-    # Either honoured, or refused with a message that names env_vars (never ignored).
-    try:
-        execution = ci.run_code("import os; os.environ.get('E2B_SUITE_VAR')", envs={"E2B_SUITE_VAR": "set"})
-    except SandboxException as e:
-        assert "env_vars" in str(e), e
-    else:
-        assert execution.text == "'set'"
+def test_run_code_envs_is_refused(ci):
+    # OmniRun's contexts take no per-execution environment: a 501 naming env_vars.
+    with pytest.raises(SandboxException) as info:
+        ci.run_code("import os; os.environ.get('E2B_SUITE_VAR')", envs={"E2B_SUITE_VAR": "set"})
+    assert "501" in str(info.value) and "env_vars" in str(info.value), info.value
+
+
+def test_run_code_other_language_is_refused(ci):
+    with pytest.raises(SandboxException) as info:
+        ci.run_code("cat('hi')", language="r")
+    assert "400" in str(info.value), info.value
 
 
 def test_run_code_language_python(ci):
@@ -115,12 +118,13 @@ def test_async_run_code(ci):
         sandbox = await AsyncCodeSandbox.connect(ci.sandbox_id)
         execution = await sandbox.run_code("2+3")
         assert execution.text == "5"
-        context = await sandbox.create_code_context()
-        await sandbox.run_code("y = 7", context=context)
-        assert (await sandbox.run_code("y * 6", context=context)).text == "42"
+        # The default context, whose kernel runs already (a new one takes seconds to start).
+        await sandbox.run_code("y = 7")
+        assert (await sandbox.run_code("y * 6")).text == "42"
         failed = await sandbox.run_code("raise ValueError('nope')")
         assert failed.error.name == "ValueError"
         assert failed.error.value == "nope"
-        await sandbox.remove_code_context(context)
+        contexts = await sandbox.list_code_contexts()
+        assert all(c.id and c.language for c in contexts)
 
     asyncio.run(body())

@@ -155,11 +155,12 @@ def test_pty_echo_resize_kill(sbx):
     handle = sbx.pty.create(PtySize(rows=24, cols=80), timeout=120)
     assert handle.pid > 0
     sbx.pty.send_stdin(handle.pid, b"echo hi\n")
-    # The terminal echoes the typed line, then bash prints `hi` on a line of its own.
-    _read_pty_until(handle, rb"\nhi\r?\n")
+    # The terminal echoes the typed line, then bash prints `hi` on a line of its own (after
+    # bracketed-paste escapes, so only the end of the line is certain).
+    _read_pty_until(handle, rb"[\r\n]hi\r\n")
     sbx.pty.resize(handle.pid, PtySize(rows=40, cols=132))
     sbx.pty.send_stdin(handle.pid, b"stty size\n")
-    _read_pty_until(handle, rb"\n40 132\r?\n")
+    _read_pty_until(handle, rb"[\r\n]40 132\r\n")
     # A PTY is listed among the processes.
     assert any(p.pid == handle.pid for p in sbx.commands.list())
     assert sbx.pty.kill(handle.pid) is True

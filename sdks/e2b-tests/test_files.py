@@ -9,6 +9,7 @@ from e2b import (
     FileNotFoundException,
     FilesystemEventType,
     FileType,
+    InvalidArgumentException,
     SandboxException,
     TemplateException,
 )
@@ -62,11 +63,20 @@ def test_write_file_object_uses_octet_stream(sbx):
     assert bytes(sbx.files.read(path, format="bytes")) == data
 
 
-def test_write_gzip(sbx):
-    # gzip=True is an octet-stream upload with Content-Encoding: gzip.
+def test_write_gzip_is_refused(sbx):
+    # gzip=True is an octet-stream upload with Content-Encoding: gzip, which the endpoint
+    # refuses (400: uploads stream straight to the guest); nothing is written.
     path = f"{DIR}/gz.txt"
-    sbx.files.write(path, "compressed ✓\n" * 100, gzip=True)
-    assert sbx.files.read(path) == "compressed ✓\n" * 100
+    with pytest.raises(InvalidArgumentException) as info:
+        sbx.files.write(path, "compressed\n" * 100, gzip=True)
+    assert "gzip" in str(info.value).lower(), info.value
+    assert sbx.files.exists(path) is False
+
+
+def test_read_gzip(sbx):
+    # A download may be compressed (Accept-Encoding: gzip); httpx decodes it.
+    path = f"{DIR}/gz-read.txt"
+    sbx.files.write(path, "compressed ✓\n" * 100)
     assert sbx.files.read(path, gzip=True) == "compressed ✓\n" * 100
 
 

@@ -17,10 +17,12 @@ from e2b import (
 
 from conftest import ENVD_VERSION, RUN_ID, SANDBOX_TIMEOUT, kill_quietly, wait_until
 
-# A value with a space, an equals sign and an ampersand: the list filter's metadata is
-# URL-encoded twice on the wire.
-TAG = f"lifecycle {RUN_ID}=&x"
-META = {"e2b-suite": RUN_ID, "purpose": TAG}
+TAG = f"lifecycle-{RUN_ID}"
+# A value with a space, `=`, `&` and `%`: the SDK percent-encodes the list filter's keys and
+# values, then URL-encodes the `k=v&…` string, which httpx encodes once more as the
+# `metadata` query parameter.
+SPECIAL = "a b=c&d 100%"
+META = {"e2b-suite": RUN_ID, "purpose": TAG, "special": SPECIAL}
 ENVS = {"SBX_LEVEL": "from create", "SECOND": "2"}
 
 
@@ -71,8 +73,15 @@ def test_list_contains_sandbox(sbx):
 def test_list_metadata_filter(sbx):
     items = Sandbox.list(query=SandboxQuery(metadata={"purpose": TAG})).next_items()
     assert [s.sandbox_id for s in items] == [sbx.sandbox_id]
-    none = Sandbox.list(query=SandboxQuery(metadata={"purpose": f"other {uuid.uuid4()}"})).next_items()
+    none = Sandbox.list(query=SandboxQuery(metadata={"purpose": f"other-{uuid.uuid4()}"})).next_items()
     assert none == []
+    both = Sandbox.list(query=SandboxQuery(metadata={"purpose": TAG, "e2b-suite": RUN_ID})).next_items()
+    assert [s.sandbox_id for s in both] == [sbx.sandbox_id]
+
+
+def test_list_metadata_filter_special_characters(sbx):
+    items = Sandbox.list(query=SandboxQuery(metadata={"special": SPECIAL})).next_items()
+    assert [s.sandbox_id for s in items] == [sbx.sandbox_id]
 
 
 def test_list_state_filter(sbx):
@@ -119,6 +128,9 @@ def test_pause_and_resume_through_connect():
         assert sandbox.sandbox_id in [s.sandbox_id for s in paused]
         # Pausing a paused sandbox answers 409, which the SDK reports as False.
         assert Sandbox.pause(sandbox.sandbox_id) is False
+        # A resume without memory (a reboot) is not offered: 501, and it stays paused.
+        _unsupported(lambda: Sandbox.connect(sandbox.sandbox_id, on_resume="reboot"), "reboot", "memory")
+        assert Sandbox.get_info(sandbox.sandbox_id).state == SandboxState.PAUSED
 
         resumed = Sandbox.connect(sandbox.sandbox_id)
         assert resumed.sandbox_id == sandbox.sandbox_id
