@@ -194,11 +194,11 @@ e2b_suite() {
   "$venv/bin/pip" install -q --require-hashes -r sdks/e2b-tests/requirements.txt > "$data/e2b-pip.log" 2>&1 \
     || { echo "[sdk] pip install --require-hashes -r sdks/e2b-tests/requirements.txt failed:"; cat "$data/e2b-pip.log"; return 1; }
   echo "[sdk] pip install e2b, e2b-code-interpreter: $(( $(date +%s) - t0 ))s"
-  local key; key="$(new_key e2b@sdk.test)"
+  local key other; key="$(new_key e2b@sdk.test)"; other="$(new_key e2b-other@sdk.test)"
   # From another folder, so that nothing of the source tree shadows the installed packages;
   # `timeout` ends a run that hangs on a stream.
   (cd "$data" && env -u E2B_DOMAIN -u E2B_DEBUG -u E2B_ACCESS_TOKEN \
-    E2B_API_URL="$OMNIRUN_API_URL/e2b" E2B_SANDBOX_URL="$OMNIRUN_API_URL/e2b" E2B_API_KEY="$key" \
+    E2B_API_URL="$OMNIRUN_API_URL/e2b" E2B_SANDBOX_URL="$OMNIRUN_API_URL/e2b" E2B_API_KEY="$key" E2B_TEST_OTHER_KEY="$other" \
     timeout -k 10 900 "$venv/bin/python" -m pytest -q -p no:cacheprovider "$OLDPWD/sdks/e2b-tests")
 }
 

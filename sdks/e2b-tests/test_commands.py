@@ -89,6 +89,14 @@ def test_stdin_read_line(sbx):
     assert handle.wait().stdout == "got:ping\n"
 
 
+def test_stream_input(sbx):
+    # StreamInput: a client stream of stdin chunks.
+    handle = sbx.commands.run("cat", background=True, stdin=True)
+    sbx.commands.stream_input(handle.pid, [b"one ", "two ✓".encode(), b"\n"])
+    sbx.commands.close_stdin(handle.pid)
+    assert handle.wait().stdout == "one two ✓\n"
+
+
 def test_list_and_kill_background(sbx):
     handle = sbx.commands.run("sleep 600", background=True)
     listed = wait_until(lambda: [p for p in sbx.commands.list() if p.pid == handle.pid],
@@ -166,6 +174,14 @@ def test_pty_echo_resize_kill(sbx):
     assert sbx.pty.kill(handle.pid) is True
     with pytest.raises(CommandExitException):
         handle.wait()
+
+
+def test_pty_stream_input(sbx):
+    handle = sbx.pty.create(PtySize(rows=24, cols=80), timeout=120)
+    sbx.pty.stream_input(handle.pid, [b"echo stre", b"amed-$((6*7))\n"])
+    _read_pty_until(handle, rb"[\r\n]streamed-42\r\n")
+    sbx.pty.send_stdin(handle.pid, b"exit 0\n")
+    assert handle.wait().exit_code == 0
 
 
 def test_pty_exit_code(sbx):

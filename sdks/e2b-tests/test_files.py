@@ -40,6 +40,30 @@ def test_write_and_read_bytes(sbx):
     assert int(size) == len(data)
 
 
+def test_read_stream(sbx):
+    path = f"{DIR}/streamed.bin"
+    data = os.urandom(300_000)
+    sbx.files.write(path, data)
+    reader = sbx.files.read(path, format="stream")
+    assert b"".join(reader) == data
+
+
+def test_signed_urls_are_not_served(sbx):
+    # download_url()/upload_url() are built by the SDK with urljoin(E2B_SANDBOX_URL, "/files"),
+    # which drops the /e2b prefix, and they carry no sandbox id: they reach OmniRun's own
+    # /files, which answers a JSON 401 without an API key, and write nothing.
+    import httpx
+    sbx.files.write(f"{DIR}/signed.txt", "not for strangers")
+    url = sbx.download_url(f"{DIR}/signed.txt")
+    assert "/e2b/" not in url
+    r = httpx.get(url, timeout=30)
+    assert r.status_code == 401, (r.status_code, r.text)
+    assert r.json()["message"]
+    r = httpx.post(sbx.upload_url(f"{DIR}/uploaded.txt"), files={"file": ("uploaded.txt", b"x")}, timeout=30)
+    assert r.status_code == 401, (r.status_code, r.text)
+    assert sbx.files.exists(f"{DIR}/uploaded.txt") is False
+
+
 def test_overwrite(sbx):
     path = f"{DIR}/over.txt"
     sbx.files.write(path, "a much longer first version\n")

@@ -187,6 +187,25 @@ def test_unknown_sandbox():
     assert Sandbox.kill("no-such-sandbox") is False
 
 
+def test_other_account_sees_nothing(sbx):
+    other = os.environ.get("E2B_TEST_OTHER_KEY")
+    if not other:
+        pytest.skip("E2B_TEST_OTHER_KEY (a key of another account) is not set")
+    with pytest.raises(SandboxNotFoundException):
+        Sandbox.get_info(sbx.sandbox_id, api_key=other)
+    with pytest.raises(SandboxNotFoundException):
+        Sandbox.connect(sbx.sandbox_id, api_key=other)
+    with pytest.raises(SandboxNotFoundException):
+        Sandbox.set_timeout(sbx.sandbox_id, 30, api_key=other)
+    with pytest.raises(SandboxNotFoundException):
+        Sandbox.pause(sbx.sandbox_id, api_key=other)
+    assert Sandbox.kill(sbx.sandbox_id, api_key=other) is False
+    assert sbx.sandbox_id not in [s.sandbox_id for s in Sandbox.list(api_key=other).next_items()]
+    # Untouched by all of that.
+    assert sbx.get_info().state == SandboxState.RUNNING
+    assert sbx.commands.run("echo still").stdout == "still\n"
+
+
 def test_bad_api_key():
     with pytest.raises(AuthenticationException):
         Sandbox.create(api_key="e2b_not-a-key-of-this-server")
