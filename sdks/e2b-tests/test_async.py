@@ -69,7 +69,7 @@ def test_background_stdin_kill(loop, asbx):
 
 def test_connect_to_background(loop, asbx):
     async def body():
-        handle = await asbx.commands.run("sleep 5; echo reconnected", background=True)
+        handle = await asbx.commands.run("sleep 8; echo reconnected", background=True)
         await handle.disconnect()
         again = await asbx.commands.connect(handle.pid)
         result = await again.wait()

@@ -123,7 +123,7 @@ def test_kill_unknown_pid_is_false(sbx):
 
 
 def test_connect_to_background_process(sbx):
-    handle = sbx.commands.run("sleep 5; echo after-reconnect", background=True)
+    handle = sbx.commands.run("sleep 8; echo after-reconnect", background=True)
     pid = handle.pid
     handle.disconnect()
     # The process keeps running without a client attached.
