@@ -2,13 +2,16 @@
 # The SDK and CLI suites against one real `omnirun serve` (real microVMs) with the
 # stand-in LLM upstream of scripts/testdata: the Python SDK (pytest, installed into a
 # virtualenv as a user would), the TypeScript SDK (built with tsc, run by Node in its ESM
-# and CommonJS builds) and the `omni` CLI (the real binary; its interactive shell in tmux).
+# and CommonJS builds), the `omni` CLI (the real binary; its interactive shell in tmux) and
+# the unmodified PyPI `e2b` and `e2b-code-interpreter` SDKs through the server's E2B-compatible
+# endpoint under /e2b (sdks/e2b-tests, pinned with hashes).
 # Needs .build/debug/omnirun (or $OMNIRUN_BIN) and .build/debug/omni; scripts/test.sh runs it
 # after the Swift suite.
-#   SDK_SUITES="python typescript cli managed cluster" (default: these five; "managed" is the
-#   Claude Managed Agents worker of integrations/claude-managed-agents; "cluster" runs the
-#   shared scenario through node 1 of three nodes on PostgreSQL; "public" runs the public
-#   clients, which need their git directories: scripts/test-public-clients.sh)
+#   SDK_SUITES="python typescript cli managed cluster e2b" (default: these six; "managed" is
+#   the Claude Managed Agents worker of integrations/claude-managed-agents; "cluster" runs the
+#   shared scenario through node 1 of three nodes on PostgreSQL; "e2b" the E2B SDKs' suite;
+#   "public" runs the public clients, which need their git directories:
+#   scripts/test-public-clients.sh)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH=/opt/swift/usr/bin:$PATH
@@ -16,7 +19,7 @@ export PATH=/opt/swift/usr/bin:$PATH
 source scripts/test-services.sh
 # shellcheck source=scripts/test-public-clients.sh
 source scripts/test-public-clients.sh
-suites="${SDK_SUITES:-python typescript cli managed cluster}"
+suites="${SDK_SUITES:-python typescript cli managed cluster e2b}"
 bin="$(realpath "${OMNIRUN_BIN:-.build/debug/omnirun}")"
 cache="${OMNIRUN_CACHE_DIR:-$HOME/.cache/omnirun}"
 base="${OMNIRUN_TEST_DATA_DIR:-$cache/test-data}"
@@ -178,6 +181,27 @@ cluster_stop() {
   return 0
 }
 
+e2b_suite() {
+  # The unmodified PyPI `e2b` and `e2b-code-interpreter` packages (versions and hashes pinned
+  # in sdks/e2b-tests/requirements.txt) against this server's E2B-compatible endpoint: the
+  # control API and the sandbox URL are both /e2b of the API port; no E2B_DOMAIN, no debug mode.
+  # pytest comes from the system, as for the other Python suites.
+  local venv="$data/e2b-venv"
+  python3 -c 'import pytest' 2>/dev/null || python3 -m pip install -q pytest >/dev/null 2>&1 \
+    || python3 -m pip install -q --break-system-packages pytest >/dev/null
+  python3 -m venv --system-site-packages "$venv"
+  local t0; t0=$(date +%s)
+  "$venv/bin/pip" install -q --require-hashes -r sdks/e2b-tests/requirements.txt > "$data/e2b-pip.log" 2>&1 \
+    || { echo "[sdk] pip install --require-hashes -r sdks/e2b-tests/requirements.txt failed:"; cat "$data/e2b-pip.log"; return 1; }
+  echo "[sdk] pip install e2b, e2b-code-interpreter: $(( $(date +%s) - t0 ))s"
+  local key other; key="$(new_key e2b@sdk.test)"; other="$(new_key e2b-other@sdk.test)"
+  # From another folder, so that nothing of the source tree shadows the installed packages;
+  # `timeout` ends a run that hangs on a stream.
+  (cd "$data" && env -u E2B_DOMAIN -u E2B_DEBUG -u E2B_ACCESS_TOKEN \
+    E2B_API_URL="$OMNIRUN_API_URL/e2b" E2B_SANDBOX_URL="$OMNIRUN_API_URL/e2b" E2B_API_KEY="$key" E2B_TEST_OTHER_KEY="$other" \
+    timeout -k 10 900 "$venv/bin/python" -m pytest -q -p no:cacheprovider "$OLDPWD/sdks/e2b-tests")
+}
+
 cli_suite() {
   OMNIRUN_TEST_KEY="$(new_key cli@sdk.test)" OMNIRUN_TEST_OUTBOX="$data/outbox" OMNIRUN_TEST_LLM_LOG="$data/upstream-requests.jsonl" OMNI="${OMNI_BIN:-$PWD/.build/debug/omni}" \
     bash sdks/cli-tests/run.sh
@@ -190,6 +214,7 @@ for suite in $suites; do
     cli) run_suite "omni CLI" cli_suite ;;
     managed) run_suite "Claude Managed Agents worker (pytest)" managed_suite ;;
     cluster) run_suite "the shared scenario through a drained node of three (PostgreSQL)" cluster_suite ;;
+    e2b) run_suite "the E2B SDKs, unmodified (pytest)" e2b_suite ;;
     public) run_suite "the public clients (scripts/test-public-clients.sh)" public_suite ;;
     *) echo "[sdk] unknown suite $suite"; status=1 ;;
   esac
