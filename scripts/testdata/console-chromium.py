@@ -502,7 +502,7 @@ try:
             still_link_page = js(page, "location.pathname === '/auth/magic-link/verify'")
     link_cookie = next((c for c in call("Network.getCookies", {"urls": [base + "/"]}, session=page).get("cookies", [])
                         if c["name"] == "omnirun_session"), None)
-    steps["linkSignIn"] = {"ok": status == 200 and who == email and bool(refused) and "not valid" in refused and bool(still_link_page)
+    steps["linkSignIn"] = {"ok": status == 200 and who == email and bool(refused) and "already used" in refused and bool(still_link_page)
                            and bool(link_cookie and link_cookie.get("httpOnly")), "who": who, "second": refused}
     # Signed out again (the session's key revoked).
     call("Page.navigate", {"url": base + "/#/sandboxes"}, session=page)
