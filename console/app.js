@@ -41,6 +41,8 @@ function signInPage() {
   });
   const token = new URLSearchParams(location.hash.split("?")[1] || "").get("token");
   if (token) {
+    // The token works once: it leaves the address (and the history) before it is used.
+    history.replaceState(null, "", "#/signin");
     api("POST", "/console/session", { token }, { quiet: true }).then((signed) => {
       session.csrf = signed.csrf;
       session.account = signed.account;
@@ -54,10 +56,18 @@ function signInPage() {
   email.focus();
 }
 
+/** A template as the picker names it: its name and, where the API gives them, its resources. */
+function templateLabel(t) {
+  const resources = [];
+  if (Number.isFinite(t.cpuCount) && t.cpuCount > 0) resources.push(`${t.cpuCount} vCPU`);
+  if (Number.isFinite(t.memoryMB) && t.memoryMB > 0) resources.push(`${t.memoryMB} MiB`);
+  return resources.length ? `${t.templateID} (${resources.join(", ")})` : t.templateID;
+}
+
 async function sandboxesPage() {
   const templates = await api("GET", "/templates").catch(() => []);
   const template = h("select", { id: "template" },
-    ...templates.filter((t) => t.status === "ready").map((t) => h("option", { value: t.templateID }, t.templateID)));
+    ...templates.filter((t) => t.status === "ready").map((t) => h("option", { value: t.templateID }, templateLabel(t))));
   const timeout = h("input", { id: "timeout", type: "number", min: "10", max: "86400", value: "900" });
   const internet = h("input", { id: "internet", type: "checkbox" });
   const create = h("form", { class: "row", "aria-label": "New sandbox" },
@@ -94,7 +104,12 @@ async function sandboxesPage() {
       refresh();
     } catch (error) { toast(error.message, true); }
   }
+  // One refresh loop per page: an action (Pause, Resume, Fork, Kill) redraws the list at once
+  // and puts the loop's next turn 3 s after that, never a second loop beside the first.
+  let timer = null;
   async function refresh() {
+    clearTimeout(timer);
+    timer = null;
     if (!document.body.contains(table)) return;
     try {
       const list = await api("GET", "/sandboxes");
@@ -126,7 +141,10 @@ async function sandboxesPage() {
         h("td", { class: "mono" }, s.sandboxID), h("td", {}, s.templateID || ""), h("td", {}, s.endReason || s.state || ""),
         h("td", {}, s.endedAt ? new Date(s.endedAt).toLocaleString() : ""))));
     } catch (error) { toast(error.message, true); }
-    setTimeout(refresh, 3000);
+    // Two turns may have been drawing at once (an action's and the loop's): the later one
+    // leaves the only timer.
+    clearTimeout(timer);
+    if (document.body.contains(table)) timer = setTimeout(refresh, 3000);
   }
   clear(main).append(
     h("h1", {}, "Sandboxes"),

@@ -157,29 +157,73 @@ function exposuresPanel(id) {
 
 function metricsPanel(id) {
   const box = h("div", { class: "row" });
-  (async () => {
+  async function show() {
     try {
       const samples = (await api("GET", `/sandboxes/${id}/metrics?limit=120`)).reverse();
-      if (!samples.length) { box.append(h("p", { class: "muted" }, "No samples yet (every few seconds).")); return; }
-      box.append(
+      if (!samples.length) { clear(box).append(h("p", { class: "muted" }, "No samples yet (every few seconds).")); return; }
+      clear(box).append(
         h("figure", {}, sparkline(samples.map((s) => s.cpu_used_pct), "CPU use over time"), h("figcaption", {}, `CPU ${samples.at(-1).cpu_used_pct}%`)),
         h("figure", {}, sparkline(samples.map((s) => s.mem_used), "Memory use over time"), h("figcaption", {}, `Memory ${bytes(samples.at(-1).mem_used)}`)));
-    } catch (error) { box.append(h("p", { class: "muted" }, error.message)); }
-  })();
-  return h("section", { class: "card", "aria-labelledby": "metrics-title" }, h("h2", { id: "metrics-title" }, "Metrics"), box);
+    } catch (error) { clear(box).append(h("p", { class: "muted" }, error.message)); }
+  }
+  return { show, panel: h("section", { class: "card", "aria-labelledby": "metrics-title" }, h("h2", { id: "metrics-title" }, "Metrics"), box) };
+}
+
+/** The sandbox's commands (`GET /sandboxes/{id}/commands`: those started through the API, not
+ * the terminal's shell), the running ones first, each running one with a Kill button. */
+function commandsPanel(id) {
+  const list = h("tbody", { id: "commands" });
+  async function show() {
+    try {
+      const commands = await api("GET", `/sandboxes/${id}/commands`);
+      commands.sort((a, b) => (b.running - a.running) || String(b.started_at).localeCompare(String(a.started_at)));
+      // A Kill button that has the focus keeps it when its row is drawn again.
+      const focusedPid = list.contains(document.activeElement) ? document.activeElement.dataset.pid : null;
+      clear(list).append(...commands.slice(0, 20).map((c) => h("tr", { "data-pid": String(c.pid) },
+        h("td", { class: "mono" }, String(c.pid)),
+        h("td", { class: "mono command" }, c.command),
+        h("td", {}, c.started_at ? new Date(c.started_at).toLocaleTimeString() : ""),
+        h("td", {}, c.running ? h("span", { class: "state running" }, "running") : `exited ${c.exit_code ?? ""}`),
+        h("td", {}, c.running ? h("button", { type: "button", class: "danger", "data-pid": String(c.pid),
+          "aria-label": `Kill ${c.command.slice(0, 60)} (pid ${c.pid})`, onclick: async () => {
+            try { await api("DELETE", `/sandboxes/${id}/commands/${c.pid}`); show(); } catch (error) { toast(error.message, true); }
+          } }, "Kill") : ""))));
+      if (!commands.length) list.append(h("tr", {}, h("td", { colspan: "5", class: "muted" }, "No commands (started through the API) yet.")));
+      if (focusedPid && !list.contains(document.activeElement)) {
+        const again = list.querySelector(`button[data-pid="${focusedPid}"]`);
+        if (again) again.focus({ preventScroll: true });
+      }
+    } catch (error) { clear(list).append(h("tr", {}, h("td", { colspan: "5", class: "muted" }, error.message))); }
+  }
+  return { show, panel: h("section", { class: "card", "aria-labelledby": "commands-title" }, h("h2", { id: "commands-title" }, "Commands"),
+    h("table", {}, h("thead", {}, h("tr", {}, ...["PID", "Command", "Started", "State"].map((t) => h("th", {}, t)),
+      h("th", {}, h("span", { class: "visually-hidden" }, "Actions")))), list)) };
 }
 
 export async function sandboxPage(main, id) {
   const info = await api("GET", `/sandboxes/${id}`);
   const screen = h("div", { id: "terminal", "aria-label": "Terminal" });
+  const metrics = metricsPanel(id);
+  const commands = commandsPanel(id);
   clear(main).append(
     h("h1", {}, "Sandbox ", h("span", { class: "mono" }, info.sandboxID), " ", h("span", { class: `state ${info.state}` }, info.state)),
     h("p", { class: "muted" }, `${info.templateID} · ${info.cpuCount} vCPU · ${info.memoryMB} MiB` + (info.node ? ` · node ${info.node}` : "")),
     h("div", { class: "grid" },
       h("section", { class: "card", "aria-labelledby": "terminal-title" }, h("h2", { id: "terminal-title" }, "Terminal"), screen,
         h("p", { class: "muted hint", id: "terminal-hint" }, "Tab completes in the shell; Esc then Tab moves on to the next control.")),
-      h("div", {}, metricsPanel(id), exposuresPanel(id))),
+      h("div", {}, metrics.panel, exposuresPanel(id))),
+    commands.panel,
     filesPanel(id));
+  // The metrics and the commands are read again every 5 s while this page is shown (one loop).
+  const heading = main.querySelector("h1");
+  let timer = null;
+  const refresh = async () => {
+    if (!main.contains(heading)) return;
+    await Promise.all([metrics.show(), commands.show()]);
+    if (main.contains(heading)) timer = setTimeout(refresh, 5000);
+  };
+  refresh();
+  window.addEventListener("hashchange", () => clearTimeout(timer), { once: true });
   if (info.templateID === "desktop" && info.state === "running") {
     // The desktop's noVNC (port 6080) through a private exposure, opened in a new tab.
     main.querySelector("h1").after(h("p", {}, h("button", { type: "button", id: "live-view", onclick: async () => {

@@ -79,6 +79,67 @@ struct ConsoleSessionTests {
         }
     }
 
+    /// The emailed link's URL (from the outbox), sent to `email` after `request`.
+    func emailedLink(_ plane: ControlPlane, email: String) async throws -> String {
+        let asked = try await send(plane, .post, "/auth/magic-link/request", json: #"{"email": "\#(email)"}"#)
+        #expect(asked.status == 200, "\(asked.text)")
+        let outbox = plane.configuration.dataDirectory + "/outbox"
+        let files = try FileManager.default.contentsOfDirectory(atPath: outbox).sorted()
+        let mail = try String(contentsOfFile: outbox + "/" + (files.last ?? ""), encoding: .utf8)
+        let start = try #require(mail.range(of: "/auth/magic-link/verify?token="))
+        let token = mail[start.upperBound...].prefix { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }
+        return "/auth/magic-link/verify?token=" + token
+    }
+
+    @Test func theEmailedLinkSignsTheConsoleInOnce() async throws {
+        try await ControlPlane.run({ $0.ownerEmail = "owner@example.com" }) { plane in
+            let link = try await emailedLink(plane, email: "owner@example.com")
+            let token = String(try #require(link.split(separator: "=").last))
+            // Opening the link (twice, as a mail scanner and then the person) uses nothing up:
+            // the page offers the console and an API token; it is not cached, framed or referred.
+            for _ in 0..<2 {
+                let page = try await send(plane, .get, link)
+                #expect(page.status == 200, "\(page.text)")
+                #expect(page.text.contains("Open the web console") && page.text.contains("Show an API token"), "\(page.text)")
+                #expect(page.headers[.cacheControl] == "no-store")
+                #expect(page.headers[.init("Referrer-Policy")!] == "no-referrer")
+                #expect(page.headers[.contentSecurityPolicy]?.contains("script-src 'nonce-") == true)
+            }
+            // The page's "Open the web console": the token makes a console session (the cookie).
+            let session = try await send(plane, .post, "/console/session", json: #"{"token": "\#(token)"}"#)
+            #expect(session.status == 201, "\(session.text)")
+            let setCookie = try #require(session.headers[.setCookie])
+            #expect(setCookie.contains("HttpOnly") && setCookie.contains("SameSite=Strict"), "\(setCookie)")
+            let cookie = String(setCookie.split(separator: ";").first ?? "")
+            let who = try await send(plane, .get, "/console/session", headers: ["Cookie": cookie])
+            #expect(who.status == 200 && who.text.contains("owner@example.com"), "\(who.text)")
+            #expect(try await send(plane, .get, "/sandboxes", headers: ["Cookie": cookie]).status == 200)
+            // The token worked once: neither the console nor the API takes it again.
+            let again = try await send(plane, .post, "/console/session", json: #"{"token": "\#(token)"}"#)
+            #expect(again.status == 401, "\(again.text)")
+            #expect(again.headers[.setCookie] == nil)
+            #expect(try await send(plane, .post, "/auth/magic-link/verify", json: #"{"token": "\#(token)"}"#).status == 401)
+            // A link that is not one is a clear 400, with no page.
+            let bad = try await send(plane, .get, "/auth/magic-link/verify?token=%3Cscript%3E")
+            #expect(bad.status == 400, "\(bad.text)")
+            #expect(try await send(plane, .get, "/auth/magic-link/verify").status == 400)
+        }
+    }
+
+    @Test func withoutTheConsoleTheLinkOffersTheAPITokenAlone() async throws {
+        try await ControlPlane.run({ $0.ownerEmail = "owner@example.com"; $0.consoleDirectory = nil }) { plane in
+            let link = try await emailedLink(plane, email: "owner@example.com")
+            let page = try await send(plane, .get, link)
+            #expect(page.status == 200)
+            #expect(!page.text.contains("Open the web console") && page.text.contains("Show an API token"), "\(page.text)")
+            // The API's way still works, once.
+            let token = String(try #require(link.split(separator: "=").last))
+            let signed = try await send(plane, .post, "/auth/magic-link/verify", json: #"{"token": "\#(token)"}"#)
+            #expect(signed.status == 200 && signed.text.contains("omr_"), "\(signed.text)")
+            #expect(try await send(plane, .post, "/auth/magic-link/verify", json: #"{"token": "\#(token)"}"#).status == 401)
+        }
+    }
+
     @Test func theConsolesFilesStayInItsFolder() async throws {
         try await ControlPlane.run({ $0.ownerEmail = "owner@example.com" }) { plane in
             let page = try await send(plane, .get, "/")

@@ -63,14 +63,14 @@ struct ConsoleTests {
         let steps = (try? JSONSerialization.jsonObject(with: Data(output.utf8))) as? [String: Any] ?? [:]
         for step in [
             "signIn", "keyboardSignIn", "keyboardSandboxes", "cookie", "csrf", "terminal", "files", "exposure", "keyboardTerminal", "spend", "spendChart",
-            "vault", "names", "playground", "keyboardRefresh", "signOut",
+            "vault", "names", "playground", "keyboardRefresh", "signOut", "templatePicker", "commands", "oneRefreshLoop", "linkSignIn",
         ] {
             let outcome = steps[step] as? [String: Any]
             #expect(outcome?["ok"] as? Bool == true, "\(step): \(outcome ?? [:]) \(steps["error"] ?? "")")
         }
         #expect(status == 0, "\(output)")
         #expect((steps["exposure"] as? [String: Any])?["private"] as? Bool == true)
-        for name in ["signin.png", "sandboxes.png", "sandbox.png", "account.png", "templates.png", "playground.png", "sandbox-narrow.png"] {
+        for name in ["signin.png", "sandboxes.png", "sandbox.png", "account.png", "templates.png", "playground.png", "sandbox-narrow.png", "signin-link.png"] {
             #expect(FileManager.default.fileExists(atPath: shots + "/" + name), "screenshot \(name)")
         }
         print("console screenshots kept in \(shots)")

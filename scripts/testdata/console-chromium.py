@@ -4,7 +4,7 @@ pipe) as a person would: signs in with the code from the server's outbox, create
 types `echo hi` in its terminal and reads `hi` back from the screen, uploads a file and
 downloads it, starts a server in the terminal and opens a private exposure of it, creates an
 API key, makes an LLM proxy call with it and sees the spend and its bar in the chart by day
-and model, runs docs snippets in the playground, signs out and is refused.
+and model, runs docs snippets in the playground, signs out and is refused, signs in again with the emailed link (once).
 Screenshots of each page go to SHOTS_DIR.
 
 Prints one JSON object: each step's outcome. Exit 0 when every step passed.
@@ -195,6 +195,22 @@ def newest_code(since):
     raise TimeoutError("no sign-in mail in the outbox")
 
 
+def newest_link(since):
+    """The sign-in link of the newest mail to `email` sent since `since`."""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        for path in sorted(glob.glob(os.path.join(outbox, "*.eml")), reverse=True):
+            if os.path.getmtime(path) < since - 1:
+                continue
+            text = open(path, encoding="utf-8", errors="replace").read()
+            if email in text:
+                found = re.search(r"(https?://\S+/auth/magic-link/verify\?token=[A-Za-z0-9_-]+)", text)
+                if found:
+                    return found.group(1)
+        time.sleep(0.25)
+    raise TimeoutError("no sign-in link in the outbox")
+
+
 def http(method, path, key=None, cookie=None, body=None):
     request = urllib.request.Request(base + path, method=method, data=json.dumps(body).encode() if body is not None else None)
     if key:
@@ -268,6 +284,10 @@ try:
     for _ in range(abs(want - have)):
         press(page, "ArrowDown" if want > have else "ArrowUp")
     picked = js(page, "document.querySelector('#template').value")
+    # The picker names each template with its resources (GET /templates gives them).
+    picker = js(page, "[...document.querySelector('#template').options].map(o => o.textContent)")
+    playground_option = js(page, "document.querySelector('#template').selectedOptions[0].textContent")
+    steps["templatePicker"] = {"ok": bool(re.fullmatch(r"playground \(\d+ vCPU, \d+ MiB\)", playground_option or "")), "options": picker}
     press(page, "Tab")
     expect_focus(page, "#timeout", "Tab from the template picker")
     type_text(page, "600")  # a field reached by Tab has its text selected: typing replaces it
@@ -299,6 +319,20 @@ try:
     type_text(page, "echo hi\n")
     screen = until(page, "(t => t.split('\\n').some(l => l.trim() === 'hi') && t)(window.omnirunTerminal.text())", timeout=60, what="hi on the screen")
     steps["terminal"] = {"ok": True, "screen": screen.strip().splitlines()[-3:]}
+
+    # The sandbox's commands: one started through the API is listed (within the page's 5 s
+    # refresh) with a Kill button named after it, which kills it.
+    started = js(page, f"import('/console/api.js').then(m => m.api('POST', '/sandboxes/{sandbox_id}/commands', {{command: 'sleep 300', background: true}}))")
+    pid = started.get("pid") if isinstance(started, dict) else None
+    row = f"#commands tr[data-pid='{pid}']"
+    listed = until(page, f"(r => r && r.textContent)(document.querySelector({json.dumps(row)}))", timeout=20, what="the command listed")
+    kill_name = js(page, f"document.querySelector({json.dumps(row + ' button')}).getAttribute('aria-label')")
+    click(page, row + " button")
+    ended = until(page, f"(r => !r ? 'gone' : !r.querySelector('button') && r.textContent)(document.querySelector({json.dumps(row)}))", timeout=20,
+                  what="the command killed")
+    running_after = js(page, f"fetch('/sandboxes/{sandbox_id}/commands/{pid}').then(r => r.ok ? r.json().then(j => j.running) : r.status)")
+    steps["commands"] = {"ok": bool(pid) and "sleep 300" in listed and "running" in listed and kill_name == f"Kill sleep 300 (pid {pid})"
+                         and (running_after is False or running_after == 404), "pid": pid, "listed": listed, "killButton": kill_name, "after": ended}
 
     # A file up through the page's file input, then down again.
     local = os.path.join(browser.profile, "console-upload.txt")
@@ -428,11 +462,53 @@ try:
     after_tab = press(page, "Tab")
     steps["keyboardRefresh"] = {"ok": bool(kept) and after_tab.get("action") == "fork" and sandbox_id in after_tab.get("text", ""),
                                 "stops": stops, "focusKept": kept, "nextTab": after_tab}
+    # Pause and Resume from the list: still one refresh loop (a GET /sandboxes every 3 s), not
+    # one more per action.
+    click(page, pause)
+    resume = f"tr[data-id='{sandbox_id}'] button[data-action=resume]"
+    until(page, f"document.querySelector({json.dumps(resume)}) !== null", timeout=120, what="the sandbox paused")
+    click(page, resume)
+    until(page, f"document.querySelector({json.dumps(pause)}) !== null", timeout=120, what="the sandbox resumed")
+    js(page, "performance.setResourceTimingBufferSize(2000), performance.clearResourceTimings(), true")
+    time.sleep(9)
+    lists = js(page, "performance.getEntriesByType('resource').filter(e => new URL(e.name).pathname === '/sandboxes').length")
+    steps["oneRefreshLoop"] = {"ok": 2 <= lists <= 4, "listsIn9s": lists}
     click(page, "#signout")
     until(page, "location.hash === '#/signin'", what="the sign-in page after signing out")
     after = js(page, "fetch('/sandboxes').then(r => r.status)")
     replayed, _ = http("GET", "/sandboxes", cookie=f"omnirun_session={session_cookie['value']}") if session_cookie else (None, None)
     steps["signOut"] = {"ok": after == 401 and replayed == 401, "pageStatus": after, "oldCookieStatus": replayed}
+
+    # Sign in again with the emailed link: its page's "Open the web console" signs this browser
+    # in; the same link a second time is refused.
+    asked = time.time()
+    status, _ = http("POST", "/auth/magic-link/request", body={"email": email})
+    # The link as the mail has it (the server's public URL), opened at the address this test
+    # reaches the server by (the cookie is that origin's).
+    mailed = newest_link(asked)
+    link = base + mailed[mailed.index("/auth/magic-link/verify"):]
+    who = refused = still_link_page = None
+    for attempt in (1, 2):
+        call("Page.navigate", {"url": link}, session=page)
+        until(page, "location.pathname === '/auth/magic-link/verify' && document.querySelector('#console') !== null", what="the link's page")
+        if attempt == 1:
+            shot(page, "signin-link.png")
+        click(page, "#console")
+        if attempt == 1:
+            until(page, "location.hash === '#/sandboxes' && document.querySelector('#create') !== null", what="the console after the link")
+            who = js(page, "document.querySelector('#who').textContent")
+        else:
+            refused = until(page, "(o => o && o.textContent)(document.querySelector('#out'))", timeout=20, what="the used link refused")
+            still_link_page = js(page, "location.pathname === '/auth/magic-link/verify'")
+    link_cookie = next((c for c in call("Network.getCookies", {"urls": [base + "/"]}, session=page).get("cookies", [])
+                        if c["name"] == "omnirun_session"), None)
+    steps["linkSignIn"] = {"ok": status == 200 and who == email and bool(refused) and "already used" in refused and bool(still_link_page)
+                           and bool(link_cookie and link_cookie.get("httpOnly")), "who": who, "second": refused}
+    # Signed out again (the session's key revoked).
+    call("Page.navigate", {"url": base + "/#/sandboxes"}, session=page)
+    until(page, "document.querySelector('#create') !== null", what="the sandboxes page after the link")
+    click(page, "#signout")
+    until(page, "location.hash === '#/signin'", what="signed out after the link")
 except Exception as error:  # noqa: BLE001 - reported as the failing step
     steps["error"] = {"ok": False, "message": f"{type(error).__name__}: {error}"}
 finally:

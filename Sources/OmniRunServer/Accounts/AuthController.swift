@@ -93,14 +93,14 @@ struct AuthController {
             let body = try await JSON.decode(LinkBody.self, from: request, limit: 16 << 10)
             return JSON.response(Self.view(try await signIn.verify(link: body.token)))
         }
-        // The emailed link: a page that signs in with one more click, so that mail
-        // scanners that fetch links do not use the sign-in up.
+        // The emailed link: a page that signs in with one more click (into the web console or
+        // for an API token), so that mail scanners that fetch links do not use the sign-in up.
         router.get("/auth/magic-link/verify") { request, _ -> Response in
             let token = try request.requiredQuery("token")
             guard token.count <= 128, token.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
                 throw OmniRunError(.invalidArgument, "token is not a sign-in link token")
             }
-            return Self.linkPage(token: token)
+            return Self.linkPage(token: token, console: configuration.consoleDirectory != nil)
         }
         router.post("/auth/mfa/totp/verify") { _, _ -> Response in
             throw OmniRunError(.notImplemented, "multi-factor sign-in is not available on this server yet")
@@ -188,21 +188,45 @@ struct AuthController {
         return JSON.response(TokenView(key, token: token), status: .created)
     }
 
-    static func linkPage(token: String) -> Response {
+    /// The emailed link's page. Opening it uses nothing up (mail scanners fetch links): a
+    /// click does, once. With the web console served, the first choice signs this browser into
+    /// the console (`POST /console/session` with the link's token sets the session cookie, then
+    /// the console opens at its sandboxes, the token never in its address); the other shows an
+    /// API token once, as before. The token is only in this page (a data attribute), which is
+    /// not cached, not framed and sends no referrer.
+    static func linkPage(token: String, console: Bool) -> Response {
+        let nonce = randomBytes(16).map { String(format: "%02x", $0) }.joined()
+        let consoleButton =
+            console
+            ? #"<p><button id="console" class="primary">Open the web console</button> signed in (this browser).</p>"# + "\n"
+            : ""
         let html = """
             <!doctype html>
-            <html><head><meta charset="utf-8"><title>Sign in to OmniRun</title></head>
-            <body style="font-family: sans-serif; max-width: 32em; margin: 4em auto">
+            <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+            <title>Sign in to OmniRun</title></head>
+            <body style="font-family: sans-serif; max-width: 32em; margin: 4em auto; padding: 0 1em" data-token="\(token)">
             <h1>Sign in to OmniRun</h1>
-            <p>Press the button to finish signing in. Your API token is shown once.</p>
-            <button id="go">Sign in</button>
-            <pre id="out"></pre>
-            <script>
+            <p>Choose how to finish signing in. The link works once.</p>
+            \(consoleButton)<p><button id="go">Show an API token</button> (shown once, for the API and the SDKs).</p>
+            <pre id="out" role="status" style="white-space: pre-wrap"></pre>
+            <script nonce="\(nonce)">
+            const token = document.body.dataset.token;
+            const out = document.getElementById('out');
+            const use = async (path) => {
+              const r = await fetch(path, {method: 'POST', credentials: 'same-origin',
+                headers: {'Content-Type': 'application/json'}, body: JSON.stringify({token})});
+              let j = {};
+              try { j = await r.json(); } catch (e) {}
+              if (!r.ok) out.textContent = j.message || j.error || ('Error ' + r.status);
+              return r.ok ? j : null;
+            };
             document.getElementById('go').onclick = async () => {
-              const r = await fetch('/auth/magic-link/verify', {method: 'POST',
-                headers: {'Content-Type': 'application/json'}, body: JSON.stringify({token: '\(token)'})});
-              const j = await r.json();
-              document.getElementById('out').textContent = r.ok ? 'Your API token: ' + j.token : (j.message || j.error);
+              const j = await use('/auth/magic-link/verify');
+              if (j) out.textContent = 'Your API token: ' + j.token;
+            };
+            const open = document.getElementById('console');
+            if (open) open.onclick = async () => {
+              if (await use('/console/session')) location.replace('/#/sandboxes');
             };
             </script>
             </body></html>
@@ -210,6 +234,11 @@ struct AuthController {
         var headers = HTTPFields()
         headers[.contentType] = "text/html; charset=utf-8"
         headers[.cacheControl] = "no-store"
+        headers[.init("Referrer-Policy")!] = "no-referrer"
+        headers[.init("X-Frame-Options")!] = "DENY"
+        headers[.init("X-Content-Type-Options")!] = "nosniff"
+        headers[.contentSecurityPolicy] =
+            "default-src 'none'; script-src 'nonce-\(nonce)'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: .init(string: html)))
     }
 }
