@@ -180,7 +180,8 @@ def set_value(session, selector, value):
     js(session, f"(e => {{ e.value = {json.dumps(value)}; e.dispatchEvent(new Event('input')); return true }})(document.querySelector({json.dumps(selector)}))")
 
 
-def newest_code(since):
+def newest_mail_match(since, pattern, what):
+    """The first match of `pattern` in the newest mail to `email` sent since `since`."""
     deadline = time.time() + 60
     while time.time() < deadline:
         for path in sorted(glob.glob(os.path.join(outbox, "*.eml")), reverse=True):
@@ -188,27 +189,20 @@ def newest_code(since):
                 continue
             text = open(path, encoding="utf-8", errors="replace").read()
             if email in text:
-                found = re.search(r"sign-in code: ([A-Za-z0-9-]+)", text)
+                found = re.search(pattern, text)
                 if found:
                     return found.group(1)
         time.sleep(0.25)
-    raise TimeoutError("no sign-in mail in the outbox")
+    raise TimeoutError(f"no {what} in the outbox")
+
+
+def newest_code(since):
+    return newest_mail_match(since, r"sign-in code: ([A-Za-z0-9-]+)", "sign-in mail")
 
 
 def newest_link(since):
     """The sign-in link of the newest mail to `email` sent since `since`."""
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        for path in sorted(glob.glob(os.path.join(outbox, "*.eml")), reverse=True):
-            if os.path.getmtime(path) < since - 1:
-                continue
-            text = open(path, encoding="utf-8", errors="replace").read()
-            if email in text:
-                found = re.search(r"(https?://\S+/auth/magic-link/verify\?token=[A-Za-z0-9_-]+)", text)
-                if found:
-                    return found.group(1)
-        time.sleep(0.25)
-    raise TimeoutError("no sign-in link in the outbox")
+    return newest_mail_match(since, r"(https?://\S+/auth/magic-link/verify\?token=[A-Za-z0-9_-]+)", "sign-in link")
 
 
 def http(method, path, key=None, cookie=None, body=None):
