@@ -32,6 +32,8 @@ def error(e):
 
 def main():
     command = sys.argv[1]
+    # The call's own time, without this interpreter's start (seconds on a loaded machine).
+    call_started = time.monotonic()
     try:
         if command == "models":
             models = client.models.list()
@@ -110,6 +112,7 @@ def main():
         result = error(e)
     except openai.APIError as e:
         result = {"ok": False, "status": None, "type": type(e).__name__, "body": str(e)}
+    result["elapsed"] = time.monotonic() - call_started
     print(json.dumps(result))
 
 
