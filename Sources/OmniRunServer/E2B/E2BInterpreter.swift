@@ -99,7 +99,7 @@ struct E2BInterpreter {
         let service = access.service
         let timeout = executeTimeout
         access.service.metrics.increment("omnirun_commands_total{kind=\"e2b-execute\"}")
-        let body2 = ResponseBody { writer in
+        let stream = ResponseBody { writer in
             let bridge = StreamBridge<ByteBuffer>(capacity: 16)
             let producer = Task {
                 do {
@@ -121,7 +121,7 @@ struct E2BInterpreter {
             while let buffer = try await bridge.next() { try await writer.write(buffer) }
             try await writer.finish(nil)
         }
-        return Response(status: .ok, headers: [.contentType: "application/x-ndjson"], body: body2)
+        return Response(status: .ok, headers: [.contentType: "application/x-ndjson"], body: stream)
     }
 
     /// The lines one context event becomes (never a blank one: the SDK parses every line).
